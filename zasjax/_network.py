@@ -1,0 +1,192 @@
+"""Deep linear networks as one stacked array, their losses and analytic gradients.
+
+A network of depth L is `W: (L, D, D)` with layer 1 first, so the end-to-end matrix is
+W_{L:1} = W_L ⋯ W_1. Rectangular widths d_0, …, d_L (Wu-Wang-Ma, Remark (1)) occupy the
+top-left d_l × d_{l-1} block of layer l; `mask: (L, D, D)` is 1 on the entries that train
+and 0 elsewhere. Every update is multiplied by the mask, so padded entries (and fixed layers,
+such as padding layers of a depth bucket or Zou-Long-Gu's input/output transforms) never move.
+
+Everything here acts on ONE network; batches are `jax.vmap` in the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Matmul = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def unrolled_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
+    """`a @ b` written as D rank-1 multiply-adds.
+
+    For tiny D (≲ 10) under `vmap` with the batch as the *last* axis this stays elementwise,
+    so XLA vectorises across the batch instead of issuing many tiny dot products.
+    """
+    out = a[:, 0, None] * b[None, 0, :]
+    for k in range(1, a.shape[1]):
+        out = out + a[:, k, None] * b[None, k, :]
+    return out
+
+
+MATMULS: dict[str, Matmul] = {"dot": jnp.matmul, "unrolled": unrolled_matmul}
+
+
+def get_matmul(name: str | Matmul) -> Matmul:
+    if callable(name):
+        return name
+    if name not in MATMULS:
+        raise ValueError(f"unknown matmul {name!r}; expected one of {sorted(MATMULS)}")
+    return MATMULS[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout: widths, padding and masks (static, built with numpy-like jnp before tracing)
+# ---------------------------------------------------------------------------------------------
+
+
+def check_widths(widths: Sequence[int]) -> tuple[int, ...]:
+    """Validate widths d_0..d_L (depth L = len(widths) - 1) and return them as a tuple."""
+    widths = tuple(int(w) for w in widths)
+    if len(widths) < 2:
+        raise ValueError(f"widths must list d_0..d_L with depth L >= 1, got {widths}")
+    if min(widths) < 1:
+        raise ValueError(f"every width must be >= 1, got {widths}")
+    return widths
+
+
+def support_mask(widths: Sequence[int], size: int | None = None, dtype=jnp.float32) -> jax.Array:
+    """Mask `(L, D, D)`: 1 on layer l's top-left d_l × d_{l-1} block, 0 on the padding."""
+    widths = check_widths(widths)
+    size = max(widths) if size is None else int(size)
+    if size < max(widths):
+        raise ValueError(f"padded size D={size} is smaller than the widest layer {max(widths)}")
+    idx = jnp.arange(size)
+    rows = idx[None, :, None] < jnp.asarray(widths[1:])[:, None, None]
+    cols = idx[None, None, :] < jnp.asarray(widths[:-1])[:, None, None]
+    return (rows & cols).astype(dtype)
+
+
+def pad_square(a: jax.Array, size: int) -> jax.Array:
+    """Zero-pad the last two axes of `a` to (size, size)."""
+    r, c = a.shape[-2:]
+    if r > size or c > size:
+        raise ValueError(f"cannot pad an array of shape {a.shape} down to {size}x{size}")
+    pad = [(0, 0)] * (a.ndim - 2) + [(0, size - r), (0, size - c)]
+    return jnp.pad(a, pad)
+
+
+def pad_depth(W: jax.Array, mask: jax.Array, depth: int) -> tuple[jax.Array, jax.Array]:
+    """Append fixed identity layers so the net has `depth` layers and the same function.
+
+    The new layers have mask 0, so they never train; W_{L:1} and every gradient of the
+    original layers are unchanged. This is how a depth bucket holds several depths.
+    """
+    L, D, _ = W.shape
+    if depth < L:
+        raise ValueError(f"cannot pad a depth-{L} network to depth {depth}")
+    extra = depth - L
+    eye = jnp.broadcast_to(jnp.eye(D, dtype=W.dtype), (extra, D, D))
+    return (jnp.concatenate([W, eye]), jnp.concatenate([mask, jnp.zeros_like(eye, mask.dtype)]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Products
+# ---------------------------------------------------------------------------------------------
+
+
+def end_to_end(W: jax.Array, matmul: Matmul = jnp.matmul) -> jax.Array:
+    """W_{L:1} = W_L ⋯ W_1 for `W: (L, D, D)`."""
+    out, _ = lax.scan(lambda P, Wl: (matmul(Wl, P), None), jnp.eye(W.shape[-1], dtype=W.dtype), W)
+    return out
+
+
+def prefix_products(W: jax.Array, matmul: Matmul = jnp.matmul) -> jax.Array:
+    """P: (L+1, D, D) with P[l] = W_l ⋯ W_1 (P[0] = I)."""
+    eye = jnp.eye(W.shape[-1], dtype=W.dtype)
+
+    def body(P, Wl):
+        P = matmul(Wl, P)
+        return P, P
+
+    _, Ps = lax.scan(body, eye, W)
+    return jnp.concatenate([eye[None], Ps])
+
+
+def prefix_products_associative(W: jax.Array) -> jax.Array:
+    """Same as `prefix_products`, by a parallel prefix scan (depth O(log L) on accelerators)."""
+    eye = jnp.eye(W.shape[-1], dtype=W.dtype)
+    Ps = lax.associative_scan(lambda a, b: jnp.matmul(b, a), W)
+    return jnp.concatenate([eye[None], Ps])
+
+
+def suffix_products(W: jax.Array, matmul: Matmul = jnp.matmul) -> jax.Array:
+    """S: (L+1, D, D) with S[l] = W_L ⋯ W_{l+1} (S[L] = I)."""
+    eye = jnp.eye(W.shape[-1], dtype=W.dtype)
+
+    def body(S, Wl):
+        S = matmul(S, Wl)
+        return S, S
+
+    _, Ss = lax.scan(body, eye, W, reverse=True)
+    return jnp.concatenate([Ss, eye[None]])
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------
+
+
+def whitened_loss(W: jax.Array, phi: jax.Array) -> jax.Array:
+    """R(W) = ½‖W_L ⋯ W_1 − Φ‖²_F, eq. (2.3). `W: (L, D, D)`, `phi: (D, D)`."""
+    return 0.5 * jnp.sum((end_to_end(W) - phi) ** 2)
+
+
+def data_loss(W: jax.Array, X: jax.Array, Y: jax.Array) -> jax.Array:
+    """½‖W_L ⋯ W_1 X − Y‖²_F, eq. (2.2). `X: (D, n)`, `Y: (D, n)` (zero-padded rows)."""
+    return 0.5 * jnp.sum((end_to_end(W) @ X - Y) ** 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Analytic gradients: ∇_l = W_{L:l+1}ᵀ G W_{l-1:1}ᵀ with G = ∂loss/∂W_{L:1}
+# ---------------------------------------------------------------------------------------------
+
+
+def backprop_products(W: jax.Array, G: jax.Array, prefixes: jax.Array,
+                      matmul: Matmul = jnp.matmul) -> jax.Array:
+    """Per-layer gradients `(L, D, D)` given G = ∂loss/∂W_{L:1} and the prefix products.
+
+    Walks down from layer L carrying B_l = W_{L:l+1}ᵀ G, so each layer costs two matmuls.
+    """
+
+    def body(B, inputs):
+        Wl, P_below = inputs
+        grad = matmul(B, P_below.T)
+        return matmul(Wl.T, B), grad
+
+    _, grads = lax.scan(body, G, (W, prefixes[:-1]), reverse=True)
+    return grads
+
+
+def loss_and_grad(W: jax.Array, phi: jax.Array, matmul: Matmul = jnp.matmul,
+                  prefix: str = "sequential") -> tuple[jax.Array, jax.Array]:
+    """R(W) and ∇R(W) for the whitened loss, eq. (2.3):
+
+        ∇_l R = W_{L:l+1}ᵀ (W_{L:1} − Φ) W_{l−1:1}ᵀ.
+
+    One forward scan for the prefixes, one backward scan for the gradients (3L matmuls).
+    """
+    P = prefix_products_associative(W) if prefix == "associative" else prefix_products(W, matmul)
+    E = P[-1] - phi
+    return 0.5 * jnp.sum(E * E), backprop_products(W, E, P, matmul)
+
+
+def data_loss_and_grad(W: jax.Array, X: jax.Array, Y: jax.Array,
+                       matmul: Matmul = jnp.matmul) -> tuple[jax.Array, jax.Array]:
+    """½‖W_{L:1}X − Y‖²_F and its gradient, ∇_l = W_{L:l+1}ᵀ (W_{L:1}X − Y) Xᵀ W_{l−1:1}ᵀ."""
+    P = prefix_products(W, matmul)
+    residual = P[-1] @ X - Y
+    return 0.5 * jnp.sum(residual**2), backprop_products(W, residual @ X.T, P, matmul)

@@ -1,0 +1,255 @@
+"""One gradient-descent run on one network: a pure state machine stepped by `lax.scan`.
+
+Each iteration t evaluates R(W_t) and ∇R(W_t), records whether R(W_t) ≤ ε (then
+iterations-to-ε = t), flags divergence (non-finite or exploding loss), and applies the update
+only while the run is still going; a finished configuration freezes, so inside a vmapped batch
+one diverging learning rate never disturbs, or crashes, the others.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._network import data_loss_and_grad, get_matmul, loss_and_grad
+from ._optimizers import OPTIMIZERS, check_optimizer, make_optimizer
+
+RUNNING, CONVERGED, DIVERGED, MAX_ITERS = 0, 1, 2, 3
+STATUS_NAMES = {RUNNING: "running", CONVERGED: "converged", DIVERGED: "diverged",
+                MAX_ITERS: "max-iters"}
+
+#: A loss this many times max(R(0), 1) counts as diverged even while still finite.
+DIVERGENCE_FACTOR = 1e10
+
+
+# ---------------------------------------------------------------------------------------------
+# Objectives (pytrees, so batches of them vmap)
+# ---------------------------------------------------------------------------------------------
+
+
+class Whitened(eqx.Module):
+    """R(W) = ½‖W_{L:1} − Φ‖²_F, eq. (2.3). `phi: (D, D)`, zero-padded."""
+
+    phi: jax.Array
+
+    def value_and_grad(self, W, key, matmul, prefix="sequential"):
+        return loss_and_grad(W, self.phi, matmul, prefix)
+
+
+class Regression(eqx.Module):
+    """½‖W_{L:1}X − Y‖²_F, eq. (2.2), with `X: (D, n)`, `Y: (D, n)` zero-padded rows.
+
+    With `batch_size` set, each step's gradient is taken on a minibatch of columns drawn
+    without replacement (SGD); the loss that decides convergence is always the full one,
+    scaled per sample so that the minibatch gradient is unbiased: n/b · ∇(batch loss).
+    """
+
+    X: jax.Array
+    Y: jax.Array
+    batch_size: int | None = eqx.field(static=True, default=None)
+
+    def value_and_grad(self, W, key, matmul, prefix="sequential"):
+        loss, grad = data_loss_and_grad(W, self.X, self.Y, matmul)
+        if self.batch_size is None:
+            return loss, grad
+        n = self.X.shape[1]
+        cols = jax.random.choice(key, n, (self.batch_size,), replace=False)
+        _, g = data_loss_and_grad(W, self.X[:, cols], self.Y[:, cols], matmul)
+        return loss, g * (n / self.batch_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# State and result
+# ---------------------------------------------------------------------------------------------
+
+
+class RunState(NamedTuple):
+    W: jax.Array            # (L, D, D) current weights W_t
+    opt_state: Any          # optax state (empty for plain GD)
+    step: jax.Array         # t: update steps applied so far
+    loss: jax.Array         # R(W_t) at the last evaluation
+    status: jax.Array       # RUNNING / CONVERGED / DIVERGED / MAX_ITERS
+    iterations: jax.Array   # first t with R(W_t) ≤ ε, −1 if none yet
+    blowup: jax.Array       # loss above which the run counts as diverged
+    key: jax.Array          # PRNG key for minibatches
+
+
+class RunResult(NamedTuple):
+    """Outcome of a run (or, under vmap, of a batch of runs: every field gains a batch axis).
+
+    `losses[j]` is R at iteration j·record_every while the run was still going, NaN after.
+    `iterations` is the number of updates after which R ≤ ε first held (0 if R(W_0) ≤ ε),
+    −1 if never. `status` is one of CONVERGED, DIVERGED, MAX_ITERS (see `STATUS_NAMES`).
+    """
+
+    W: jax.Array
+    losses: jax.Array
+    status: jax.Array
+    iterations: jax.Array
+    final_loss: jax.Array
+    steps: jax.Array
+
+    @property
+    def converged(self):
+        return self.status == CONVERGED
+
+    @property
+    def diverged(self):
+        return self.status == DIVERGED
+
+
+class Settings(NamedTuple):
+    """Static choices: they pick the compiled program, so they are not swept by vmap."""
+
+    optimizer: str = "gd"
+    hyper: tuple = ()           # optimiser hyper-parameters as sorted (name, value) pairs
+    matmul: str = "dot"
+    prefix: str = "sequential"
+    record_every: int = 1
+
+
+def _optimizer(settings: Settings, lr):
+    return make_optimizer(settings.optimizer, lr, dict(settings.hyper))
+
+
+def init_state(W0, objective, lr, settings: Settings = Settings(), key=None) -> RunState:
+    """The state before the first iteration."""
+    key = jax.random.key(0) if key is None else key
+    matmul = get_matmul(settings.matmul)
+    loss0, _ = objective.value_and_grad(W0, key, matmul, settings.prefix)
+    opt_state = () if settings.optimizer == "gd" else _optimizer(settings, lr).init(W0)
+    int_ = jnp.int32
+    return RunState(W0, opt_state, jnp.zeros((), int_), loss0, jnp.asarray(RUNNING, int_),
+                    jnp.asarray(-1, int_), DIVERGENCE_FACTOR * jnp.maximum(loss0, 1.0), key)
+
+
+def step(state: RunState, objective, mask, lr, eps, max_iters,
+         settings: Settings = Settings()) -> RunState:
+    """One iteration: evaluate at W_t, update the flags, update W if still running."""
+    matmul = get_matmul(settings.matmul)
+    key, sub = jax.random.split(state.key)
+    loss, grad = objective.value_and_grad(state.W, sub, matmul, settings.prefix)
+    grad = grad * mask
+    going = state.status == RUNNING
+    hit = going & (loss <= eps)
+    bad = going & ~hit & (~jnp.isfinite(loss) | (loss > state.blowup))
+    capped = going & ~hit & ~bad & (state.step >= max_iters)
+    status = jnp.where(hit, CONVERGED, jnp.where(bad, DIVERGED,
+                       jnp.where(capped, MAX_ITERS, state.status)))
+    iterations = jnp.where(hit, state.step, state.iterations)
+    move = status == RUNNING
+
+    if settings.optimizer == "gd":
+        W_new, opt_state = state.W - lr * grad, state.opt_state
+    else:
+        updates, opt_state = _optimizer(settings, lr).update(grad, state.opt_state, state.W)
+        W_new = state.W + updates * mask
+        opt_state = jax.tree.map(lambda new, old: jnp.where(move, new, old), opt_state,
+                                 state.opt_state)
+    W = jnp.where(move, W_new, state.W)
+    loss = jnp.where(going, loss, state.loss)
+    return RunState(W, opt_state, state.step + move, loss, status, iterations, state.blowup, key)
+
+
+def advance(state: RunState, objective, mask, lr, eps, max_iters, n_records: int,
+            settings: Settings = Settings()) -> tuple[RunState, jax.Array]:
+    """`n_records · record_every` iterations; returns the new state and `(n_records,)` losses.
+
+    Pure and unjitted: callers jit (and vmap, shard) it once at the loop level.
+    """
+
+    def block(state, _):
+        going = state.status == RUNNING
+        state = step(state, objective, mask, lr, eps, max_iters, settings)
+        first = jnp.where(going, state.loss, jnp.nan)  # R at the block's first iteration
+        if settings.record_every > 1:
+            state = lax.fori_loop(
+                1, settings.record_every,
+                lambda _, s: step(s, objective, mask, lr, eps, max_iters, settings), state)
+        return state, first
+
+    return lax.scan(block, state, None, length=n_records)
+
+
+def result(state: RunState, losses) -> RunResult:
+    return RunResult(state.W, losses, state.status, state.iterations, state.loss, state.step)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation and the one-call entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def _concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_run_args(W0, lr, eps, max_iters, record_every, optimizer, mask=None, phi=None,
+                   X=None, Y=None) -> None:
+    """ValueError, before tracing, for input a run cannot use."""
+    if jnp.ndim(W0) != 3 or W0.shape[1] != W0.shape[2]:
+        raise ValueError(f"W0 must have shape (L, D, D), got {jnp.shape(W0)}")
+    D = W0.shape[-1]
+    if mask is not None and jnp.shape(mask) != W0.shape:
+        raise ValueError(f"mask must have the shape of W0 {W0.shape}, got {jnp.shape(mask)}")
+    if phi is not None and jnp.shape(phi) != (D, D):
+        raise ValueError(f"target must have shape ({D}, {D}) to match W0, got {jnp.shape(phi)}")
+    if X is not None and (jnp.ndim(X) != 2 or X.shape[0] != D or jnp.shape(Y) != X.shape):
+        raise ValueError(f"X and Y must both have shape ({D}, n), got {jnp.shape(X)} and "
+                         f"{jnp.shape(Y)}")
+    check_optimizer(optimizer)
+    if int(max_iters) < 0:
+        raise ValueError(f"max_iters must be >= 0, got {max_iters}")
+    if int(record_every) < 1:
+        raise ValueError(f"record_every must be >= 1, got {record_every}")
+    for name, value in (("lr", lr), ("eps", eps)):
+        if _concrete(value) and not np.all(np.asarray(value) > 0):
+            raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def n_records_for(max_iters: int, record_every: int) -> int:
+    # max_iters updates need max_iters + 1 evaluations; round up to whole blocks.
+    return -(-(int(max_iters) + 1) // int(record_every))
+
+
+@partial(jax.jit, static_argnames=("n_records", "settings"))
+def _run_jit(W0, objective, mask, lr, eps, max_iters, key, n_records, settings):
+    state = init_state(W0, objective, lr, settings, key)
+    state, losses = advance(state, objective, mask, lr, eps, max_iters, n_records, settings)
+    return result(state, losses)
+
+
+def run(W0, phi=None, *, lr, X=None, Y=None, mask=None, optimizer: str = "gd",
+        eps: float = 1e-10, max_iters: int = 10_000, record_every: int = 1,
+        batch_size: int | None = None, key=None, matmul: str = "dot",
+        prefix: str = "sequential", **hyper) -> RunResult:
+    """Gradient descent from `W0: (L, D, D)` on the whitened loss (give `phi: (D, D)`) or
+    the data loss (give `X, Y: (D, n)`), until R ≤ `eps`, divergence, or `max_iters` updates.
+
+    `lr`, `eps`, `phi`, `W0`, `X`, `Y`, `key` may be batched with `jax.vmap`; `optimizer`
+    (`gd`, `sgd`, `momentum`, `nesterov`, `adam`), its `**hyper`-parameters, `max_iters`
+    and `record_every` are static. Returns a `RunResult`.
+    """
+    if (phi is None) == (X is None):
+        raise ValueError("give exactly one objective: a target `phi`, or data `X` and `Y`")
+    check_run_args(W0, lr, eps, max_iters, record_every, optimizer, mask, phi, X, Y)
+    if batch_size is not None and X is not None and not 1 <= batch_size <= X.shape[1]:
+        raise ValueError(f"batch_size must be in [1, n={X.shape[1]}], got {batch_size}")
+    objective = Whitened(phi) if phi is not None else Regression(X, Y, batch_size)
+    mask = jnp.ones_like(W0) if mask is None else mask
+    settings = Settings(optimizer, tuple(sorted(hyper.items())), matmul, prefix, record_every)
+    key = jax.random.key(0) if key is None else key
+    dtype = W0.dtype
+    return _run_jit(W0, objective, mask.astype(dtype), jnp.asarray(lr, dtype),
+                    jnp.asarray(eps, dtype), jnp.asarray(max_iters, jnp.int32), key,
+                    n_records_for(max_iters, record_every), settings)
+
+
+__all__ = ["run", "RunResult", "RunState", "Settings", "Whitened", "Regression", "init_state",
+           "step", "advance", "STATUS_NAMES", "OPTIMIZERS"]

@@ -1,0 +1,87 @@
+"""Named targets Φ: `(key, shape) -> (d_L, d_0)` arrays, and user matrices from `.npy` files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Target = Callable[[jax.Array, tuple[int, int]], jax.Array]
+
+
+def _square(name: str, shape: tuple[int, int]) -> int:
+    if shape[0] != shape[1]:
+        raise ValueError(f"target {name!r} needs d_L == d_0, got shape {shape}")
+    return shape[0]
+
+
+def neg_identity(key, shape, dtype=jnp.float32):
+    """Φ = −I (Wu-Wang-Ma Fig. 2/3; Shamir's hard case in 1-D)."""
+    return -jnp.eye(*shape, dtype=dtype)
+
+
+def identity(key, shape, dtype=jnp.float32):
+    """Φ = I (already solved by the identity initialisation)."""
+    return jnp.eye(*shape, dtype=dtype)
+
+
+def gaussian(key, shape, dtype=jnp.float32):
+    """Φ_ij ~ N(0, 1) iid (Wu-Wang-Ma Fig. 2)."""
+    return jax.random.normal(key, shape, dtype)
+
+
+def orthogonal(key, shape, dtype=jnp.float32):
+    """A Haar-random orthogonal (or semi-orthogonal) matrix."""
+    return jax.random.orthogonal(key, max(shape), dtype=dtype)[: shape[0], : shape[1]]
+
+
+def psd(key, shape, dtype=jnp.float32):
+    """Φ = G Gᵀ / d with G_ij ~ N(0, 1): symmetric positive (semi-)definite."""
+    d = _square("psd", shape)
+    G = jax.random.normal(key, (d, d), dtype)
+    return G @ G.T / d
+
+
+TARGETS: dict[str, Target] = {
+    "neg-identity": neg_identity,
+    "identity": identity,
+    "gaussian": gaussian,
+    "orthogonal": orthogonal,
+    "psd": psd,
+}
+
+
+def make_target(name: str, key: jax.Array, shape: tuple[int, int], dtype=jnp.float32) -> jax.Array:
+    """Build the named target of `shape = (d_L, d_0)`; raises ValueError for unknown names."""
+    if name not in TARGETS:
+        raise ValueError(f"unknown target {name!r}; expected one of {sorted(TARGETS)} "
+                         "(or a matrix from a .npy file)")
+    return TARGETS[name](key, tuple(shape), dtype=dtype)
+
+
+def load_target(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a user target from a `.npy` file; a 1-D file of length 1 or a scalar means d = 1.
+
+    Raises ValueError if the file does not hold a finite real matrix of the expected shape.
+    """
+    if not os.path.exists(path):
+        raise ValueError(f"target file {str(path)!r} does not exist")
+    try:
+        phi = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise ValueError(f"target file {str(path)!r} is not a readable .npy array: {e}") from e
+    phi = np.asarray(phi)
+    if phi.ndim < 2 and phi.size == 1:
+        phi = phi.reshape(1, 1)
+    if phi.ndim != 2 or not np.issubdtype(phi.dtype, np.number) or np.iscomplexobj(phi):
+        raise ValueError(f"target file {str(path)!r} must hold a real 2-D matrix, "
+                         f"got dtype {phi.dtype} and shape {phi.shape}")
+    if shape is not None and tuple(phi.shape) != tuple(shape):
+        raise ValueError(f"target file {str(path)!r} has shape {phi.shape}, expected "
+                         f"{tuple(shape)} to match --dim")
+    if not np.all(np.isfinite(phi)):
+        raise ValueError(f"target file {str(path)!r} contains non-finite entries")
+    return phi
