@@ -1,0 +1,294 @@
+"""Trajectory diagnostics: the quantities the convergence proofs track, as pure functions.
+
+Every function acts on ONE network `W: (L, D, D)` (layer 1 first) and, where needed, ONE
+target `phi: (D, D)`; batch them with `jax.vmap`. The quantities come from
+
+* Wu, Wang & Ma (2019), "Global convergence of gradient descent for deep linear residual
+  networks": the invariants D_l = W_{l+1}ᵀW_{l+1} − W_lW_lᵀ (eq. 4.3), constant under
+  gradient flow (Lemma 4.2) and drifting O(η²) per gradient-descent step (Lemma 4.5); for
+  the zero-asymmetric (ZAS) init, D_l = 0 (l < L−1) and D_{L−1} = −I, whence
+  σ_min(W_{L−1:1})² = λ_min((I + W_LᵀW_L)^{L−1}) ≥ 1 and the gradient bound
+  ‖∇_{W_L} R‖²_F ≥ 2R (eq. 4.8);
+* Arora, Cohen, Golowich & Hu (ICLR 2019): δ-balancedness (δ = max_l ‖D_l‖_F, Def. 1) and
+  the deficiency margin σ_min(Φ) − ‖W_{L:1} − Φ‖_F (Def. 2).
+
+Padded networks. A network built from widths d_0..d_L sits in the top-left blocks of
+`W: (L, D, D)` (see `_network.py`). Pass `widths=(d_0, …, d_L)` to every function that takes
+it: layers beyond L = len(widths) − 1 (depth padding) are ignored, and a "minimum singular
+value" of a d_r × d_c block is its min(d_r, d_c)-th largest singular value, so the zero
+padding never shows up as a spurious σ_min = 0. Without `widths` the whole D × D array is
+the network. The invariants and Frobenius norms need no special care: zero padding
+contributes zero to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._network import check_widths, end_to_end, loss_and_grad
+from ._run import Settings, Whitened, init_state, step
+
+Widths = Sequence[int] | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout helpers (static)
+# ---------------------------------------------------------------------------------------------
+
+
+def _layout(W: jax.Array, widths: Widths) -> tuple[jax.Array, tuple[int, ...]]:
+    """The true layers of `W` and their widths d_0..d_L (all D when `widths` is None)."""
+    L, D, _ = W.shape
+    if widths is None:
+        return W, (D,) * (L + 1)
+    widths = check_widths(widths)
+    if len(widths) - 1 > L or max(widths) > D:
+        raise ValueError(f"widths {widths} do not fit in a network of shape {W.shape}")
+    return W[: len(widths) - 1], widths
+
+
+def _kth_singular(A: jax.Array, k: int) -> jax.Array:
+    """The k-th largest singular value (1-based) of `A`; for a zero-padded d_r × d_c block,
+    k = min(d_r, d_c) gives the block's smallest one."""
+    return jnp.linalg.svd(A, compute_uv=False)[k - 1]
+
+
+def _spectral_norm(A: jax.Array) -> jax.Array:
+    return jnp.linalg.svd(A, compute_uv=False)[..., 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Invariants (Wu-Wang-Ma eq. 4.3) and balancedness (Arora et al. Def. 1)
+# ---------------------------------------------------------------------------------------------
+
+
+def invariants(W: jax.Array, widths: Widths = None) -> jax.Array:
+    """D_l = W_{l+1}ᵀW_{l+1} − W_lW_lᵀ for l = 1..L−1, eq. (4.3). Returns `(L−1, D, D)`.
+
+    Constant under gradient flow (Lemma 4.2): d/dt W_{l+1}ᵀW_{l+1} = d/dt W_lW_lᵀ.
+    """
+    W, _ = _layout(W, widths)
+    upper, lower = W[1:], W[:-1]
+    return jnp.einsum("lji,ljk->lik", upper, upper) - jnp.einsum("lij,lkj->lik", lower, lower)
+
+
+def invariant_drift(W: jax.Array, W0: jax.Array, widths: Widths = None) -> jax.Array:
+    """max_l ‖D_l(W) − D_l(W0)‖₂ (spectral norm); 0 for depth 1. Lemma 4.2 says 0 under flow."""
+    diff = invariants(W, widths) - invariants(W0, widths)
+    if diff.shape[0] == 0:
+        return jnp.zeros((), W.dtype)
+    return jnp.max(_spectral_norm(diff))
+
+
+def zas_invariant_gap(W: jax.Array, widths: Widths = None) -> jax.Array:
+    """‖I + D_{L−1}‖₂, I the d_{L−1} × d_{L−1} identity: 0 along the flow from ZAS
+    (there D_{L−1} = W_LᵀW_L − W_{L−1}W_{L−1}ᵀ = −I). 0 for depth 1 by convention."""
+    W, ws = _layout(W, widths)
+    if W.shape[0] < 2:
+        return jnp.zeros((), W.dtype)
+    D = W.shape[-1]
+    eye = (jnp.arange(D) < ws[-2]).astype(W.dtype)
+    return _spectral_norm(jnp.diag(eye) + invariants(W)[-1])
+
+
+def balancedness(W: jax.Array, widths: Widths = None) -> jax.Array:
+    """δ = max_l ‖W_{l+1}ᵀW_{l+1} − W_lW_lᵀ‖_F (Arora et al., Definition 1); 0 for depth 1."""
+    D = invariants(W, widths)
+    if D.shape[0] == 0:
+        return jnp.zeros((), W.dtype)
+    return jnp.max(jnp.sqrt(jnp.sum(D * D, axis=(-2, -1))))
+
+
+# ---------------------------------------------------------------------------------------------
+# Singular values (Wu-Wang-Ma Lemma 4.4 / eq. 4.7)
+# ---------------------------------------------------------------------------------------------
+
+
+def sigma_min_lower(W: jax.Array, widths: Widths = None) -> jax.Array:
+    """σ_min(W_{L−1:1}) over its true d_{L−1} × d_0 block (1 for depth 1: the empty product)."""
+    W, ws = _layout(W, widths)
+    if W.shape[0] < 2:
+        return jnp.ones((), W.dtype)
+    return _kth_singular(end_to_end(W[:-1]), min(ws[-2], ws[0]))
+
+
+def zas_lambda_min(W: jax.Array, widths: Widths = None) -> jax.Array:
+    """λ_min((I + W_LᵀW_L)^{L−1}) = (1 + σ_{d_{L−1}}(W_L)²)^{L−1}, over the d_{L−1}-dim space.
+
+    From ZAS the invariants give W_{L−1:1}W_{L−1:1}ᵀ = (I + W_LᵀW_L)^{L−1} exactly, so this
+    equals σ_min(W_{L−1:1})² along the flow and is ≥ 1 (Wu-Wang-Ma, proof of Theorem 4.1).
+    """
+    W, ws = _layout(W, widths)
+    L = W.shape[0]
+    s = _kth_singular(W[-1], ws[-2])  # 0 when d_L < d_{L−1}: W_LᵀW_L is then singular
+    return (1.0 + s * s) ** (L - 1)
+
+
+def end_to_end_singular_values(W: jax.Array, widths: Widths = None) -> jax.Array:
+    """Singular values of W_{L:1}, largest first: `(min(d_L, d_0),)` with widths, else `(D,)`."""
+    W, ws = _layout(W, widths)
+    return jnp.linalg.svd(end_to_end(W), compute_uv=False)[: min(ws[-1], ws[0])]
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradients (eq. 4.8) and Arora's deficiency margin (Def. 2)
+# ---------------------------------------------------------------------------------------------
+
+
+def layer_grad_norms(W: jax.Array, phi: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """‖∇_{W_l} R‖_F for l = 1..L, `(L,)`, of the (masked) whitened-loss gradient."""
+    _, grad = loss_and_grad(W, phi)
+    if mask is not None:
+        grad = grad * mask
+    return jnp.sqrt(jnp.sum(grad * grad, axis=(-2, -1)))
+
+
+def last_layer_grad_ratio(W: jax.Array, phi: jax.Array, widths: Widths = None) -> jax.Array:
+    """‖∇_{W_L} R‖²_F / R, the quantity bounded below by 2 in eq. (4.8) along the ZAS flow.
+
+    ∇_{W_L} R = (W_{L:1} − Φ) W_{L−1:1}ᵀ, so the ratio is ≥ 2 σ_min(W_{L−1:1})² whenever
+    d_{L−1} ≥ d_0. NaN where R = 0.
+    """
+    W, _ = _layout(W, widths)
+    loss, grad = loss_and_grad(W, phi)
+    g2 = jnp.sum(grad[-1] ** 2)
+    return jnp.where(loss > 0, g2 / jnp.where(loss > 0, loss, 1.0), jnp.nan)
+
+
+def deficiency_margin(W: jax.Array, phi: jax.Array, widths: Widths = None) -> jax.Array:
+    """σ_min(Φ) − ‖W_{L:1} − Φ‖_F (Arora et al., Definition 2); the init has deficiency margin
+    c > 0 iff this is ≥ c. σ_min(Φ) is over the true d_L × d_0 block."""
+    W, ws = _layout(W, widths)
+    return _kth_singular(phi, min(ws[-1], ws[0])) - jnp.linalg.norm(end_to_end(W) - phi)
+
+
+def saddle_loss(phi: jax.Array) -> jax.Array:
+    """R at the saddle W_{L:1} = 0 (e.g. ZAS itself): ½‖Φ‖²_F."""
+    return 0.5 * jnp.sum(phi * phi)
+
+
+# ---------------------------------------------------------------------------------------------
+# All of the above at once
+# ---------------------------------------------------------------------------------------------
+
+
+def diagnostics(W: jax.Array, phi: jax.Array, W0: jax.Array | None = None,
+                widths: Widths = None, mask: jax.Array | None = None) -> dict[str, jax.Array]:
+    """A dict of every diagnostic of one network (pure; vmappable over W, W0, phi).
+
+    Keys (shapes): `loss` (), `invariant_drift` () [needs W0, else omitted], `zas_gap` (),
+    `balancedness` (), `sigma_min_lower` (), `zas_lambda_min` (), `end_to_end_sv` (r,),
+    `grad_norms` (L,), `grad_ratio_last` (), `deficiency_margin` ().
+    """
+    out = {"loss": 0.5 * jnp.sum((end_to_end(_layout(W, widths)[0]) - phi) ** 2)}
+    if W0 is not None:
+        out["invariant_drift"] = invariant_drift(W, W0, widths)
+    out.update(
+        zas_gap=zas_invariant_gap(W, widths),
+        balancedness=balancedness(W, widths),
+        sigma_min_lower=sigma_min_lower(W, widths),
+        zas_lambda_min=zas_lambda_min(W, widths),
+        end_to_end_sv=end_to_end_singular_values(W, widths),
+        grad_norms=layer_grad_norms(W, phi, mask),
+        grad_ratio_last=last_layer_grad_ratio(W, phi, widths),
+        deficiency_margin=deficiency_margin(W, phi, widths),
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Saddle plateaus (Wu-Wang-Ma Fig. 3: escape time from the ZAS saddle)
+# ---------------------------------------------------------------------------------------------
+
+
+class Plateau(NamedTuple):
+    """Iterations a recorded run spent near a saddle value.
+
+    `length`: iterations with |R − R_s| ≤ rtol·R_s (and gradient norm ≤ grad_tol, if given);
+    `start`: the first such iteration; `escape`: the iteration after the last one (the
+    escape time); `start` and `escape` are −1 if the run never came near the saddle.
+    """
+
+    length: jax.Array
+    start: jax.Array
+    escape: jax.Array
+
+
+def plateau(losses: jax.Array, saddle: jax.Array, grad_norms: jax.Array | None = None,
+            rtol: float = 0.05, grad_tol: float | jax.Array | None = None,
+            record_every: int = 1) -> Plateau:
+    """Measure a saddle plateau in a recorded loss curve `losses: (n,)` (NaN entries, e.g.
+    after a run finished, count as off the plateau).
+
+    `saddle` is the loss at the saddle, e.g. `saddle_loss(phi)` = ½‖Φ‖²_F for W_{L:1} = 0.
+    With `grad_norms: (n,)` a record counts only while the gradient is small as well:
+    ‖∇R‖ ≤ grad_tol, by default 0.1·√(2R_s) = 0.1‖Φ‖_F for the default saddle. Records are
+    `record_every` iterations apart; counts are returned in iterations.
+    """
+    saddle = jnp.asarray(saddle, losses.dtype)
+    near = jnp.abs(losses - saddle) <= rtol * jnp.abs(saddle)
+    if grad_norms is not None:
+        tol = 0.1 * jnp.sqrt(2.0 * jnp.abs(saddle)) if grad_tol is None else grad_tol
+        near = near & (grad_norms <= tol)
+    n = losses.shape[0]
+    idx = jnp.arange(n)
+    any_ = jnp.any(near)
+    first = jnp.where(any_, jnp.min(jnp.where(near, idx, n)), -1)
+    last = jnp.where(any_, jnp.max(jnp.where(near, idx, -1)) + 1, -1)
+    every = int(record_every)
+    return Plateau(jnp.sum(near) * every, jnp.where(any_, first * every, -1),
+                   jnp.where(any_, last * every, -1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagnostics along a gradient-descent run
+# ---------------------------------------------------------------------------------------------
+
+
+def trajectory(W0: jax.Array, phi: jax.Array, lr, n_steps: int, every: int = 1,
+               mask: jax.Array | None = None, widths: Widths = None,
+               settings: Settings = Settings()) -> dict[str, jax.Array]:
+    """Run `n_steps` of gradient descent from `W0` on R = ½‖W_{L:1} − Φ‖²_F with the core
+    runner's `step`, and record `diagnostics(W_t, phi, W0)` at t = 0, every, 2·every, …
+
+    Returns the diagnostics dict with a leading `(n_steps // every + 1,)` axis, plus `step`
+    (t of each record) and `status` (the runner's flag at that record; a run that diverged
+    freezes, so its later records repeat the frozen W). `n_steps`, `every`, `widths` and
+    `settings` are static; `lr`, `W0`, `phi`, `mask` may be traced, so the function jits
+    (`jax.jit(trajectory, static_argnames=("n_steps", "every", "widths", "settings"))`) and
+    vmaps over learning rates, targets and inits. Pure and unjitted.
+    """
+    n_steps, every = int(n_steps), int(every)
+    if n_steps < 0 or every < 1:
+        raise ValueError(f"need n_steps >= 0 and every >= 1, got {n_steps} and {every}")
+    objective = Whitened(phi)
+    mask = jnp.ones_like(W0) if mask is None else mask.astype(W0.dtype)
+    lr = jnp.asarray(lr, W0.dtype)
+    eps = jnp.zeros((), W0.dtype)  # never "converge": record the whole horizon
+    max_iters = jnp.asarray(n_steps, jnp.int32)
+
+    def record(state):
+        return {**diagnostics(state.W, phi, W0, widths, mask), "status": state.status}
+
+    def block(state, _):
+        state = lax.fori_loop(
+            0, every, lambda _, s: step(s, objective, mask, lr, eps, max_iters, settings), state)
+        return state, record(state)
+
+    state = init_state(W0, objective, lr, settings)
+    first = record(state)
+    _, rest = lax.scan(block, state, None, length=n_steps // every)
+    out = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+    out["step"] = every * jnp.arange(n_steps // every + 1)
+    return out
+
+
+__all__ = ["invariants", "invariant_drift", "zas_invariant_gap", "balancedness",
+           "sigma_min_lower", "zas_lambda_min", "end_to_end_singular_values",
+           "layer_grad_norms", "last_layer_grad_ratio", "deficiency_margin", "saddle_loss",
+           "diagnostics", "Plateau", "plateau", "trajectory"]
