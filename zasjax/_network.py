@@ -82,6 +82,8 @@ def pad_square(a: jax.Array, size: int) -> jax.Array:
 def pad_depth(W: jax.Array, mask: jax.Array, depth: int) -> tuple[jax.Array, jax.Array]:
     """Append fixed identity layers so the net has `depth` layers and the same function.
 
+    `mask` is `(L, D, D)` or broadcastable per layer, e.g. `(L, 1, 1)`.
+
     The new layers have mask 0, so they never train; W_{L:1} and every gradient of the
     original layers are unchanged. This is how a depth bucket holds several depths.
     """
@@ -90,7 +92,8 @@ def pad_depth(W: jax.Array, mask: jax.Array, depth: int) -> tuple[jax.Array, jax
         raise ValueError(f"cannot pad a depth-{L} network to depth {depth}")
     extra = depth - L
     eye = jnp.broadcast_to(jnp.eye(D, dtype=W.dtype), (extra, D, D))
-    return (jnp.concatenate([W, eye]), jnp.concatenate([mask, jnp.zeros_like(eye, mask.dtype)]))
+    fixed = jnp.zeros((extra, *mask.shape[1:]), mask.dtype)
+    return jnp.concatenate([W, eye]), jnp.concatenate([mask, fixed])
 
 
 # ---------------------------------------------------------------------------------------------
