@@ -58,6 +58,36 @@ def iterations_vs_depth(rows: Sequence[dict], path: str | os.PathLike,
     plt.close(fig)
 
 
+def training_accuracy_curves(rows: Sequence[dict], path: str | os.PathLike,
+                             title: str = "Training accuracy, nonlinear ResNet") -> None:
+    """Figure 4 of Wu, Wang & Ma (2019): training accuracy vs iteration.
+
+    `rows` are dicts with keys init, depth, lr, iteration, train_accuracy (one learning
+    rate per (init, depth), the chosen one); one line per (init, depth), solid for mZAS
+    and dashed for the other initialisations.
+    """
+    plt = _pyplot()
+    curves: dict[tuple, list] = {}
+    for r in rows:
+        curves.setdefault((r["init"], int(r["depth"]), float(r["lr"])), []).append(
+            (int(r["iteration"]), float(r["train_accuracy"])))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    depths = sorted({d for _, d, _ in curves})
+    colours = {d: plt.cm.viridis(i / max(len(depths) - 1, 1)) for i, d in enumerate(depths)}
+    for (init, depth, lr), pts in sorted(curves.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colours[depth],
+                linestyle="-" if init == "mzas" else "--",
+                label=f"{init}, L={depth}, η={lr:.2g}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("training accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
 
 def flow_vs_gd(path: str | os.PathLike, ts, loss_flow, bound, gd_curves: dict,
                title: str = "Gradient flow vs gradient descent") -> None:

@@ -1,0 +1,83 @@
+import argparse
+import csv
+import json
+import math
+
+import pytest
+from conftest import FASHION_MNIST
+
+from zasjax.reproduce import fig4
+
+
+def _args(out, *extra, quick=False):
+    parser = argparse.ArgumentParser()
+    fig4.add_arguments(parser)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out")
+    argv = ["--out", str(out), "--data-dir", FASHION_MNIST, *extra]
+    return parser.parse_args(argv + (["--quick"] if quick else []))
+
+
+def _finite(entry):
+    return all(math.isfinite(entry[k]) for k in
+               ("lr", "final_train_accuracy", "best_train_accuracy", "iterations"))
+
+
+def test_lr_grid_follows_one_over_depth():
+    assert fig4.stable_lr(10) == 0.03
+    assert fig4.stable_lr(1000) == pytest.approx(7e-4)
+    assert fig4.stable_lr(10_000) == pytest.approx(fig4.stable_lr(1000) / 10)
+    assert len(fig4.default_lrs(100, quick=True)) <= 2
+    assert all(lr > 0 for d in (1, 10, 10_000) for lr in fig4.default_lrs(d, quick=False))
+
+
+def test_tiny_run_writes_outputs_and_resumes(tmp_path):
+    extra = ["--depths", "3,6", "--width", "8", "--train-size", "60", "--steps", "30",
+             "--record-every", "10", "--lr", "0.05,0.2"]
+    summary = fig4.main(_args(tmp_path, *extra))
+    assert {(r["init"], r["depth"]) for r in summary["runs"]} == {
+        (i, d) for i in ("mzas", "xavier") for d in (3, 6)}
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["runs"] == json.loads(json.dumps(summary["runs"]))
+    for entry in summary["runs"]:
+        assert _finite(entry) and entry["lr"] in (0.05, 0.2)
+        assert 0 <= entry["final_train_accuracy"] <= entry["best_train_accuracy"] <= 1
+    with open(tmp_path / "accuracy.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == fig4.COLUMNS
+    mzas3 = [r for r in rows if r["init"] == "mzas" and r["depth"] == "3" and r["lr"] == "0.05"]
+    assert [int(r["iteration"]) for r in mzas3] == [0, 10, 20, 30]
+    assert float(mzas3[0]["loss"]) == pytest.approx(math.log(10), rel=1e-6)  # eq. (6.2)
+    assert (tmp_path / "fig4.png").stat().st_size > 0
+    assert len(list((tmp_path / "checkpoints").glob("*.npz"))) == 4
+    # Re-running on the same folder resumes from the finished checkpoints: same answer.
+    again = fig4.main(_args(tmp_path, *extra))
+    assert again["runs"] == summary["runs"]
+
+
+def test_bad_input(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="depths must be positive"):
+        fig4.main(_args(tmp_path, "--depths", "0,10"))
+    with pytest.raises(ValueError, match=r"unknown initialisation\(s\) \['he'\]"):
+        fig4.main(_args(tmp_path, "--init", "mzas,he"))
+    with pytest.raises(ValueError, match="learning rates must be finite and > 0"):
+        fig4.main(_args(tmp_path, "--lr", "0.01,-1"))
+    monkeypatch.delenv("ZASJAX_FASHION_MNIST", raising=False)
+    args = _args(tmp_path)
+    args.data_dir = None
+    with pytest.raises(ValueError, match="--data-dir or set \\$ZASJAX_FASHION_MNIST"):
+        fig4.main(args)
+
+
+@pytest.mark.slow
+def test_quick_mzas_trains_and_xavier_does_not(tmp_path):
+    summary = fig4.main(_args(tmp_path, quick=True))
+    runs = {(r["init"], r["depth"]): r for r in summary["runs"]}
+    assert set(runs) == {(i, d) for i in ("mzas", "xavier") for d in (10, 100)}
+    assert all(_finite(r) for r in runs.values())
+    deep = runs["mzas", 100]
+    assert not deep["diverged"] and deep["iterations"] <= 1000
+    assert deep["final_train_accuracy"] >= 0.9
+    xavier = runs["xavier", 100]
+    assert xavier["diverged"] or xavier["final_train_accuracy"] < 0.5
+    assert (tmp_path / "fig4.png").exists()
