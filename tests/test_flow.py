@@ -1,0 +1,96 @@
+"""Gradient flow (diffrax): conserved invariants, Theorem 4.1, GD → flow at first order, CLI."""
+
+import argparse
+import csv
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from zasjax import make_init, make_target
+from zasjax._flow import compare_gd_flow, gradient_flow_jit
+from zasjax._flow_cli import add_arguments, main
+
+F64 = jnp.float64
+
+
+@pytest.mark.parametrize("L,d", [(2, 2), (5, 3)])
+def test_zas_flow_conserves_invariants_and_decays_like_exp(key, L, d):
+    W0 = make_init("zas", key, (d,) * (L + 1), dtype=F64)
+    phis = jax.vmap(lambda k: make_target("gaussian", k, (d, d), F64))(jax.random.split(key, 3))
+    ts = jnp.linspace(0.0, 3.0, 31, dtype=F64)
+    sol = jax.vmap(lambda phi: gradient_flow_jit(W0, phi, ts, rtol=1e-9, atol=1e-11))(phis)
+    assert np.all(np.asarray(sol.ok))
+    # Lemma 4.2: D_l(t) = D_l(0) up to the ODE tolerance.
+    assert float(jnp.max(sol.invariant_drift)) < 1e-6
+    # Theorem 4.1: R(t) ≤ e^{−2t} R(0) for any Φ.
+    ratio = sol.losses / (jnp.exp(-2.0 * ts) * sol.losses[:, :1])
+    assert float(jnp.max(ratio)) <= 1.0 + 1e-6
+    assert np.all(np.asarray(sol.losses[:, -1]) < np.asarray(sol.losses[:, 0]) * 1e-2)
+
+
+def test_gd_to_flow_gap_is_first_order(key):
+    L, d = 3, 2
+    W0 = make_init("zas", key, (d,) * (L + 1), dtype=F64)
+    phi = make_target("gaussian", key, (d, d), F64)
+    cmp = compare_gd_flow(W0, phi, [0.04, 0.02, 0.01, 0.005], 2.0, ts=np.linspace(0, 2, 5))
+    assert np.all(np.diff(cmp.gaps) < 0)
+    assert abs(cmp.slope - 1.0) <= 0.2, cmp.gaps
+    # Lemma 4.5: O(η²) invariant drift per step, T/η steps: O(η) over the horizon.
+    assert abs(cmp.drift_slope - 1.0) <= 0.2, cmp.gd_drifts
+    assert float(jnp.max(cmp.flow.invariant_drift)) < 1e-7
+
+
+def _args(tmp_path, *extra):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    base = ["--dim", "2", "--depth", "2", "--t-max", "1", "--n-save", "5",
+            "--lrs", "0.1,0.05,0.02,0.01", "--x64", "--out", str(tmp_path / "out")]
+    return parser.parse_args(base + list(extra))
+
+
+def test_flow_cli_writes_three_files(tmp_path):
+    summary = main(_args(tmp_path, "--target", "gaussian"))
+    out = tmp_path / "out"
+    assert sorted(os.listdir(out)) == ["flow.csv", "flow.png", "flow_summary.json"]
+    with open(out / "flow.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["t", "loss_flow", "loss_gd_0.1", "loss_gd_0.05", "loss_gd_0.02",
+                             "loss_gd_0.01"]
+    np.testing.assert_allclose([float(r["t"]) for r in rows], np.linspace(0, 1, 5))
+    assert len({r["loss_flow"] for r in rows[:1]} | {r["loss_gd_0.1"] for r in rows[:1]}) == 1
+    saved = json.loads((out / "flow_summary.json").read_text())
+    for k in ("max_ratio_to_exp_bound", "max_invariant_drift_flow", "gd_gap_slope"):
+        assert saved[k] == pytest.approx(summary[k])
+    assert saved["max_ratio_to_exp_bound"] <= 1.0 + 1e-6
+    assert saved["max_invariant_drift_flow"] < 1e-6
+
+
+def test_flow_cli_reads_a_target_file(tmp_path):
+    np.save(tmp_path / "phi.npy", -np.eye(2))
+    summary = main(_args(tmp_path, "--target-file", str(tmp_path / "phi.npy"), "--lrs", "0.1"))
+    assert summary["config"]["target"].endswith("phi.npy")
+    assert np.isnan(summary["gd_gap_slope"])  # one learning rate: no slope
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--depth", "0"], "--depth must be >= 1"),
+    (["--dim", "0"], "--dim must be >= 1"),
+    (["--lrs", "0.1,-0.01"], "learning rate must be a finite number > 0"),
+    (["--lrs", "0.1,abc"], "--lrs expects numbers"),
+    (["--t-max", "0"], "--t-max must be a finite number > 0"),
+    (["--n-save", "1"], "--n-save must be >= 2"),
+    (["--init", "nope"], "--init must be one of"),
+    (["--target-file", "WRONG"], r"has shape \(3, 3\), expected \(2, 2\)"),
+])
+def test_flow_cli_refuses_bad_input_before_writing(tmp_path, extra, match):
+    np.save(tmp_path / "phi3.npy", np.eye(3))
+    extra = [str(tmp_path / "phi3.npy") if e == "WRONG" else e for e in extra]
+    if "--target-file" not in extra:
+        extra = extra + ["--target", "gaussian"]
+    with pytest.raises(ValueError, match=match):
+        main(_args(tmp_path, *extra))
+    assert not (tmp_path / "out").exists()
