@@ -241,11 +241,12 @@ def run(W0, phi=None, *, lr, X=None, Y=None, mask=None, optimizer: str = "gd",
     check_run_args(W0, lr, eps, max_iters, record_every, optimizer, mask, phi, X, Y)
     if batch_size is not None and X is not None and not 1 <= batch_size <= X.shape[1]:
         raise ValueError(f"batch_size must be in [1, n={X.shape[1]}], got {batch_size}")
-    objective = Whitened(phi) if phi is not None else Regression(X, Y, batch_size)
+    dtype = W0.dtype
+    objective = (Whitened(jnp.asarray(phi, dtype)) if phi is not None else
+                 Regression(jnp.asarray(X, dtype), jnp.asarray(Y, dtype), batch_size))
     mask = jnp.ones_like(W0) if mask is None else mask
     settings = Settings(optimizer, tuple(sorted(hyper.items())), matmul, prefix, record_every)
     key = jax.random.key(0) if key is None else key
-    dtype = W0.dtype
     return _run_jit(W0, objective, mask.astype(dtype), jnp.asarray(lr, dtype),
                     jnp.asarray(eps, dtype), jnp.asarray(max_iters, jnp.int32), key,
                     n_records_for(max_iters, record_every), settings)

@@ -1,0 +1,169 @@
+"""`zasjax sweep`: command-line options → grids → `sweep` → results.csv, config.json, plot.
+
+Everything is validated before the output folder is touched, so bad input writes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from . import _plots, _store
+from ._sweep import COLUMNS, Grid, best_per_config, lr_grid, sweep
+
+
+def _fig2_quick() -> list[Grid]:
+    # A small Wu-Wang-Ma Figure 2: ZAS, iterations to 1e-10 vs depth, η tuned per depth.
+    depths = (1, 2, 4, 8, 16, 32, 64)
+    lrs = tuple(lr_grid(2.0**-12, 0.5, per_octave=2))
+    return [
+        Grid(inits=("zas",), targets=("neg-identity",), dims=(1,), depths=depths, seeds=(0,),
+             lrs=lrs, eps=1e-10, max_iters=20_000),
+        Grid(inits=("zas",), targets=("gaussian",), dims=(2,), depths=depths, seeds=(0, 1, 2),
+             lrs=lrs, eps=1e-10, max_iters=20_000),
+    ]
+
+
+#: name -> (grids, tune_lr, x64)
+PRESETS = {
+    "fig2-quick": (_fig2_quick, True, True),
+}
+
+
+def grids_from_args(args) -> tuple[list[Grid], bool]:
+    """The grids and whether to tune the learning rate; ValueError on bad input."""
+    from .cli import parse_floats, parse_ints, parse_names
+
+    if args.preset:
+        if args.preset not in PRESETS:
+            raise ValueError(f"unknown preset {args.preset!r}; expected one of {sorted(PRESETS)}")
+        make, tune, x64 = PRESETS[args.preset]
+        args.x64 = args.x64 or x64
+        return make(), tune
+    dims = parse_ints(args.dim, "dim")
+    targets = parse_names(args.target)
+    target_matrix = None
+    if args.target_file:
+        from ._targets import load_target
+
+        if len(dims) != 1:
+            raise ValueError("--target-file fixes the shape, so give exactly one --dim")
+        target_matrix = load_target(args.target_file, (dims[0], dims[0]))
+        targets = ["file"]
+    if args.lr is not None:
+        lrs = parse_floats(args.lr, "lr")
+    else:
+        lrs = lr_grid() if args.tune_lr else [0.01]
+    hyper = {}
+    for item in args.opt_arg:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--opt-arg expects NAME=VALUE, got {item!r}")
+        try:
+            hyper[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--opt-arg {name} expects a number, got {value!r}") from None
+    grid = Grid(inits=tuple(parse_names(args.init)), targets=tuple(targets), dims=tuple(dims),
+                depths=tuple(parse_ints(args.depths, "depths")),
+                seeds=tuple(parse_ints(args.seeds, "seeds")), lrs=tuple(lrs),
+                optimizer=args.optimizer, hyper=tuple(sorted(hyper.items())), eps=args.eps,
+                max_iters=args.max_iters, init_scale=args.init_scale,
+                target_matrix=target_matrix)
+    return [grid], args.tune_lr
+
+
+def _grid_record(grid: Grid) -> dict:
+    rec = {f.name: getattr(grid, f.name) for f in dataclasses.fields(grid)}
+    rec["target_matrix"] = None if grid.target_matrix is None else grid.target_matrix.tolist()
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in rec.items()}
+
+
+def run_config(args, grids: list[Grid], tune: bool) -> dict:
+    """What config.json records: the command, the grids, versions, device and dtype."""
+    import jax
+    import jaxlib
+
+    from . import __version__
+
+    return {
+        "command": " ".join(["zasjax", *sys.argv[1:]]) if sys.argv else "zasjax sweep",
+        "preset": args.preset, "tune_lr": tune, "grids": [_grid_record(g) for g in grids],
+        "dtype": "float64" if args.x64 else "float32",
+        "versions": {"zasjax": __version__, "jax": jax.__version__,
+                     "jaxlib": jaxlib.__version__, "python": platform.python_version()},
+        "device": str(jax.devices()[0].device_kind), "platform": jax.default_backend(),
+        "device_count": jax.device_count(), "process_count": jax.process_count(),
+    }
+
+
+def main(args) -> int:
+    grids, tune = grids_from_args(args)
+    for g in grids:
+        g.check()
+    if args.chunk < 1:
+        raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
+    if args.bucket_ratio < 1:
+        raise ValueError(f"--bucket-ratio must be >= 1, got {args.bucket_ratio}")
+    out = args.out or os.path.join("runs", args.preset or "sweep")
+    runs_csv = os.path.join(out, "runs.csv")
+    if os.path.exists(runs_csv) and not args.resume:
+        raise ValueError(f"{out!r} already holds a sweep; pass --resume to continue it, "
+                         "or choose another --out")
+
+    import jax
+
+    if args.distributed:
+        jax.distributed.initialize()
+    if args.x64:
+        jax.config.update("jax_enable_x64", True)
+    config = run_config(args, grids, tune)
+    config_path = os.path.join(out, "config.json")
+    if args.resume and os.path.exists(config_path):
+        before = _store.read_json(config_path)
+        if before.get("grids") != _store._json_safe(config["grids"]):
+            raise ValueError(f"{out!r} holds a different sweep than these options describe; "
+                             "resume it with the options it was started with")
+    writer = jax.process_index() == 0
+    if writer:
+        _store.write_json(config_path, {**config, "started": time.strftime("%FT%T%z")})
+
+    start = time.perf_counter()
+    rows = []
+    for i, grid in enumerate(grids):
+        rows += sweep(grid, out, resume=args.resume or i > 0, chunk=args.chunk,
+                      bucket_ratio=args.bucket_ratio, progress=not args.no_progress,
+                      dtype="float64" if args.x64 else "float32")
+    elapsed = time.perf_counter() - start
+    table = best_per_config(rows) if tune else rows
+    for r in table:
+        r["tuned"] = tune
+    if writer:
+        _store.write_csv(os.path.join(out, "results.csv"), table, COLUMNS)
+        _plots.iterations_vs_depth(table, os.path.join(out, "iterations_vs_depth.png"))
+        _store.write_json(config_path, {**config, "seconds": round(elapsed, 3),
+                                        "finished": time.strftime("%FT%T%z")})
+    _print_summary(table, out, elapsed)
+    return 0
+
+
+def _print_summary(table: list[dict], out: str, elapsed: float) -> None:
+    counts = {s: sum(r["status"] == s for r in table) for s in ("converged", "diverged",
+                                                                 "max-iters")}
+    print(f"{len(table)} configurations in {elapsed:.1f} s: " +
+          ", ".join(f"{n} {s}" for s, n in counts.items()))
+    groups: dict[tuple, list] = {}
+    for r in table:
+        groups.setdefault((r["init"], r["target"], r["dim"], r["depth"]), []).append(r)
+    print(f"{'init':<14}{'target':<14}{'dim':>4}{'depth':>7}  median iterations (lr)")
+    for (init, target, dim, depth), rs in sorted(groups.items()):
+        its = [r["iterations"] for r in rs if r["status"] == "converged"]
+        med = f"{np.median(its):.0f}" if its else "-"
+        lrs = sorted({r["lr"] for r in rs})
+        lr_text = f"{lrs[0]:.3g}" if len(lrs) == 1 else f"{lrs[0]:.3g}..{lrs[-1]:.3g}"
+        print(f"{init:<14}{target:<14}{dim:>4}{depth:>7}  {med} ({lr_text})")
+    print(f"wrote {out}/results.csv, config.json, iterations_vs_depth.png")
