@@ -12,7 +12,8 @@ from types import ModuleType
 
 # name -> module; imported lazily so `zasjax --help` stays fast.
 REPRODUCTIONS: dict[str, str] = {
-    "fig4": "zasjax.reproduce.fig4",
+    name: f"zasjax.reproduce.{name}"
+    for name in ("fig1", "fig2", "fig3", "shamir", "arora", "zou", "fig4")
 }
 
 
