@@ -3,6 +3,23 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from . import reproduce as reproduce
+from ._data import load_fashion_mnist as load_fashion_mnist
+from ._diagnostics import (
+    Plateau as Plateau,
+    balancedness as balancedness,
+    deficiency_margin as deficiency_margin,
+    diagnostics as diagnostics,
+    invariant_drift as invariant_drift,
+    invariants as invariants,
+    plateau as plateau,
+    trajectory as trajectory,
+)
+from ._flow import (
+    FlowSolution as FlowSolution,
+    GdFlowComparison as GdFlowComparison,
+    compare_gd_flow as compare_gd_flow,
+    gradient_flow as gradient_flow,
+)
 from ._inits import INITS as INITS, make_init as make_init
 from ._network import (
     data_loss as data_loss,
@@ -17,6 +34,14 @@ from ._network import (
     whitened_loss as whitened_loss,
 )
 from ._optimizers import OPTIMIZERS as OPTIMIZERS
+from ._resnet import (
+    RESNET_INITS as RESNET_INITS,
+    ResNet as ResNet,
+    TrainResult as TrainResult,
+    init_resnet as init_resnet,
+    resnet_loss as resnet_loss,
+    train_resnet as train_resnet,
+)
 from ._run import (
     CONVERGED as CONVERGED,
     DIVERGED as DIVERGED,
@@ -31,7 +56,22 @@ from ._run import (
     init_state as init_state,
     run as run,
 )
+from ._sweep import (
+    Grid as Grid,
+    best_per_config as best_per_config,
+    lr_grid as lr_grid,
+    sweep as sweep,
+)
 from ._targets import TARGETS as TARGETS, load_target as load_target, make_target as make_target
+from ._theory import (
+    arora_conditions as arora_conditions,
+    check_arora_rate as check_arora_rate,
+    check_flow_rate as check_flow_rate,
+    check_gd_rate as check_gd_rate,
+    zas_lr_bound as zas_lr_bound,
+)
+
+flow = gradient_flow  # the short name used in notebooks and the README
 
 try:
     __version__ = version("zasjax")
