@@ -163,7 +163,7 @@ def test_plain_gd_is_the_update_rule(key):
 
 @pytest.mark.parametrize("optimiser", sorted(OPTIMISERS))
 def test_every_optimiser_reduces_the_loss(key, optimiser):
-    lr = {"sgd": 0.5, "momentum": 0.05, "nesterov": 0.05, "adam": 0.01}[optimiser]
+    lr = {"gd": 0.5, "sgd": 0.5, "momentum": 0.05, "nesterov": 0.05, "adam": 0.01}[optimiser]
     kx, ki = jax.random.split(key)
     x, y = _data(kx, 30, 7, 3)
     m = init_resnet(ki, "mzas", dtype=jnp.float64, **SMALL)

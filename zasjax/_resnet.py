@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ._optimizers import OPTIMIZERS, make_optimizer
 from ._store import atomic_write_bytes
 
 
@@ -188,14 +189,9 @@ def resnet_loss(model: ResNet, x: jax.Array, y: jax.Array) -> tuple[jax.Array, j
     return loss, accuracy
 
 
-# --- optimisers: name -> lr -> optax transformation -------------------------------------
+# --- optimisers: the package's one table (`gd` = `sgd` = plain gradient descent) ---------
 
-OPTIMISERS: dict[str, Callable[[jax.Array], optax.GradientTransformation]] = {
-    "sgd": lambda lr: optax.sgd(lr),
-    "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
-    "nesterov": lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True),
-    "adam": lambda lr: optax.adam(lr),
-}
+OPTIMISERS = OPTIMIZERS
 
 
 # --- training over a learning-rate grid -------------------------------------------------
@@ -230,7 +226,7 @@ def _tree_where(flag, new, old):
 
 def _run_chunk(state, lr, step0, loss0, x, y, *, optimiser, length, blowup):
     # One learning rate, `length` optimiser steps; vmapped over the grid by `_advance`.
-    opt = OPTIMISERS[optimiser](lr)
+    opt = make_optimizer(optimiser, lr)
 
     def step(carry, t):
         model, opt_state, diverged, diverged_at = carry
@@ -321,7 +317,7 @@ def train_resnet(
         y: `(n,)` integer labels.
         lrs: `(k,)` learning rates, each > 0.
         steps: number of optimiser steps.
-        optimiser: one of `OPTIMISERS` (`"sgd"` = plain gradient descent).
+        optimiser: one of `OPTIMIZERS` (`"gd"`/`"sgd"` = plain gradient descent).
         chunk: steps per jitted call: the granularity of callbacks, checkpoints and the
             early stop taken when every run has diverged.
         blowup: a run diverges when its loss is non-finite or exceeds `blowup` times
@@ -354,7 +350,7 @@ def train_resnet(
     k = lrs64.size
     lrs_arr = jnp.asarray(lrs64, dtype)
     models = jax.tree.map(lambda a: jnp.broadcast_to(a, (k, *a.shape)), model)
-    opt_state = jax.vmap(lambda lr, m: OPTIMISERS[optimiser](lr).init(m))(lrs_arr, models)
+    opt_state = jax.vmap(lambda lr, m: make_optimizer(optimiser, lr).init(m))(lrs_arr, models)
     state = (models, opt_state, jnp.zeros(k, bool), jnp.full(k, -1, jnp.int32))
     loss0 = jax.jit(resnet_loss)(model, x, y)[0]
 
