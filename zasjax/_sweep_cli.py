@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import shlex
 import sys
 import time
 
@@ -91,7 +92,7 @@ def run_config(args, grids: list[Grid], tune: bool) -> dict:
     from . import __version__
 
     return {
-        "command": " ".join(["zasjax", *sys.argv[1:]]) if sys.argv else "zasjax sweep",
+        "command": shlex.join(["zasjax", *getattr(args, "argv", sys.argv[1:])]),
         "preset": args.preset, "tune_lr": tune, "grids": [_grid_record(g) for g in grids],
         "dtype": "float64" if args.x64 else "float32",
         "versions": {"zasjax": __version__, "jax": jax.__version__,

@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             status = args.handler(args, rest)
         else:
             args = parser.parse_args(argv)
+            args.argv = argv
             status = args.handler(args)
     except (UsageError, ValueError) as e:
         print(f"zasjax: error: {e}", file=sys.stderr)

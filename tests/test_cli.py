@@ -1,0 +1,105 @@
+"""`zasjax sweep` from the command line: outputs, learning-rate tuning, refusals."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from zasjax.cli import main
+
+REQUIRED = ["init", "target", "dim", "depth", "seed", "lr", "optimizer", "iterations",
+            "final_loss", "status"]
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_sweep_writes_results_config_and_plot(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["sweep", "--init", "zas", "--target", "neg-identity", "--dim", "1",
+                 "--depths", "1,2,4:6", "--seeds", "0,1", "--lr", "0.05,30", "--x64",
+                 "--max-iters", "2000", "--out", str(out), "--no-progress"])
+    assert code == 0
+    rows = _rows(out / "results.csv")
+    assert list(rows[0])[: len(REQUIRED)] == REQUIRED
+    assert len(rows) == 4 * 2 * 2  # depths 1,2,4,5 × seeds × lrs
+    by_lr = {lr: [r for r in rows if float(r["lr"]) == lr] for lr in (0.05, 30.0)}
+    assert all(r["status"] == "converged" and int(r["iterations"]) > 0 for r in by_lr[0.05])
+    assert all(r["status"] == "diverged" and r["iterations"] == "" for r in by_lr[30.0])
+    config = json.loads((out / "config.json").read_text())
+    assert config["dtype"] == "float64" and config["versions"]["jax"]
+    assert "sweep" in config["command"]
+    assert (out / "iterations_vs_depth.png").stat().st_size > 1000
+    assert "converged" in capsys.readouterr().out
+
+
+def test_tune_lr_keeps_the_fastest_converging_rate(tmp_path):
+    out = tmp_path / "tuned"
+    assert main(["sweep", "--depths", "4", "--lr", "0.01,0.05,0.2,50", "--tune-lr", "--x64",
+                 "--out", str(out), "--no-progress"]) == 0
+    (best,) = _rows(out / "results.csv")
+    every = _rows(out / "runs.csv")
+    assert len(every) == 4
+    converged = [r for r in every if r["status"] == "converged"]
+    fastest = min(converged, key=lambda r: int(r["iterations"]))
+    assert float(best["lr"]) == float(fastest["lr"])
+    assert best["iterations"] == fastest["iterations"]
+
+
+def test_target_file(tmp_path):
+    phi = tmp_path / "phi.npy"
+    np.save(phi, np.array([[-1.0, 0.3], [0.0, -0.5]]))
+    out = tmp_path / "file"
+    assert main(["sweep", "--target-file", str(phi), "--dim", "2", "--depths", "3",
+                 "--lr", "0.05", "--x64", "--out", str(out), "--no-progress"]) == 0
+    (row,) = _rows(out / "results.csv")
+    assert row["target"] == "file" and row["status"] == "converged"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--depths", "0,2"], "every depth must be >= 1"),
+    (["--init", "zaz"], "unknown init 'zaz'"),
+    (["--target", "minus-one"], "unknown target 'minus-one'"),
+    (["--lr", "-0.1"], "learning rate must be a finite number > 0"),
+    (["--lr", "0"], "learning rate must be a finite number > 0"),
+    (["--eps", "0"], "eps must be > 0"),
+    (["--depths", "a,b"], "--depths expects integers"),
+    (["--seeds", "3:1"], "--seeds expects at least one value"),
+    (["--optimizer", "lbfgs"], "unknown optimizer"),
+    (["--preset", "fig9"], "unknown preset"),
+])
+def test_bad_input_is_refused_with_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "never"
+    assert main(["sweep", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_target_file_of_the_wrong_shape_is_refused(tmp_path, capsys):
+    phi = tmp_path / "phi.npy"
+    np.save(phi, np.eye(3))
+    out = tmp_path / "never"
+    assert main(["sweep", "--target-file", str(phi), "--dim", "2", "--out", str(out)]) == 2
+    assert "expected (2, 2)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_existing_sweep_is_not_overwritten_without_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["sweep", "--depths", "2", "--lr", "0.1", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    before = (out / "runs.csv").read_text()
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (out / "runs.csv").read_text() == before
+    assert main([*args, "--resume"]) == 0  # nothing left to compute; the table is rewritten
+    assert _rows(out / "results.csv")[0]["status"] == "converged"
+    assert main(["sweep", "--depths", "3", "--lr", "0.1", "--out", str(out), "--resume",
+                 "--no-progress"]) == 2
+    assert "different sweep" in capsys.readouterr().err
+    assert os.path.exists(out / "config.json")
