@@ -121,3 +121,40 @@ def flow_vs_gd(path: str | os.PathLike, ts, loss_flow, bound, gd_curves: dict,
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def landscape_paths(path: str | os.PathLike, X, Y, Z, paths: dict, minima=None,
+                    saddle=(0.0, 0.0), title: str = "Loss landscape and GD paths") -> None:
+    """Figure 1 of Wu, Wang & Ma (2019): contours of a two-parameter loss with GD paths.
+
+    `X, Y, Z`: meshgrid arrays (w₁ on x, w₂ on y, R on z; contours are drawn on log R);
+    `paths` maps a label to `(w1s, w2s)`; `minima`: optional w₁ ↦ w₂ curve of global
+    minima (drawn dashed on each branch, e.g. w₂ = Φ/w₁); `saddle` is marked with a cross.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 5.2))
+    logZ = np.log10(np.maximum(np.asarray(Z, float), 1e-6))
+    cs = ax.contourf(X, Y, logZ, levels=24, cmap="Greys_r", alpha=0.75)
+    fig.colorbar(cs, ax=ax, label="log₁₀ R")
+    if minima is not None:
+        xs = np.asarray(X, float)[0]
+        for branch in (xs[xs > 0], xs[xs < 0]):
+            ys = minima(branch)
+            keep = np.abs(ys) <= np.abs(np.asarray(Y, float)).max()
+            ax.plot(branch[keep], ys[keep], "k--", lw=1.0)
+        ax.plot([], [], "k--", lw=1.0, label="global minima")
+    ax.plot(*saddle, "x", color="crimson", ms=9, mew=2, label="saddle")
+    for (label, (w1, w2)), colour in zip(paths.items(), ("tab:orange", "tab:blue", "tab:green")):
+        ax.plot(w1, w2, ".-", color=colour, ms=2.5, lw=0.8, label=label)
+        ax.plot(w1[0], w2[0], "o", color=colour, ms=6)
+        ax.plot(w1[-1], w2[-1], "*", color=colour, ms=11)
+    ax.set_xlabel("w₁ (first layer)")
+    ax.set_ylabel("w₂ (last layer)")
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
