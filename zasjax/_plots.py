@@ -158,3 +158,42 @@ def landscape_paths(path: str | os.PathLike, X, Y, Z, paths: dict, minima=None,
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def saddle_escape_curves(path: str | os.PathLike, curves: dict, saddles=(), eps=None,
+                         title: str = "Escaping saddles") -> None:
+    """Figure 3 of Wu, Wang & Ma (2019): loss against iteration (log-y), one line per run.
+
+    `curves` maps a label to `(iterations, losses)`; a label starting with "ZAS" is drawn
+    thick and black, the others thin. `saddles`: loss values of saddle plateaus (dotted
+    lines, e.g. k/2 for Φ = −I); `eps`: the convergence threshold (dashed line).
+    Non-positive or non-finite losses are not drawn.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.6, 4.4))
+    for i, s in enumerate(saddles):
+        ax.axhline(s, color="grey", lw=0.7, ls=":",
+                   label=("saddle values " + ", ".join(f"{v:g}" for v in saddles)
+                          if i == 0 else None))
+    if eps is not None:
+        ax.axhline(eps, color="grey", lw=0.7, ls="--", label=f"ε = {eps:g}")
+    others = 0
+    for label, (t, losses) in curves.items():
+        y = np.asarray(losses, float)
+        y = np.where(np.isfinite(y) & (y > 0), y, np.nan)
+        if label.startswith("ZAS"):
+            ax.plot(t, y, color="k", lw=2.2, label=label, zorder=3)
+        else:
+            ax.plot(t, y, color=f"C{others}", lw=1.0, alpha=0.9, label=label)
+            others += 1
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("R = ½‖W_{L:1} − Φ‖²_F")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
