@@ -181,7 +181,10 @@ def loss_and_grad(W: jax.Array, phi: jax.Array, matmul: Matmul = jnp.matmul,
         ∇_l R = W_{L:l+1}ᵀ (W_{L:1} − Φ) W_{l−1:1}ᵀ.
 
     One forward scan for the prefixes, one backward scan for the gradients (3L matmuls).
+    With `matmul=unrolled_matmul` (and sequential prefixes) this is `loss_and_grad_unrolled`.
     """
+    if matmul is unrolled_matmul and prefix == "sequential":
+        return loss_and_grad_unrolled(W, phi)
     P = prefix_products_associative(W) if prefix == "associative" else prefix_products(W, matmul)
     E = P[-1] - phi
     return 0.5 * jnp.sum(E * E), backprop_products(W, E, P, matmul)
@@ -193,3 +196,53 @@ def data_loss_and_grad(W: jax.Array, X: jax.Array, Y: jax.Array,
     P = prefix_products(W, matmul)
     residual = P[-1] @ X - Y
     return 0.5 * jnp.sum(residual**2), backprop_products(W, residual @ X.T, P, matmul)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny widths: the same gradient with the batch as the last axis
+# ---------------------------------------------------------------------------------------------
+#
+# For D ≲ 10 one step is ~3L products of D × D matrices, far too little work per product
+# for a matmul kernel. Written as D multiply-adds on whole arrays, a product of (D, D, *batch)
+# arrays is elementwise over the trailing batch axes, which XLA vectorises when they are
+# minor. `vmap` cannot give that layout by itself: its rules for `scan`/`while` move the batch
+# to the FRONT of every loop carry. So a batch of networks calls the function below directly
+# with the batch as trailing axes (see `_sweep._advance_chunk`), and one network calls it
+# with none: the same code, the same arithmetic.
+
+
+def _mm(a: jax.Array, b: jax.Array, lead: int = 0) -> jax.Array:
+    """a @ b on the matrix axes (lead, lead + 1), elementwise over every other axis."""
+    pre = (slice(None),) * lead
+    out = a[pre + (slice(None), slice(0, 1))] * b[pre + (slice(0, 1),)]
+    for k in range(1, a.shape[lead + 1]):
+        out = out + a[pre + (slice(None), slice(k, k + 1))] * b[pre + (slice(k, k + 1),)]
+    return out
+
+
+def _t(a: jax.Array, lead: int = 0) -> jax.Array:
+    return jnp.swapaxes(a, lead, lead + 1)
+
+
+def loss_and_grad_unrolled(W: jax.Array, phi: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`loss_and_grad` by unrolled multiply-adds, for `W: (L, D, D, *batch)` and
+    `phi: (D, D, *batch)`; with no batch axes it is the one-network function.
+
+    Same recursion as `loss_and_grad` (prefixes P_l = W_l P_{l−1}, then B_{l−1} = W_lᵀ B_l
+    from B_L = W_{L:1} − Φ), each in a `fori_loop` that writes into a preallocated stack;
+    the gradients ∇_l = B_l P_{l−1}ᵀ are then one product over all layers at once.
+    """
+    L = W.shape[0]
+    eye = jnp.eye(W.shape[1], dtype=W.dtype).reshape(W.shape[1:3] + (1,) * (W.ndim - 3))
+    eye = jnp.broadcast_to(eye, W.shape[1:])
+    P = jnp.zeros((L + 1, *W.shape[1:]), W.dtype).at[0].set(eye)
+    P = lax.fori_loop(0, L, lambda l, P: lax.dynamic_update_index_in_dim(
+        P, _mm(W[l], P[l]), l + 1, 0), P)
+    E = P[L] - phi
+    # Bs[l] = W_{L:l+2}ᵀ E, the factor on the left of layer l+1's gradient.
+    Bs = jnp.zeros(W.shape, W.dtype).at[L - 1].set(E)
+    Bs = lax.fori_loop(1, L, lambda i, Bs: lax.dynamic_update_index_in_dim(
+        Bs, _mm(_t(W[L - i]), Bs[L - i]), L - i - 1, 0), Bs)
+    grads = _mm(Bs, _t(P[:-1], 1), lead=1)
+    return 0.5 * jnp.sum(E * E, axis=(0, 1)), grads
+

@@ -129,11 +129,24 @@ def init_state(W0, objective, lr, settings: Settings = Settings(), key=None) -> 
                     jnp.asarray(-1, int_), DIVERGENCE_FACTOR * jnp.maximum(loss0, 1.0), key)
 
 
+def _split(key):
+    # One key per configuration; a batch of keys (trailing batch axes, see `step`) splits each.
+    if key.ndim == 0:
+        return jax.random.split(key)
+    keys = jax.vmap(jax.random.split)(key.reshape(-1))
+    return keys[:, 0].reshape(key.shape), keys[:, 1].reshape(key.shape)
+
+
 def step(state: RunState, objective, mask, lr, eps, max_iters,
          settings: Settings = Settings()) -> RunState:
-    """One iteration: evaluate at W_t, update the flags, update W if still running."""
+    """One iteration: evaluate at W_t, update the flags, update W if still running.
+
+    Acts on one configuration; every operation broadcasts, so a batch stacked on TRAILING
+    axes (W: (L, D, D, *b), per-configuration scalars: (*b)) steps each configuration exactly
+    as alone. The batch-last sweep uses that to keep the batch minor without transposes.
+    """
     matmul = get_matmul(settings.matmul)
-    key, sub = jax.random.split(state.key)
+    key, sub = _split(state.key)
     loss, grad = objective.value_and_grad(state.W, sub, matmul, settings.prefix)
     grad = grad * mask
     going = state.status == RUNNING

@@ -22,17 +22,42 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _store
 from ._inits import INITS, make_init
-from ._network import pad_depth
+from ._network import loss_and_grad_unrolled, pad_depth
 from ._optimizers import check_optimizer
-from ._run import RUNNING, STATUS_NAMES, RunState, Settings, Whitened, advance, init_state
+from ._run import RUNNING, STATUS_NAMES, RunState, Settings, Whitened, init_state, step
 from ._targets import TARGETS, make_target
+
+#: XLA:CPU runs a while loop whose buffers total under this many bytes as ONE compiled kernel;
+#: above it, every iteration dispatches each fused op separately (~1-3 µs each). The layer
+#: loops of small networks are dispatch-bound, so we raise the 1 kB default (measured in
+#: `zasjax bench`: 3-4x for d = 2). It must be in XLA_FLAGS before the CPU backend starts.
+SMALL_LOOP_BYTES = 10**9
+
+
+def enable_small_loop_kernels(env=os.environ) -> bool:
+    """Ask XLA:CPU to compile whole layer loops as single kernels (see `SMALL_LOOP_BYTES`).
+
+    Adds the option to `XLA_FLAGS` unless the user set backend options there already; it
+    only takes effect if JAX has not started its CPU backend yet (zasjax calls this when
+    imported). Returns whether the option is now in `XLA_FLAGS`.
+    """
+    flags = env.get("XLA_FLAGS", "")
+    if "xla_backend_extra_options" not in flags:
+        env["XLA_FLAGS"] = (f"{flags} --xla_backend_extra_options="
+                            f"xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}").strip()
+    return "xla_cpu_small_while_loop_byte_threshold" in env["XLA_FLAGS"]
+
+
+enable_small_loop_kernels()
 
 KEY_COLUMNS = ("init", "target", "dim", "depth", "seed", "lr", "optimizer")
 COLUMNS = (*KEY_COLUMNS, "iterations", "final_loss", "status", "steps")
@@ -209,13 +234,41 @@ def _init_states(W, phi, lr, settings, axis):
     return jax.vmap(one, in_axes=axis, out_axes=axis)(W, phi, lr)
 
 
+class _Evaluated(eqx.Module):
+    """An objective whose value and gradient at the current W were computed beforehand."""
+
+    loss: jax.Array
+    grad: jax.Array
+
+    def value_and_grad(self, W, key, matmul, prefix="sequential"):
+        return self.loss, self.grad
+
+
 @partial(jax.jit, static_argnames=("settings", "axis"), donate_argnums=(0,))
 def _advance_chunk(state, phi, mask, lr, eps, max_iters, settings, axis):
-    def one(state, phi, mask, lr):
-        state, _ = advance(state, Whitened(phi), mask, lr, eps, max_iters, 1, settings)
-        return state
+    """`settings.record_every` iterations of `step` on every configuration.
 
-    return jax.vmap(one, in_axes=(axis, axis, axis, axis), out_axes=axis)(state, phi, mask, lr)
+    The same as vmapping `advance(..., n_records=1)`, with the loop over iterations outside
+    the vmap, so the state keeps its batch on `axis` from one iteration to the next (vmapping
+    a loop would move it to the front of the carry). With the batch last (`unrolled`), R and
+    ∇R of the whole batch come from `loss_and_grad_unrolled` on the batch-last arrays, and the
+    per-configuration `step` only applies them.
+    """
+
+    def one(state, phi, mask, lr):
+        return step(state, Whitened(phi), mask, lr, eps, max_iters, settings)
+
+    def batch_last(state, phi, mask, lr):
+        # `step` broadcasts over trailing batch axes; a vmap would transpose W every step.
+        objective = _Evaluated(*loss_and_grad_unrolled(state.W, phi))
+        return step(state, objective, mask, lr, eps, max_iters, settings)
+
+    batched = batch_last if axis == -1 else jax.vmap(one, in_axes=axis, out_axes=axis)
+
+    def body(_, state):
+        return batched(state, phi, mask, lr)
+
+    return lax.fori_loop(0, settings.record_every, body, state)
 
 
 def _sharding(mesh, ndim: int, axis: int) -> NamedSharding:
