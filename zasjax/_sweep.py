@@ -332,7 +332,7 @@ def _restore(state: RunState, rows: list[dict], saved: dict, axis: int) -> RunSt
             if repr(config_key(r)) in saved]
     if not hits:
         return state
-    host = _state_arrays(state, axis)
+    host = {k: np.array(v) for k, v in _state_arrays(state, axis).items()}  # writable copies
     for i, arrays in hits:
         for name, value in arrays.items():
             if name in host and host[name].shape[1:] == value.shape:

@@ -1,0 +1,144 @@
+"""Sweeps: bucketed, sharded, chunked and resumed grids equal plain per-configuration runs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from zasjax import _sweep
+from zasjax._run import STATUS_NAMES, run
+
+# Three depth buckets at ratio 1.5 ([1], [2, 3], [5]); lr 3.0 diverges.
+GRID = _sweep.Grid(inits=("near-identity",), targets=("gaussian",), dims=(2,),
+                   depths=(1, 2, 3, 5), seeds=(0, 1), lrs=(0.1, 3.0), eps=1e-8, max_iters=200)
+OPTS = dict(chunk=7, bucket_ratio=1.5)
+
+
+def _reference(grid, matmul):
+    """Every configuration run alone at its own depth with `zasjax._run.run`."""
+    rows = []
+    for cfg in grid.configs():
+        host = _sweep.build_inputs(grid, [cfg], cfg["depth"], jnp.float64)
+        res = run(jnp.asarray(host["W"][0]), jnp.asarray(host["phi"][0]), lr=cfg["lr"],
+                  eps=grid.eps, max_iters=grid.max_iters, matmul=matmul)
+        iters = int(res.iterations)
+        rows.append({**cfg, "status": STATUS_NAMES[int(res.status)],
+                     "iterations": iters if iters >= 0 else None,
+                     "final_loss": float(res.final_loss), "steps": int(res.steps)})
+    return rows
+
+
+def _assert_same(rows, ref):
+    assert [_sweep.config_key(r) for r in rows] == [_sweep.config_key(r) for r in ref]
+    for r, e in zip(rows, ref):
+        assert (r["status"], r["iterations"], r["steps"]) == (e["status"], e["iterations"],
+                                                              e["steps"]), (r, e)
+        if np.isfinite(e["final_loss"]):
+            assert abs(r["final_loss"] - e["final_loss"]) <= 1e-12 * abs(e["final_loss"]), (r, e)
+        else:
+            assert not np.isfinite(r["final_loss"])
+
+
+class _References(dict):
+    def __missing__(self, matmul):
+        self[matmul] = _reference(GRID, matmul)
+        return self[matmul]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return _References()
+
+
+@pytest.mark.parametrize("matmul", ["unrolled", "dot"])
+def test_bucketed_chunked_sweep_equals_single_runs(reference, matmul):
+    rows = _sweep.sweep(GRID, matmul=matmul, **OPTS)
+    _assert_same(rows, reference[matmul])
+    statuses = {r["lr"]: {x["status"] for x in rows if x["lr"] == r["lr"]} for r in rows}
+    assert statuses[3.0] == {"diverged"}             # flagged, never raised ...
+    assert "converged" in statuses[0.1] and "diverged" not in statuses[0.1]  # ... the rest go on
+
+
+def test_batch_slices_equal_one_batch(reference):
+    # max_batch splits every bucket into slices of 4 configurations (padded for the devices).
+    _assert_same(_sweep.sweep(GRID, max_batch=4, **OPTS), reference["unrolled"])
+
+
+def test_resume_after_interruption(tmp_path, monkeypatch, reference):
+    out = str(tmp_path / "sw")
+    calls = {"n": 0}
+    save = _sweep._save_checkpoint
+
+    def flaky_save(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt  # as if killed while the 5th chunk was in flight
+        save(*args, **kwargs)
+
+    monkeypatch.setattr(_sweep, "_save_checkpoint", flaky_save)
+    with pytest.raises(KeyboardInterrupt):
+        _sweep.sweep(GRID, out, **OPTS)
+    monkeypatch.setattr(_sweep, "_save_checkpoint", save)
+    done_before = {_sweep.config_key(r) for r in _sweep._store.read_csv(f"{out}/runs.csv")}
+    assert 0 < len(done_before) < len(GRID.configs())
+    assert os.listdir(f"{out}/inflight")  # the chunks before the crash were checkpointed
+
+    with pytest.raises(ValueError, match="resume"):
+        _sweep.sweep(GRID, out, **OPTS)  # refuses to overwrite a sweep
+
+    recomputed = []
+    run_slice = _sweep._run_slice
+
+    def spy(grid, rows, *args):
+        recomputed.extend(_sweep.config_key(r) for r in rows)
+        return run_slice(grid, rows, *args)
+
+    monkeypatch.setattr(_sweep, "_run_slice", spy)
+    rows = _sweep.sweep(GRID, out, resume=True, **OPTS)
+    _assert_same(rows, reference["unrolled"])
+    assert not done_before & set(recomputed)  # finished configurations are not recomputed
+    table = {_sweep.config_key(r): _sweep._as_row(r)
+             for r in _sweep._store.read_csv(f"{out}/runs.csv")}
+    assert len(table) == len(GRID.configs())  # each configuration appended exactly once
+    _assert_same([table[_sweep.config_key(c)] for c in GRID.configs()], reference["unrolled"])
+    assert not os.listdir(f"{out}/inflight")
+
+
+def test_resume_after_sigkill(tmp_path, reference):
+    out = str(tmp_path / "sw")
+    script = (f"import zasjax._sweep as S, tests.test_sweep as T\n"
+              f"S.sweep(T.GRID, {out!r}, chunk=1, bucket_ratio=1.5)\n")
+    env = {**os.environ, "JAX_ENABLE_X64": "1", "PYTHONPATH": _root()}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=_root())
+    try:
+        for _ in range(600):
+            if os.path.exists(f"{out}/runs.csv") or proc.poll() is not None:
+                break
+            subprocess.run(["sleep", "0.1"])
+    finally:
+        proc.kill()
+        proc.wait()
+    rows = _sweep.sweep(GRID, out, resume=True, **OPTS)
+    _assert_same(rows, reference["unrolled"])
+    assert len(_sweep._store.read_csv(f"{out}/runs.csv")) == len(GRID.configs())
+
+
+def _root():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_four_devices_equal_one(reference):
+    script = ("import json, zasjax._sweep as S, tests.test_sweep as T, jax\n"
+              "assert len(jax.devices()) == 4\n"
+              "rows = S.sweep(T.GRID, chunk=7, bucket_ratio=1.5, matmul='unrolled')\n"
+              "print(json.dumps(rows))\n")
+    env = {**os.environ, "JAX_ENABLE_X64": "1", "PYTHONPATH": _root(),
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=_root(),
+                         capture_output=True, text=True, check=True)
+    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    _assert_same(rows, reference["unrolled"])
