@@ -211,7 +211,7 @@ def main(argv=None) -> dict:
                            ratio_vs_torch_loop=_ratio(rate, loop),
                            ratio_vs_torch_bmm=_ratio(rate, bmm), gflops=gflops,
                            fraction_of_matmul_peak=gflops / peak)
-    sweep = depth_sweep(64 if quick else 512, 8, 20 if quick else 50, 1.2)
+    sweep = depth_sweep(16, 4, 10, 1.2) if quick else depth_sweep(512, 8, 50, 1.2)
     result = {
         "matmul_peak_gflops": peak,
         "depth_sweep_overhead": sweep["run_overhead"],
