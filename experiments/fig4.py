@@ -28,7 +28,7 @@ OUT = os.environ.get("ZASJAX_OUT", "runs/fig4-quick" if QUICK else "runs/fig4")
 
 # %% [markdown]
 # One vmapped run per (init, depth) covers its learning-rate grid around
-# η*(L) = min(0.03, 0.7 / L); re-running this cell resumes from `OUT/checkpoints`.
+# η*(L) = min(0.03, 0.75 / L); re-running this cell resumes from `OUT/checkpoints`.
 
 # %%
 parser = argparse.ArgumentParser()

@@ -25,7 +25,7 @@ def _finite(entry):
 
 def test_lr_grid_follows_one_over_depth():
     assert fig4.stable_lr(10) == 0.03
-    assert fig4.stable_lr(1000) == pytest.approx(7e-4)
+    assert fig4.stable_lr(1000) == pytest.approx(7.5e-4)
     assert fig4.stable_lr(10_000) == pytest.approx(fig4.stable_lr(1000) / 10)
     assert len(fig4.default_lrs(100, quick=True)) <= 2
     assert all(lr > 0 for d in (1, 10, 10_000) for lr in fig4.default_lrs(d, quick=False))
@@ -77,9 +77,10 @@ def test_quick_mzas_trains_and_xavier_does_not(tmp_path):
     assert all(_finite(r) for r in runs.values())
     deep = runs["mzas", 100]
     assert not deep["diverged"] and deep["iterations"] <= 1000
-    # Measured: 0.889 after 1,000 steps at η = 0.007 for this seed (0.917 for another);
-    # far above Xavier's chance level, a little short of the paper's ~0.9 at this budget.
-    assert deep["final_train_accuracy"] >= 0.85
+    # Measured at η = 0.75/L after 1,000 steps: 0.880 final / 0.898 best for this seed,
+    # 0.912 for another; the 0.90 sits inside that seed-to-seed spread, so the bar
+    # here is the level every measured seed cleared.
+    assert deep["final_train_accuracy"] >= 0.85 and deep["best_train_accuracy"] >= 0.88
     xavier = runs["xavier", 100]
     assert xavier["diverged"] or xavier["final_train_accuracy"] < 0.5
     assert (tmp_path / "fig4.png").exists()
