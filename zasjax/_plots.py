@@ -239,3 +239,33 @@ def saddle_escape_curves(path: str | os.PathLike, curves: dict, saddles=(), eps=
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def zou_final_loss(entries: Sequence[dict], path: str | os.PathLike) -> None:
+    """Zou-Long-Gu study: relative training loss (final / initial) against width m, one panel
+    per depth L, one line per (model, transform, optimizer); the modified identity has a
+    single width m = d + k and shows as a star."""
+    plt = _pyplot()
+    depths = sorted({e["depth"] for e in entries})
+    fig, axes = plt.subplots(1, len(depths), figsize=(4.6 * len(depths), 4.2), squeeze=False)
+    names = sorted({(e["model"], e["transform"], e["optimizer"]) for e in entries})
+    for ax, L in zip(axes[0], depths):
+        for i, name in enumerate(names):
+            es = sorted((e for e in entries if (e["model"], e["transform"], e["optimizer"])
+                         == name and e["depth"] == L), key=lambda e: e["width"])
+            if not es:
+                continue
+            style = "*" if len(es) == 1 else ("o-" if name[2] == "gd" else "s--")
+            ax.plot([e["width"] for e in es],
+                    [max(e["relative_loss"], 1e-32) for e in es], style, color=f"C{i}",
+                    ms=10 if len(es) == 1 else 5, label="-".join(name))
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("width m")
+        ax.set_ylabel("final / initial training loss")
+        ax.set_title(f"L = {L} hidden layers")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
