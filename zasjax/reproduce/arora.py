@@ -53,7 +53,7 @@ INITS = ("balanced", "gaussian")
 COLUMNS = ("init", "depth", "seed", "margin", "balancedness", "margin_positive", "status",
            "converged", "success", "iterations", "final_loss", "lr", "measured_rate",
            "bound_rate", "rate_ratio")
-_FULL = dict(depths=(2, 4, 8, 16, 32, 64), seeds=128, d0=20, max_iters=3000,
+_FULL = dict(depths=(2, 4, 8, 16, 32), seeds=128, d0=20, max_iters=2000,
              theorem_seeds=8, theorem_steps=1000)
 _QUICK = dict(depths=(2, 4, 8), seeds=100, d0=20, max_iters=600, theorem_seeds=4,
               theorem_steps=500)
@@ -69,7 +69,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depths", type=_ints, default=None,
-                        help="comma list of depths N (default 2,4,8,16,32,64; quick 2,4,8)")
+                        help="comma list of depths N (default 2,4,8,16,32; quick 2,4,8)")
     parser.add_argument("--seeds", type=int, default=None,
                         help="initialisations per (init, depth) (default 128; quick 100)")
     parser.add_argument("--d0", type=int, default=None, help="input dimension (default 20)")
@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="practical step η = lr_scale / N (default 0.5)")
     parser.add_argument("--eps", type=float, default=1e-8, help="success threshold on ℓ")
     parser.add_argument("--max-iters", type=int, default=None,
-                        help="GD budget (default 3000; quick 600)")
+                        help="GD budget (default 2000; quick 600)")
     parser.add_argument("--theorem-seeds", type=int, default=None,
                         help="margin-positive balanced seeds run at Theorem 1's η_max")
     parser.add_argument("--theorem-steps", type=int, default=None,

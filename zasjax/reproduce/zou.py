@@ -56,7 +56,7 @@ METHODS = ("resnet-gd", "resnet-sgd", "plain-gd")
 COLUMNS = ("model", "transform", "optimizer", "width", "depth", "lr_factor", "lr",
            "initial_loss", "final_loss", "relative_loss", "iterations_to_tol", "status",
            "chosen")
-_FULL = dict(widths=(12, 24, 48, 96), depths=(2, 8, 32), steps=1000, d=8, k=4, n=64,
+_FULL = dict(widths=(12, 16, 32, 64), depths=(2, 8, 32), steps=1000, d=8, k=4, n=64,
              batch_size=16)
 _QUICK = dict(widths=(12, 48), depths=(4, 16), steps=300, d=8, k=4, n=64, batch_size=16)
 LR_FACTORS = (0.5, 1.0, 1.5)
@@ -76,7 +76,7 @@ def _floats(text: str) -> tuple[float, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--widths", type=_ints, default=None,
                         help="comma list of widths m >= d + k for the Gaussian transforms "
-                             "(default 12,24,48,96; quick 12,48); the modified identity "
+                             "(default 12,16,32,64; quick 12,48); the modified identity "
                              "always uses m = d + k")
     parser.add_argument("--depths", type=_ints, default=None,
                         help="comma list of hidden depths L (default 2,8,32; quick 4,16)")
