@@ -271,3 +271,30 @@ def zou_final_loss(entries: Sequence[dict], path: str | os.PathLike) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def scaling_lines(series: Sequence[dict], path: str | os.PathLike, *, title: str,
+                  xlabel: str = "depth L", ylabel: str = "iterations to ε",
+                  logx: bool = True, logy: bool = True) -> None:
+    """One line per entry of `series` (dicts with `label`, `x`, `y`; the label carries the
+    fitted exponent or rate). Points with a non-finite or (on a log axis) non-positive y are
+    not drawn, so a depth where no run converged leaves a gap rather than a fake value.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.5))
+    for s in series:
+        x, y = np.asarray(s["x"], float), np.asarray(s["y"], float)
+        ok = np.isfinite(y) & ((y > 0) if logy else True)
+        ax.plot(x[ok], y[ok], "o-", ms=4, label=s["label"])
+    ax.set_xscale("log" if logx else "linear")
+    ax.set_yscale("log" if logy else "linear")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
