@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma list of depths (default 1..32; quick 1..16)")
     parser.add_argument("--seeds", type=int, default=None,
                         help="seeds per (init, depth, η) (default 256, quick 64)")
+    parser.add_argument("--lr-lo", type=float, default=None,
+                        help="smallest η of the grid (default 2^-14, quick 2^-10); the top "
+                             "is 1/2")
     parser.add_argument("--max-iters", type=int, default=None,
                         help="iteration cap (default 200000, quick 20000)")
 
@@ -65,12 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _config(args) -> dict:
     quick = bool(getattr(args, "quick", False))
     cfg = dict(_QUICK if quick else _FULL)
-    for name in ("depths", "seeds", "max_iters"):
+    for name in ("depths", "seeds", "max_iters", "lr_lo"):
         if getattr(args, name, None) is not None:
             cfg[name] = getattr(args, name)
     cfg["quick"] = quick
     if not cfg["depths"] or min(cfg["depths"]) < 1:
         raise ValueError(f"depths must be positive integers, got {cfg['depths']}")
+    if not 0 < cfg["lr_lo"] < LR_TOP:
+        raise ValueError(f"--lr-lo must lie in (0, {LR_TOP}), got {cfg['lr_lo']}")
     if cfg["seeds"] < 1 or cfg["max_iters"] < 1:
         raise ValueError("--seeds and --max-iters must be >= 1")
     return cfg
