@@ -200,7 +200,12 @@ def main(args) -> dict:
         r = runs[i]
         done = f"{r['iterations']} its" if r["iterations"] is not None else "not converged"
         name = "ZAS" if init == "zas" else f"near-identity #{seed}"
-        curves[f"{name} ({done})"] = (every * np.arange(res.losses.shape[1]), res.losses[i])
+        t, loss = every * np.arange(res.losses.shape[1]), res.losses[i]
+        if r["iterations"] is not None:  # end the line at R ≤ ε, between two records
+            t, loss = np.append(t, r["iterations"]), np.append(loss, r["final_loss"])
+            keep = t <= r["iterations"]
+            t, loss = t[keep], loss[keep]
+        curves[f"{name} ({done})"] = (t, loss)
     saddle_escape_curves(f"{out}/fig3.png", curves, saddles=saddles[:3], eps=cfg["eps"],
                          title=f"L = {L}, d = {d}, Φ = −I, η = {cfg['lr']:g}")
     return summary
