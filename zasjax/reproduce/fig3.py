@@ -6,10 +6,12 @@ near-identity initialisations (eq. (5.1)) in one vmapped call of the core runner
 
 Which saddles. Where k eigen-directions of W_{L:1} are stuck at 0 and the rest have
 reached −1, R = k/2; so the saddle values are R_s = k/2, k = 1, …, d (k = d is W_{L:1} = 0,
-ZAS's own starting point, where the gradient in W_L is nonetheless Φ ≠ 0). Near-identity
-layers have det W_l > 0, so det W_{L:1} > 0 at the start, while det(−I) = (−1)^d = −1 for
-odd d: at least one real eigenvalue must pass through 0, and the run must pass the k = 1
-saddle R = ½ (for even d a complex pair may circle round the origin instead).
+ZAS's own starting point, where the gradient in W_L is nonetheless Φ ≠ 0). A near-identity
+layer I + U_l has its eigenvalues within about 1/√L ≈ 0.41 of 1 (circular law for U_l), so
+det W_l > 0 and det W_{L:1} > 0 at the start, while det(−I) = (−1)^d = −1 for odd d: at
+least one real eigenvalue must pass through 0, and the run must cross the k = 1 saddle
+value R = ½ (for even d a complex pair may circle round the origin instead). The crossing
+is forced, its speed is not: how long a run lingers there depends on its seed.
 
 The plateau detector (`_diagnostics.plateau`) is run for every saddle value with
 * a band |R − k/2| ≤ δ, δ = 0.05 by default: a tenth of the spacing ½ between saddle
