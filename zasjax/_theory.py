@@ -212,13 +212,15 @@ def arora_conditions(W0: jax.Array, phi: jax.Array, widths=None) -> AroraConditi
                            cpos ** (2.0 * (N - 1) / N))
 
 
-def check_arora_rate(W0: jax.Array, phi: jax.Array, lr=None, n_steps: int = 1000) -> RateCheck:
+def check_arora_rate(W0: jax.Array, phi: jax.Array, lr=None, n_steps: int = 1000,
+                     widths=None) -> RateCheck:
     """Run GD from `W0` at `lr` (default: Theorem 1's bound) and report
     max_t R(t) / (R(0) exp(−η c^{2(N−1)/N} t)); meaningful only where
-    `arora_conditions(W0, phi).holds`."""
+    `arora_conditions(W0, phi, widths).holds`. Give `widths` for rectangular (padded)
+    networks, e.g. scalar regression, so σ_min(Φ) is taken over the true block."""
     if jnp.ndim(W0) != 3:
         raise ValueError(f"W0 must have shape (N, D, D), got {jnp.shape(W0)}")
-    cond = arora_conditions(W0, phi)
+    cond = arora_conditions(W0, phi, widths)
     if lr is None:
         if not bool(cond.holds):
             raise ValueError(f"Theorem 1's conditions do not hold at W0 (margin "
