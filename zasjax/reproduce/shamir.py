@@ -149,8 +149,8 @@ def main(args) -> dict:
             table.append(dict(
                 depth=L, lr=lr, success_rate=float(np.mean([math.isfinite(i) for i in its])),
                 median_iterations=_median(its),
-                quartile_iterations=[float(np.percentile(its, 25)),
-                                     float(np.percentile(its, 75))],
+                quartile_iterations=[float(np.percentile(its, 25, method="lower")),
+                                     float(np.percentile(its, 75, method="lower"))],
                 oracle_success_rate=float(np.mean([math.isfinite(i) for i in orc])),
                 oracle_median_iterations=_median(orc)))
         depths = [t["depth"] for t in table]
