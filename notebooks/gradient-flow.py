@@ -96,7 +96,7 @@ assert np.allclose(D[0, :-1], 0.0) and np.allclose(D[0, -1], -np.eye(d)), "not t
 flow_drift = np.asarray(sol.invariant_drift)          # max_l ||D_l(t) - D_l(0)||_2
 print(f"max_t max_l ||D_l(t) - D_l(0)||_2 along the flow: {flow_drift.max():.2e}")
 assert flow_drift.max() < 1e-6
-assert np.allclose(np.abs(D - D[:1]).max(), flow_drift.max(), rtol=0.5, atol=1e-12)
+assert np.abs(D - D[:1]).max() <= flow_drift.max() + 1e-15  # |A_ij| <= ||A||_2: consistent
 
 diag = jax.jit(jax.vmap(lambda W: zj.diagnostics(W, phi)))(sol.W)
 sig, grad_ratio = np.asarray(diag["sigma_min_lower"]), np.asarray(diag["grad_ratio_last"])
@@ -115,7 +115,8 @@ assert np.nanmin(grad_ratio) >= 2 - 1e-6
 # slopes should be close to 1.
 
 # %%
-lrs = [0.04, 0.02, 0.01, 0.005] if QUICK else [0.04, 0.02, 0.01, 0.005, 0.0025]
+# Deeper, wider networks with a larger ||Phi|| need smaller steps to stay in the Euler regime.
+lrs = [0.04, 0.02, 0.01, 0.005] if QUICK else [0.004, 0.002, 0.001, 0.0005]
 cmp = zj.compare_gd_flow(W0, phi, lrs, t_max=2.0)
 for lr, gap, drift in zip(cmp.lrs, cmp.gaps, cmp.gd_drifts):
     print(f"eta = {lr:<7}  max loss gap {gap:.3e}   GD invariant drift {drift:.3e}")

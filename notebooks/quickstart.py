@@ -41,7 +41,7 @@ import zasjax as zj
 
 jax.config.update("jax_enable_x64", True)  # float64: ε = 1e-10 is below float32 resolution
 QUICK = os.environ.get("ZASJAX_QUICK", "1") == "1"
-L, d = (8, 4) if QUICK else (32, 16)
+L, d, LR = (8, 4, 0.02) if QUICK else (16, 8, 0.005)
 EPS, MAX_ITERS = 1e-10, 5_000
 
 # %% [markdown]
@@ -58,7 +58,7 @@ widths = (d,) * (L + 1)                     # d_0, ..., d_L
 phi = zj.make_target("gaussian", jax.random.fold_in(key, 1), (d, d), dtype=jnp.float64)
 W0 = zj.make_init("zas", key, widths, dtype=jnp.float64)
 
-res = zj.run(W0, phi, lr=0.02, eps=EPS, max_iters=MAX_ITERS)
+res = zj.run(W0, phi, lr=LR, eps=EPS, max_iters=MAX_ITERS)
 print("status:", zj.STATUS_NAMES[int(res.status)])
 print("iterations to R <= eps:", int(res.iterations))
 print("final loss:", float(res.final_loss))
