@@ -186,6 +186,21 @@ def _seed_keys(seeds, stream: int):
     return jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), stream))(jnp.asarray(seeds))
 
 
+# One small compiled program per (init, depth) and per target, instead of dozens of eager ops.
+@partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
+def _padded_inits(keys, init, L, dim, depth, scale, dtype):
+    def one(k):
+        W = make_init(init, k, (dim,) * (L + 1), scale, dtype)
+        return pad_depth(W, jnp.ones((L, 1, 1), dtype), depth)
+
+    return jax.vmap(one)(keys)
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _targets(keys, target, dim, dtype):
+    return jax.vmap(lambda k: make_target(target, k, (dim, dim), dtype))(keys)
+
+
 def build_inputs(grid: Grid, rows: list[dict], depth: int, dtype) -> dict[str, np.ndarray]:
     """Initial weights, masks, targets and learning rates for `rows`, padded to `depth`.
 
@@ -199,9 +214,8 @@ def build_inputs(grid: Grid, rows: list[dict], depth: int, dtype) -> dict[str, n
     for init, L in {(r["init"], r["depth"]) for r in rows}:
         idx = [i for i, r in enumerate(rows) if r["init"] == init and r["depth"] == L]
         seeds = sorted({rows[i]["seed"] for i in idx})
-        Ws = jax.vmap(lambda k: pad_depth(
-            make_init(init, k, (dim,) * (L + 1), grid.init_scale, dtype),
-            jnp.ones((L, 1, 1), dtype), depth))(_seed_keys(seeds, 0))
+        Ws = _padded_inits(_seed_keys(seeds, 0), init, L, dim, depth, grid.init_scale,
+                           jnp.dtype(dtype).name)
         where = np.searchsorted(seeds, [rows[i]["seed"] for i in idx])
         W[idx], mask[idx] = np.asarray(Ws[0])[where], np.asarray(Ws[1])[where]
     for target in {r["target"] for r in rows}:
@@ -210,8 +224,7 @@ def build_inputs(grid: Grid, rows: list[dict], depth: int, dtype) -> dict[str, n
         if target == FILE_TARGET:
             phis = np.broadcast_to(np.asarray(grid.target_matrix, dtype), (len(seeds), dim, dim))
         else:
-            phis = jax.vmap(lambda k: make_target(target, k, (dim, dim), dtype))(
-                _seed_keys(seeds, 1))
+            phis = _targets(_seed_keys(seeds, 1), target, dim, jnp.dtype(dtype).name)
         phi[idx] = np.asarray(phis)[np.searchsorted(seeds, [rows[i]["seed"] for i in idx])]
     return dict(W=W, mask=mask, phi=phi, lr=np.asarray([r["lr"] for r in rows], dtype))
 
