@@ -142,3 +142,20 @@ def test_four_devices_equal_one(reference):
                          capture_output=True, text=True, check=True)
     rows = json.loads(out.stdout.strip().splitlines()[-1])
     _assert_same(rows, reference["unrolled"])
+
+
+def test_pruned_tuning_keeps_the_fastest_rate():
+    # Pruning stops rates that cannot win; the winner per configuration must not change.
+    grid = _sweep.Grid(inits=("zas", "near-identity"), targets=("gaussian",), dims=(2,),
+                       depths=(3, 6), seeds=(0, 1), lrs=(0.003, 0.01, 0.03, 0.1, 0.3),
+                       eps=1e-10, max_iters=3000)
+    full = _sweep.sweep(grid, chunk=50, dtype="float64")
+    pruned = _sweep.sweep(grid, chunk=50, dtype="float64", prune=True)
+    assert any(r["status"] == "pruned" for r in pruned)
+    key = lambda r: (r["init"], r["depth"], r["seed"])
+    best_full = {key(r): r for r in _sweep.best_per_config(full)}
+    best_pruned = {key(r): r for r in _sweep.best_per_config(pruned)}
+    assert best_full.keys() == best_pruned.keys()
+    for k, r in best_full.items():
+        assert (best_pruned[k]["lr"], best_pruned[k]["iterations"]) == (r["lr"], r["iterations"])
+    assert sum(r["steps"] for r in pruned) < sum(r["steps"] for r in full)

@@ -21,8 +21,11 @@ from ._network import data_loss_and_grad, get_matmul, loss_and_grad
 from ._optimizers import OPTIMIZERS, check_optimizer, make_optimizer
 
 RUNNING, CONVERGED, DIVERGED, MAX_ITERS = 0, 1, 2, 3
+#: Set only by a sweep tuning the learning rate: stopped because another learning rate of the
+#: same configuration had already converged in fewer iterations than this one has run.
+PRUNED = 4
 STATUS_NAMES = {RUNNING: "running", CONVERGED: "converged", DIVERGED: "diverged",
-                MAX_ITERS: "max-iters"}
+                MAX_ITERS: "max-iters", PRUNED: "pruned"}
 
 #: A loss this many times max(R(0), 1) counts as diverged even while still finite.
 DIVERGENCE_FACTOR = 1e10

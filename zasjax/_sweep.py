@@ -33,7 +33,7 @@ from . import _store
 from ._inits import INITS, make_init
 from ._network import loss_and_grad_unrolled, pad_depth
 from ._optimizers import check_optimizer
-from ._run import RUNNING, STATUS_NAMES, RunState, Settings, Whitened, init_state, step
+from ._run import PRUNED, RUNNING, STATUS_NAMES, RunState, Settings, Whitened, init_state, step
 from ._targets import TARGETS, make_target
 
 #: XLA:CPU runs a while loop whose buffers total under this many bytes as ONE compiled kernel;
@@ -399,13 +399,18 @@ def _result_row(row: dict, state_host: dict, i: int) -> dict:
 def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: int = 1000,
           bucket_ratio: float = 1.2, devices=None, max_batch: int | None = None,
           matmul: str = "auto", prefix: str = "sequential", dtype=None,
-          progress: bool = False) -> list[dict]:
+          progress: bool = False, prune: bool = False) -> list[dict]:
     """Run every configuration of `grid`; return one row dict per configuration (`COLUMNS`).
 
     With `out`, finished rows are appended to `out/runs.csv` after every chunk and the
     configurations in flight are checkpointed in `out/inflight/`; `resume=True` continues
     from there, recomputing nothing that finished. Diverging configurations are rows with
     status `diverged`, never exceptions.
+
+    `prune=True` is for learning-rate tuning: a configuration still running after more
+    iterations than another learning rate of the same (init, target, dim, depth, seed)
+    needed to converge cannot be the fastest, so it stops with status `pruned`. The best
+    rate per configuration (`best_per_config`) is unchanged; the sweep ends much sooner.
     """
     grid.check()
     if chunk < 1:
@@ -448,7 +453,7 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
                 tag = f"d{dim}-L{depth}-{start}"
                 _run_slice(grid, rows, depth, dtype, mesh, axis, settings, saved, bar, tag,
                            finished, runs_csv if write else None,
-                           os.path.join(inflight, tag + ".npz") if write else None)
+                           os.path.join(inflight, tag + ".npz") if write else None, prune)
     bar.close()
     return [_as_row(finished[config_key(c)]) for c in configs]
 
@@ -462,8 +467,29 @@ def _as_row(r: dict) -> dict:
                 final_loss=float(r["final_loss"]), status=r["status"], steps=int(r["steps"]))
 
 
+def _tuning_group(row: dict) -> tuple:
+    key = config_key(row)
+    return key[:5] + key[6:]  # everything but the learning rate
+
+
+def _fastest(finished: dict) -> dict[tuple, int]:
+    """Tuning group → fewest iterations among its converged learning rates so far."""
+    best: dict[tuple, int] = {}
+    for r in finished.values():
+        if r["status"] == "converged":
+            g, n = _tuning_group(r), int(r["iterations"])
+            best[g] = min(best.get(g, n), n)
+    return best
+
+
+def _stop(state: RunState, stop: np.ndarray, n_padded: int, mesh, axis: int) -> RunState:
+    flags = np.zeros(n_padded, bool)
+    flags[: len(stop)] = stop
+    return state._replace(status=jnp.where(_put(flags, mesh, axis), PRUNED, state.status))
+
+
 def _run_slice(grid, rows, depth, dtype, mesh, axis, settings, saved, bar, tag, finished,
-               runs_csv, checkpoint):
+               runs_csv, checkpoint, prune=False):
     n_dev = mesh.devices.size
     padded = rows + [rows[-1]] * (-len(rows) % n_dev)  # duplicates fill the last device
     host = build_inputs(grid, padded, depth, dtype)
@@ -488,8 +514,17 @@ def _run_slice(grid, rows, depth, dtype, mesh, axis, settings, saved, bar, tag, 
                 _store.append_csv(runs_csv, new_rows, COLUMNS)
             reported |= new
         bar.update(int(new.sum()), cfg_steps, tag)
+        cfg_steps = 0
         if done.all():
             break
+        if prune:
+            fastest = _fastest(finished)
+            steps = np.moveaxis(_host(state.step), axis, 0)[: len(rows)]
+            stop = ~done & np.asarray([steps[i] > fastest.get(_tuning_group(r), np.inf)
+                                       for i, r in enumerate(rows)])
+            if stop.any():  # they cannot beat a rate that already converged: report them
+                state = _stop(state, stop, len(padded), mesh, axis)
+                continue
         state = _advance_chunk(state, phi, mask, lr, eps, max_iters, settings, axis)
         cfg_steps = settings.record_every * int((~done).sum())
         if checkpoint:

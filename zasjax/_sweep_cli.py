@@ -138,7 +138,7 @@ def main(args) -> int:
     for i, grid in enumerate(grids):
         rows += sweep(grid, out, resume=args.resume or i > 0, chunk=args.chunk,
                       bucket_ratio=args.bucket_ratio, progress=not args.no_progress,
-                      dtype="float64" if args.x64 else "float32")
+                      dtype="float64" if args.x64 else "float32", prune=tune)
     elapsed = time.perf_counter() - start
     table = best_per_config(rows) if tune else rows
     for r in table:
