@@ -48,9 +48,12 @@ def enable_small_loop_kernels(env=os.environ) -> bool:
 
     Adds the option to `XLA_FLAGS` unless the user set backend options there already; it
     only takes effect if JAX has not started its CPU backend yet (zasjax calls this when
-    imported). Returns whether the option is now in `XLA_FLAGS`.
+    imported). `ZASJAX_KEEP_XLA_FLAGS=1` leaves `XLA_FLAGS` untouched. Returns whether the
+    option is now in `XLA_FLAGS`.
     """
     flags = env.get("XLA_FLAGS", "")
+    if env.get("ZASJAX_KEEP_XLA_FLAGS") == "1":
+        return "xla_cpu_small_while_loop_byte_threshold" in flags
     if "xla_backend_extra_options" not in flags:
         env["XLA_FLAGS"] = (f"{flags} --xla_backend_extra_options="
                             f"xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}").strip()

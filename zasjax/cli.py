@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError) as e:
         print(f"zasjax: error: {e}", file=sys.stderr)
         return 2
-    return int(status or 0)
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":
