@@ -12,6 +12,7 @@ torch`); without it the ratios are null.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import resource
@@ -151,6 +152,10 @@ def depth_sweep(max_depth: int, seeds: int, iters: int, bucket_ratio: float) -> 
     grid = _sweep.Grid(inits=("near-identity",), targets=("gaussian",), dims=(2,),
                        depths=tuple(range(1, max_depth + 1)), seeds=tuple(range(seeds)),
                        lrs=(1e-4,), max_iters=iters, eps=1e-30)
+    # Warm-up on a depth outside the grid, so that neither measurement pays JAX's one-off
+    # tracing and kernel-cache costs (the first sweep of a process otherwise looks slower).
+    warm = dataclasses.replace(grid, depths=(max_depth + 3,))
+    _sweep.sweep(warm, chunk=iters + 1, dtype=jnp.float32)
     out = {}
     for name, ratio in (("bucketed", bucket_ratio), ("per_depth", 1.0)):
         times = []
