@@ -15,6 +15,12 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+
+
 def iterations_vs_depth(rows: Sequence[dict], path: str | os.PathLike,
                         title: str = "Iterations to ε vs depth") -> None:
     """Log-log plot of iterations-to-ε against depth, one line per (init, target, dim[, lr]).
@@ -53,9 +59,7 @@ def iterations_vs_depth(rows: Sequence[dict], path: str | os.PathLike,
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def training_accuracy_curves(rows: Sequence[dict], path: str | os.PathLike,
@@ -84,9 +88,7 @@ def training_accuracy_curves(rows: Sequence[dict], path: str | os.PathLike,
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def flow_vs_gd(path: str | os.PathLike, ts, loss_flow, bound, gd_curves: dict,
@@ -118,9 +120,7 @@ def flow_vs_gd(path: str | os.PathLike, ts, loss_flow, bound, gd_curves: dict,
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def arora_success_and_rate(entries: Sequence[dict], path: str | os.PathLike,
@@ -162,9 +162,7 @@ def arora_success_and_rate(entries: Sequence[dict], path: str | os.PathLike,
     bx.set_title("Measured rate vs Theorem 1 bound (same η)")
     bx.grid(True, which="both", alpha=0.3)
     bx.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def landscape_paths(path: str | os.PathLike, X, Y, Z, paths: dict, minima=None,
@@ -199,9 +197,7 @@ def landscape_paths(path: str | os.PathLike, X, Y, Z, paths: dict, minima=None,
     ax.set_aspect("equal")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def saddle_escape_curves(path: str | os.PathLike, curves: dict, saddles=(), eps=None,
@@ -238,9 +234,7 @@ def saddle_escape_curves(path: str | os.PathLike, curves: dict, saddles=(), eps=
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7, loc="center")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def zou_final_loss(entries: Sequence[dict], path: str | os.PathLike) -> None:
@@ -268,9 +262,7 @@ def zou_final_loss(entries: Sequence[dict], path: str | os.PathLike) -> None:
         ax.set_title(f"L = {L} hidden layers")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def scaling_lines(series: Sequence[dict], path: str | os.PathLike, *, title: str,
@@ -295,6 +287,4 @@ def scaling_lines(series: Sequence[dict], path: str | os.PathLike, *, title: str
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)

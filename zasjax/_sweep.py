@@ -189,14 +189,25 @@ def _seed_keys(seeds, stream: int):
     return jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), stream))(jnp.asarray(seeds))
 
 
-# One small compiled program per (init, depth) and per target, instead of dozens of eager ops.
-@partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
-def _padded_inits(keys, init, L, dim, depth, scale, dtype):
+def _padded_inits_eager(keys, init, L, dim, depth, scale, dtype):
     def one(k):
         W = make_init(init, k, (dim,) * (L + 1), scale, dtype)
         return pad_depth(W, jnp.ones((L, 1, 1), dtype), depth)
 
     return jax.vmap(one)(keys)
+
+
+_padded_inits_jit = jax.jit(_padded_inits_eager, static_argnums=(1, 2, 3, 4, 5, 6))
+
+#: Initialisations draw layer by layer, so a compiled builder grows with L: below this depth
+#: one compiled program beats dozens of eager ops; above it, compiling would take longer
+#: (minutes at L = 512) than running the ops one by one.
+JIT_INIT_MAX_DEPTH = 64
+
+
+def _padded_inits(keys, init, L, dim, depth, scale, dtype):
+    build = _padded_inits_jit if L <= JIT_INIT_MAX_DEPTH else _padded_inits_eager
+    return build(keys, init, L, dim, depth, scale, dtype)
 
 
 @partial(jax.jit, static_argnums=(1, 2, 3))
