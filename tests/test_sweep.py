@@ -159,3 +159,19 @@ def test_pruned_tuning_keeps_the_fastest_rate():
     for k, r in best_full.items():
         assert (best_pruned[k]["lr"], best_pruned[k]["iterations"]) == (r["lr"], r["iterations"])
     assert sum(r["steps"] for r in pruned) < sum(r["steps"] for r in full)
+
+
+def test_deep_inits_are_built_without_compiling_and_match_make_init():
+    # Past JIT_INIT_MAX_DEPTH the builder runs eagerly; it must draw the same weights.
+    import jax
+
+    L = _sweep.JIT_INIT_MAX_DEPTH + 6
+    grid = _sweep.Grid(inits=("near-identity",), targets=("gaussian",), dims=(2,),
+                       depths=(L,), seeds=(3,), lrs=(0.01,))
+    (cfg,) = grid.configs()
+    host = _sweep.build_inputs(grid, [cfg], L + 2, jnp.float64)
+    key = jax.random.fold_in(jax.random.key(3), 0)
+    W = _sweep.make_init("near-identity", key, (2,) * (L + 1), None, jnp.float64)
+    assert np.array_equal(host["W"][0][:L], np.asarray(W))
+    assert np.array_equal(host["W"][0][L:], np.broadcast_to(np.eye(2), (2, 2, 2)))
+    assert np.all(host["mask"][0][:L] == 1) and np.all(host["mask"][0][L:] == 0)
