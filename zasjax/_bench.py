@@ -181,6 +181,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zasjax bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small sizes for CI (< 2 minutes)")
     p.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
+    p.add_argument("--sweep-depth", type=int, default=None,
+                   help="largest depth of the depth-sweep comparison (default 512, quick 16); "
+                        "the per-depth side compiles one program per depth")
     return p
 
 
@@ -216,7 +219,13 @@ def main(argv=None) -> dict:
                            ratio_vs_torch_loop=_ratio(rate, loop),
                            ratio_vs_torch_bmm=_ratio(rate, bmm), gflops=gflops,
                            fraction_of_matmul_peak=gflops / peak)
-    sweep = depth_sweep(16, 4, 10, 1.2) if quick else depth_sweep(512, 8, 50, 1.2)
+        print(f"measured {name}: {rate:,.0f} config-steps/s ({best})", flush=True)
+    max_depth = args.sweep_depth or (16 if quick else 512)
+    if max_depth < 1:
+        raise ValueError(f"--sweep-depth must be >= 1, got {max_depth}")
+    print(f"depth sweep 1..{max_depth}: bucketed vs one program per depth ...", flush=True)
+    sweep = {"max_depth": max_depth, **depth_sweep(max_depth, 4 if quick else 8,
+                                                   10 if quick else 50, 1.2)}
     result = {
         "matmul_peak_gflops": peak,
         "depth_sweep_overhead": sweep["run_overhead"],
