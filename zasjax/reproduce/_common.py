@@ -22,6 +22,17 @@ def prepare_out(out: str | os.PathLike) -> str:
     return str(out)
 
 
+def use_dtype(name: str):
+    """The array dtype for `name` ("float32" or "float64"), switching x64 on for float64."""
+    import jax
+    import jax.numpy as jnp
+
+    if name == "float64":
+        jax.config.update("jax_enable_x64", True)
+        return jnp.float64
+    return jnp.float32
+
+
 def write_outputs(out: str, name: str, summary: Mapping[str, Any], rows: Sequence[Mapping],
                   columns: Sequence[str], quick: bool, started: float) -> dict:
     """Atomically write `out/summary.json` (with run metadata) and `out/<name>.csv`."""

@@ -34,7 +34,7 @@ from .._diagnostics import layer_grad_norms, plateau
 from .._network import whitened_loss
 from .._plots import landscape_paths
 from .._run import STATUS_NAMES, Settings, Whitened, init_state, step
-from ._common import prepare_out, write_outputs
+from ._common import prepare_out, use_dtype, write_outputs
 
 DESCRIPTION = "Loss landscape of L = 2, d = 1, Φ = −1 with GD from near-identity and ZAS (Fig. 1)"
 
@@ -127,9 +127,7 @@ def main(args) -> dict:
     cfg = _config(args)
     out = prepare_out(args.out)
     started = time.perf_counter()
-    if cfg["dtype"] == "float64":
-        jax.config.update("jax_enable_x64", True)
-    dtype = jnp.float64 if cfg["dtype"] == "float64" else jnp.float32
+    dtype = use_dtype(cfg["dtype"])
     names = list(STARTS)
     W0 = jnp.stack([start_weights(*STARTS[n], dtype=dtype) for n in names])
     phi = jnp.full((1, 1), PHI, dtype)

@@ -45,7 +45,7 @@ from .._inits import make_init
 from .._network import end_to_end
 from .._plots import saddle_escape_curves
 from .._run import STATUS_NAMES, run
-from ._common import prepare_out, write_outputs
+from ._common import prepare_out, use_dtype, write_outputs
 
 DESCRIPTION = "Saddle escape at L = 6, Φ = −I, d = 25: ZAS vs 5 near-identity inits (Fig. 3)"
 
@@ -136,9 +136,7 @@ def main(args) -> dict:
     cfg = _config(args)
     out = prepare_out(args.out)
     started = time.perf_counter()
-    if cfg["dtype"] == "float64":
-        jax.config.update("jax_enable_x64", True)
-    dtype = jnp.float64 if cfg["dtype"] == "float64" else jnp.float32
+    dtype = use_dtype(cfg["dtype"])
     d, L, every = cfg["dim"], cfg["depth"], cfg["record_every"]
     widths = (d,) * (L + 1)
     keys = jax.random.split(jax.random.key(cfg["seed"]), cfg["seeds"])
