@@ -161,17 +161,22 @@ def test_pruned_tuning_keeps_the_fastest_rate():
     assert sum(r["steps"] for r in pruned) < sum(r["steps"] for r in full)
 
 
-def test_deep_inits_are_built_without_compiling_and_match_make_init():
-    # Past JIT_INIT_MAX_DEPTH the builder runs eagerly; it must draw the same weights.
+def test_bucket_inputs_are_make_init_padded_by_pad_depth():
+    # The sweep draws each depth's weights in one compiled builder and pads them on the
+    # host; the result must be make_init followed by pad_depth, at any depth (to rounding:
+    # XLA may fuse the compiled draw's scaling differently from the op-by-op one).
     import jax
 
-    L = _sweep.JIT_INIT_MAX_DEPTH + 6
-    grid = _sweep.Grid(inits=("near-identity",), targets=("gaussian",), dims=(2,),
-                       depths=(L,), seeds=(3,), lrs=(0.01,))
-    (cfg,) = grid.configs()
-    host = _sweep.build_inputs(grid, [cfg], L + 2, jnp.float64)
-    key = jax.random.fold_in(jax.random.key(3), 0)
-    W = _sweep.make_init("near-identity", key, (2,) * (L + 1), None, jnp.float64)
-    assert np.array_equal(host["W"][0][:L], np.asarray(W))
-    assert np.array_equal(host["W"][0][L:], np.broadcast_to(np.eye(2), (2, 2, 2)))
-    assert np.all(host["mask"][0][:L] == 1) and np.all(host["mask"][0][L:] == 0)
+    from zasjax._network import pad_depth
+
+    for init, L in (("near-identity", 130), ("balanced", 7), ("zas", 3)):
+        grid = _sweep.Grid(inits=(init,), targets=("gaussian",), dims=(2,),
+                           depths=(L,), seeds=(3,), lrs=(0.01,))
+        (cfg,) = grid.configs()
+        host = _sweep.build_inputs(grid, [cfg], L + 2, jnp.float64)
+        key = jax.random.fold_in(jax.random.key(3), 0)
+        W = _sweep.make_init(init, key, (2,) * (L + 1), None, jnp.float64)
+        W_pad, mask_pad = pad_depth(W, jnp.ones((L, 1, 1), jnp.float64), L + 2)
+        np.testing.assert_allclose(host["W"][0], np.asarray(W_pad), rtol=1e-15, atol=1e-15)
+        assert np.array_equal(host["W"][0][L:], np.asarray(W_pad)[L:])
+        assert np.array_equal(host["mask"][0], np.asarray(mask_pad))

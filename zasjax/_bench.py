@@ -147,7 +147,9 @@ def depth_sweep(max_depth: int, seeds: int, iters: int, bucket_ratio: float) -> 
     """One bucketed sweep of depths 1..max_depth vs one program per depth (ratio 1).
 
     Each is run twice in this process: the first (cold) call compiles, the second (warm)
-    reuses the compiled programs, so cold − warm is the compile time.
+    reuses the compiled programs, so cold − warm is the compile time. JAX's caches are
+    cleared before each cold call, so neither side reuses the other's programs (a bucket
+    of one depth compiles the same programs as that depth on its own).
     """
     grid = _sweep.Grid(inits=("near-identity",), targets=("gaussian",), dims=(2,),
                        depths=tuple(range(1, max_depth + 1)), seeds=tuple(range(seeds)),
@@ -159,6 +161,7 @@ def depth_sweep(max_depth: int, seeds: int, iters: int, bucket_ratio: float) -> 
     out = {}
     for name, ratio in (("bucketed", bucket_ratio), ("per_depth", 1.0)):
         times = []
+        jax.clear_caches()
         for _ in range(2):
             t = time.perf_counter()
             _sweep.sweep(grid, chunk=iters + 1, bucket_ratio=ratio, dtype=jnp.float32)

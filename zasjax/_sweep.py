@@ -189,25 +189,17 @@ def _seed_keys(seeds, stream: int):
     return jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), stream))(jnp.asarray(seeds))
 
 
-def _padded_inits_eager(keys, init, L, dim, depth, scale, dtype):
-    def one(k):
-        W = make_init(init, k, (dim,) * (L + 1), scale, dtype)
-        return pad_depth(W, jnp.ones((L, 1, 1), dtype), depth)
+@partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
+def _inits(keys, init, depths, dim, depth, scale, dtype):
+    """Initial weights of every depth in `depths` (`keys[i]`: the seeds of `depths[i]`), each
+    padded to `depth` by `pad_depth`: one compiled builder per bucket. Equal-width inits draw
+    all layers in one vmapped call, so the builder compiles as fast at L = 512 as at L = 2.
+    """
+    def one(key, L):
+        W = make_init(init, key, (dim,) * (L + 1), scale, dtype)
+        return pad_depth(W, jnp.ones((L, 1, 1), dtype), depth)[0]
 
-    return jax.vmap(one)(keys)
-
-
-_padded_inits_jit = jax.jit(_padded_inits_eager, static_argnums=(1, 2, 3, 4, 5, 6))
-
-#: Initialisations draw layer by layer, so a compiled builder grows with L: below this depth
-#: one compiled program beats dozens of eager ops; above it, compiling would take longer
-#: (minutes at L = 512) than running the ops one by one.
-JIT_INIT_MAX_DEPTH = 64
-
-
-def _padded_inits(keys, init, L, dim, depth, scale, dtype):
-    build = _padded_inits_jit if L <= JIT_INIT_MAX_DEPTH else _padded_inits_eager
-    return build(keys, init, L, dim, depth, scale, dtype)
+    return [jax.vmap(partial(one, L=L))(k) for k, L in zip(keys, depths)]
 
 
 @partial(jax.jit, static_argnums=(1, 2, 3))
@@ -225,13 +217,19 @@ def build_inputs(grid: Grid, rows: list[dict], depth: int, dtype) -> dict[str, n
     W = np.empty((len(rows), depth, dim, dim), dtype)
     mask = np.empty((len(rows), depth, 1, 1), dtype)
     phi = np.empty((len(rows), dim, dim), dtype)
-    for init, L in {(r["init"], r["depth"]) for r in rows}:
-        idx = [i for i, r in enumerate(rows) if r["init"] == init and r["depth"] == L]
-        seeds = sorted({rows[i]["seed"] for i in idx})
-        Ws = _padded_inits(_seed_keys(seeds, 0), init, L, dim, depth, grid.init_scale,
-                           jnp.dtype(dtype).name)
-        where = np.searchsorted(seeds, [rows[i]["seed"] for i in idx])
-        W[idx], mask[idx] = np.asarray(Ws[0])[where], np.asarray(Ws[1])[where]
+    for init in sorted({r["init"] for r in rows}):
+        seeds_of: dict[int, set] = {}
+        for r in rows:
+            if r["init"] == init:
+                seeds_of.setdefault(r["depth"], set()).add(r["seed"])
+        depths = tuple(sorted(seeds_of))
+        seeds = [sorted(seeds_of[L]) for L in depths]
+        Ws = _inits([_seed_keys(s, 0) for s in seeds], init, depths, dim, depth,
+                    grid.init_scale, jnp.dtype(dtype).name)
+        for L, s, Ws_L in zip(depths, seeds, Ws):
+            idx = [i for i, r in enumerate(rows) if r["init"] == init and r["depth"] == L]
+            W[idx] = np.asarray(Ws_L)[np.searchsorted(s, [rows[i]["seed"] for i in idx])]
+            mask[idx, :L], mask[idx, L:] = 1, 0
     for target in {r["target"] for r in rows}:
         idx = [i for i, r in enumerate(rows) if r["target"] == target]
         seeds = sorted({rows[i]["seed"] for i in idx})
