@@ -63,6 +63,13 @@ def test_bucketed_chunked_sweep_equals_single_runs(reference, matmul):
     assert "converged" in statuses[0.1] and "diverged" not in statuses[0.1]  # ... the rest go on
 
 
+def test_looped_batch_equals_single_runs(reference):
+    # batching="loop": configurations one after another inside the compiled chunk.
+    _assert_same(_sweep.sweep(GRID, matmul="dot", batching="loop", **OPTS), reference["dot"])
+    with pytest.raises(ValueError, match="unknown batching"):
+        _sweep.sweep(GRID, batching="serial")
+
+
 def test_batch_slices_equal_one_batch(reference):
     # max_batch splits every bucket into slices of 4 configurations (padded for the devices).
     _assert_same(_sweep.sweep(GRID, max_batch=4, **OPTS), reference["unrolled"])
@@ -135,13 +142,16 @@ def test_four_devices_equal_one(reference):
     script = ("import json, zasjax._sweep as S, tests.test_sweep as T, jax\n"
               "assert len(jax.devices()) == 4\n"
               "rows = S.sweep(T.GRID, chunk=7, bucket_ratio=1.5, matmul='unrolled')\n"
-              "print(json.dumps(rows))\n")
+              "looped = S.sweep(T.GRID, chunk=7, bucket_ratio=1.5, matmul='dot',"
+              " batching='loop')\n"
+              "print(json.dumps([rows, looped]))\n")
     env = {**os.environ, "JAX_ENABLE_X64": "1", "PYTHONPATH": _root(),
            "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     out = subprocess.run([sys.executable, "-c", script], env=env, cwd=_root(),
                          capture_output=True, text=True, check=True)
-    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    rows, looped = json.loads(out.stdout.strip().splitlines()[-1])
     _assert_same(rows, reference["unrolled"])
+    _assert_same(looped, reference["dot"])  # a loop per device shard
 
 
 def test_pruned_tuning_keeps_the_fastest_rate():

@@ -50,8 +50,11 @@ def _flops_per_step(d: int) -> float:
 
 
 def zasjax_rate(d: int, B: int, matmul: str, steps: int, repeats: int,
-                prefix: str = "sequential") -> float:
-    """Configuration-steps per second of the sweep's compiled chunk (nothing finishes)."""
+                prefix: str = "sequential", loop: bool = False) -> float:
+    """Configuration-steps per second of the sweep's compiled chunk (nothing finishes).
+
+    `loop=True` runs each device's configurations one after another (`batching="loop"`).
+    """
     grid = _sweep.Grid(inits=("near-identity",), targets=("gaussian",), dims=(d,), depths=(L,),
                        seeds=tuple(range(B)), lrs=(1e-4,), max_iters=10**9, eps=1e-30)
     rows = grid.configs()
@@ -64,7 +67,8 @@ def zasjax_rate(d: int, B: int, matmul: str, steps: int, repeats: int,
     eps, max_iters = jnp.float32(1e-30), jnp.int32(10**9)
 
     def chunk():
-        state[0] = _sweep._advance_chunk(state[0], phi, mask, lr, eps, max_iters, settings, axis)
+        state[0] = _sweep._advance_chunk(state[0], phi, mask, lr, eps, max_iters, settings, axis,
+                                         mesh if loop else None)
         state[0].W.block_until_ready()
 
     return B * steps / _best(chunk, repeats)
@@ -208,6 +212,8 @@ def main(argv=None) -> dict:
     for name, (d, B) in CASES.items():
         strategies = ["unrolled", "dot"] if d <= 10 else ["dot"]
         rates = {mm: zasjax_rate(d, B, mm, steps[name], repeats) for mm in strategies}
+        if d >= 10:
+            rates["dot-loop"] = zasjax_rate(d, B, "dot", steps[name], repeats, loop=True)
         if not quick and d >= 10:
             rates["dot+associative"] = zasjax_rate(d, B, "dot", steps[name], repeats,
                                                    prefix="associative")

@@ -70,6 +70,12 @@ FILE_TARGET = "file"
 #: beats batched dot products (measured by `zasjax bench`).
 UNROLLED_MAX_DIM = 8
 
+#: From this width on, XLA:CPU runs one configuration's D × D products faster than a batch
+#: of them (batched dots of D ≥ 64 lose 20-45% against plain ones on the 2-core machine), so
+#: on CPU the configurations of a device are looped over inside the compiled program.
+LOOP_MIN_DIM = 48
+BATCHINGS = ("auto", "vmap", "loop")
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -269,15 +275,17 @@ class _Evaluated(eqx.Module):
         return self.loss, self.grad
 
 
-@partial(jax.jit, static_argnames=("settings", "axis"), donate_argnums=(0,))
-def _advance_chunk(state, phi, mask, lr, eps, max_iters, settings, axis):
+@partial(jax.jit, static_argnames=("settings", "axis", "loop_mesh"), donate_argnums=(0,))
+def _advance_chunk(state, phi, mask, lr, eps, max_iters, settings, axis, loop_mesh=None):
     """`settings.record_every` iterations of `step` on every configuration.
 
     The same as vmapping `advance(..., n_records=1)`, with the loop over iterations outside
     the vmap, so the state keeps its batch on `axis` from one iteration to the next (vmapping
     a loop would move it to the front of the carry). With the batch last (`unrolled`), R and
     ∇R of the whole batch come from `loss_and_grad_unrolled` on the batch-last arrays, and the
-    per-configuration `step` only applies them.
+    per-configuration `step` only applies them. With a `loop_mesh` (batch first) every device
+    runs its own configurations one after another (`shard_map` over the mesh, `lax.map`
+    within), with no batched products at all.
     """
 
     def one(state, phi, mask, lr):
@@ -288,12 +296,23 @@ def _advance_chunk(state, phi, mask, lr, eps, max_iters, settings, axis):
         objective = _Evaluated(*loss_and_grad_unrolled(state.W, phi))
         return step(state, objective, mask, lr, eps, max_iters, settings)
 
-    batched = batch_last if axis == -1 else jax.vmap(one, in_axes=axis, out_axes=axis)
+    if axis == -1:
+        batched = batch_last
+    elif loop_mesh is not None:
+        batched = lambda *args: lax.map(lambda a: one(*a), args)
+    else:
+        batched = jax.vmap(one)
 
-    def body(_, state):
-        return batched(state, phi, mask, lr)
+    def chunk(state, phi, mask, lr):
+        return lax.fori_loop(0, settings.record_every,
+                             lambda _, state: batched(state, phi, mask, lr), state)
 
-    return lax.fori_loop(0, settings.record_every, body, state)
+    if loop_mesh is not None:
+        spec = PartitionSpec("cfg")
+        # check_vma=False: the layer scans start from constants (eye), replicated by nature.
+        chunk = jax.shard_map(chunk, mesh=loop_mesh, in_specs=spec, out_specs=spec,
+                              check_vma=False)
+    return chunk(state, phi, mask, lr)
 
 
 def _sharding(mesh, ndim: int, axis: int) -> NamedSharding:
@@ -410,8 +429,8 @@ def _result_row(row: dict, state_host: dict, i: int) -> dict:
 
 def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: int = 1000,
           bucket_ratio: float = 1.2, devices=None, max_batch: int | None = None,
-          matmul: str = "auto", prefix: str = "sequential", dtype=None,
-          progress: bool = False, prune: bool = False) -> list[dict]:
+          matmul: str = "auto", prefix: str = "sequential", batching: str = "auto",
+          dtype=None, progress: bool = False, prune: bool = False) -> list[dict]:
     """Run every configuration of `grid`; return one row dict per configuration (`COLUMNS`).
 
     With `out`, finished rows are appended to `out/runs.csv` after every chunk and the
@@ -423,10 +442,16 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
     iterations than another learning rate of the same (init, target, dim, depth, seed)
     needed to converge cannot be the fastest, so it stops with status `pruned`. The best
     rate per configuration (`best_per_config`) is unchanged; the sweep ends much sooner.
+
+    `batching` says how the configurations of one device share a program when the batch is
+    not last (`matmul="dot"`): `"vmap"` (batched products), `"loop"` (one configuration
+    after another, `lax.map`) or `"auto"` (loop on CPU from width `LOOP_MIN_DIM`, else vmap).
     """
     grid.check()
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if batching not in BATCHINGS:
+        raise ValueError(f"unknown batching {batching!r}; expected one of {BATCHINGS}")
     dtype = jnp.dtype(dtype or jnp.zeros(()).dtype)
     devices = list(devices or jax.devices())
     mesh = Mesh(np.asarray(devices), ("cfg",))
@@ -453,6 +478,8 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
         mm = ("unrolled" if dim <= UNROLLED_MAX_DIM else "dot") if matmul == "auto" else matmul
         axis = batch_axis(mm)
         settings = Settings(grid.optimizer, tuple(grid.hyper), mm, prefix, chunk)
+        loop = axis == 0 and (batching == "loop" or batching == "auto" and dim >= LOOP_MIN_DIM
+                              and devices[0].platform == "cpu")
         of_dim = [c for c in pending if c["dim"] == dim]
         for bucket in depth_buckets([c["depth"] for c in of_dim], bucket_ratio):
             depth = max(bucket)
@@ -465,7 +492,8 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
                 tag = f"d{dim}-L{depth}-{start}"
                 _run_slice(grid, rows, depth, dtype, mesh, axis, settings, saved, bar, tag,
                            finished, runs_csv if write else None,
-                           os.path.join(inflight, tag + ".npz") if write else None, prune)
+                           os.path.join(inflight, tag + ".npz") if write else None, prune,
+                           mesh if loop else None)
     bar.close()
     return [_as_row(finished[config_key(c)]) for c in configs]
 
@@ -501,7 +529,7 @@ def _stop(state: RunState, stop: np.ndarray, n_padded: int, mesh, axis: int) -> 
 
 
 def _run_slice(grid, rows, depth, dtype, mesh, axis, settings, saved, bar, tag, finished,
-               runs_csv, checkpoint, prune=False):
+               runs_csv, checkpoint, prune=False, loop_mesh=None):
     n_dev = mesh.devices.size
     padded = rows + [rows[-1]] * (-len(rows) % n_dev)  # duplicates fill the last device
     host = build_inputs(grid, padded, depth, dtype)
@@ -537,7 +565,8 @@ def _run_slice(grid, rows, depth, dtype, mesh, axis, settings, saved, bar, tag, 
             if stop.any():  # they cannot beat a rate that already converged: report them
                 state = _stop(state, stop, len(padded), mesh, axis)
                 continue
-        state = _advance_chunk(state, phi, mask, lr, eps, max_iters, settings, axis)
+        state = _advance_chunk(state, phi, mask, lr, eps, max_iters, settings, axis,
+                               loop_mesh)
         cfg_steps = settings.record_every * int((~done).sum())
         if checkpoint:
             _save_checkpoint(checkpoint, padded, state, axis)
