@@ -77,10 +77,10 @@ def test_quick_mzas_trains_and_xavier_does_not(tmp_path):
     assert all(_finite(r) for r in runs.values())
     deep = runs["mzas", 100]
     assert not deep["diverged"] and deep["iterations"] <= 1000
-    # Measured at η = 0.75/L after 1,000 steps: 0.880 final / 0.898 best for this seed,
-    # 0.912 for another; the 0.90 sits inside that seed-to-seed spread, so the bar
-    # here is the level every measured seed cleared.
-    assert deep["final_train_accuracy"] >= 0.85 and deep["best_train_accuracy"] >= 0.88
+    # The bar. Measured at η = 0.75/L after 1,000 steps on centred inputs: 0.943
+    # for this seed (0.950 and 0.966 for two others); on raw [0, 1] pixels 0.880.
+    assert deep["final_train_accuracy"] >= 0.90
     xavier = runs["xavier", 100]
     assert xavier["diverged"] or xavier["final_train_accuracy"] < 0.5
     assert (tmp_path / "fig4.png").exists()
+    assert summary["inputs"] == "pixels / 255 minus the mean training image"

@@ -228,6 +228,10 @@ def test_interrupted_run_resumes_to_the_same_result(key, tmp_path):
     with pytest.raises(ValueError, match="different run"):
         train_resnet(m, x, y, [0.1, 0.3], steps=50, chunk=7, optimiser="momentum",
                      checkpoint=ckpt)
+    # ... and so is one trained on other data (here: the inputs centred).
+    with pytest.raises(ValueError, match="different run"):
+        train_resnet(m, x - x.mean(0), y, lrs, steps=50, chunk=7, optimiser="momentum",
+                     checkpoint=ckpt)
 
 
 def test_no_recompilation_for_a_new_grid(key, caplog):

@@ -18,6 +18,7 @@ into chunks with an atomic `.npz` checkpoint, so an interrupted run resumes exac
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 import math
@@ -265,6 +266,16 @@ def _check_lrs(lrs) -> np.ndarray:
     return lrs
 
 
+def _fingerprint(*arrays) -> str:
+    # Identifies the training data in a checkpoint, so a resume on other data is refused.
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
 def _save_checkpoint(path: Path, meta: dict, state, loss, acc) -> None:
     leaves = jax.tree.leaves(state)
     buf = io.BytesIO()
@@ -356,7 +367,8 @@ def train_resnet(
 
     meta = {"lrs": lrs64.tolist(), "optimiser": optimiser, "steps": int(steps),
             "blowup": float(blowup), "dtype": str(dtype),
-            "shapes": [list(a.shape) for a in jax.tree.leaves(model)], "step": 0}
+            "shapes": [list(a.shape) for a in jax.tree.leaves(model)],
+            "data": _fingerprint(x, y), "step": 0}
     step = 0
     loss_hist = np.zeros((0, k), dtype)
     acc_hist = np.zeros((0, k), dtype)
