@@ -114,8 +114,8 @@ def balanced(key, widths, scale=None, dtype=jnp.float32):
         return jnp.einsum("lir,r,ljr->lij", Qs[1:], root, Qs[:-1])
     Qs = [Vt.T] + [jax.random.orthogonal(keys[1 + j], widths[j], dtype=dtype)[:, :r]
                    for j in range(1, L)] + [U]
-    return jnp.stack([pad_square(Qs[j + 1] @ jnp.diag(root) @ Qs[j].T, max(widths))
-                      for j in range(L)])
+    root = jnp.diag(root)
+    return jnp.stack([pad_square(Qs[j + 1] @ root @ Qs[j].T, max(widths)) for j in range(L)])
 
 
 INITS: dict[str, Init] = {

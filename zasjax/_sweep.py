@@ -223,17 +223,16 @@ def build_inputs(grid: Grid, rows: list[dict], depth: int, dtype) -> dict[str, n
     W = np.empty((len(rows), depth, dim, dim), dtype)
     mask = np.empty((len(rows), depth, 1, 1), dtype)
     phi = np.empty((len(rows), dim, dim), dtype)
-    for init in sorted({r["init"] for r in rows}):
-        seeds_of: dict[int, set] = {}
-        for r in rows:
-            if r["init"] == init:
-                seeds_of.setdefault(r["depth"], set()).add(r["seed"])
-        depths = tuple(sorted(seeds_of))
-        seeds = [sorted(seeds_of[L]) for L in depths]
+    groups: dict[str, dict[int, list[int]]] = {}  # init -> depth -> row indices
+    for i, r in enumerate(rows):
+        groups.setdefault(r["init"], {}).setdefault(r["depth"], []).append(i)
+    for init, by_depth in sorted(groups.items()):
+        depths = tuple(sorted(by_depth))
+        seeds = [sorted({rows[i]["seed"] for i in by_depth[L]}) for L in depths]
         Ws = _inits([_seed_keys(s, 0) for s in seeds], init, depths, dim, depth,
                     grid.init_scale, jnp.dtype(dtype).name)
         for L, s, Ws_L in zip(depths, seeds, Ws):
-            idx = [i for i, r in enumerate(rows) if r["init"] == init and r["depth"] == L]
+            idx = by_depth[L]
             W[idx] = np.asarray(Ws_L)[np.searchsorted(s, [rows[i]["seed"] for i in idx])]
             mask[idx, :L], mask[idx, L:] = 1, 0
     for target in {r["target"] for r in rows}:
