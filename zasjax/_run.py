@@ -140,6 +140,23 @@ def _split(key):
     return keys[:, 0].reshape(key.shape), keys[:, 1].reshape(key.shape)
 
 
+def next_status(status, iterations, step, loss, blowup, eps, max_iters):
+    """The status after evaluating R(W_t) = `loss` at update count t = `step`.
+
+    A running configuration converges when R ≤ ε (iterations-to-ε = t), diverges when R is
+    non-finite or above `blowup`, and stops at the cap when t ≥ `max_iters`; a finished one
+    keeps its status. Shared by every engine, so they all stop by the same rule.
+    Returns `(status, iterations)`.
+    """
+    going = status == RUNNING
+    hit = going & (loss <= eps)
+    bad = going & ~hit & (~jnp.isfinite(loss) | (loss > blowup))
+    capped = going & ~hit & ~bad & (step >= max_iters)
+    status = jnp.where(hit, CONVERGED, jnp.where(bad, DIVERGED,
+                       jnp.where(capped, MAX_ITERS, status)))
+    return status, jnp.where(hit, step, iterations)
+
+
 def step(state: RunState, objective, mask, lr, eps, max_iters,
          settings: Settings = Settings()) -> RunState:
     """One iteration: evaluate at W_t, update the flags, update W if still running.
@@ -153,12 +170,8 @@ def step(state: RunState, objective, mask, lr, eps, max_iters,
     loss, grad = objective.value_and_grad(state.W, sub, matmul, settings.prefix)
     grad = grad * mask
     going = state.status == RUNNING
-    hit = going & (loss <= eps)
-    bad = going & ~hit & (~jnp.isfinite(loss) | (loss > state.blowup))
-    capped = going & ~hit & ~bad & (state.step >= max_iters)
-    status = jnp.where(hit, CONVERGED, jnp.where(bad, DIVERGED,
-                       jnp.where(capped, MAX_ITERS, state.status)))
-    iterations = jnp.where(hit, state.step, state.iterations)
+    status, iterations = next_status(state.status, state.iterations, state.step, loss,
+                                     state.blowup, eps, max_iters)
     move = status == RUNNING
 
     if settings.optimizer == "gd":
@@ -269,4 +282,4 @@ def run(W0, phi=None, *, lr, X=None, Y=None, mask=None, optimizer: str = "gd",
 
 
 __all__ = ["run", "RunResult", "RunState", "Settings", "Whitened", "Regression", "init_state",
-           "step", "advance", "STATUS_NAMES", "OPTIMIZERS"]
+           "step", "advance", "next_status", "STATUS_NAMES", "OPTIMIZERS"]
