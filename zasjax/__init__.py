@@ -43,10 +43,6 @@ from ._resnet import (
     train_resnet as train_resnet,
 )
 from ._run import (
-    CONVERGED as CONVERGED,
-    DIVERGED as DIVERGED,
-    MAX_ITERS as MAX_ITERS,
-    STATUS_NAMES as STATUS_NAMES,
     Regression as Regression,
     RunResult as RunResult,
     RunState as RunState,
@@ -55,6 +51,16 @@ from ._run import (
     advance as advance,
     init_state as init_state,
     run as run,
+)
+from ._status import (
+    CONVERGED as CONVERGED,
+    DIVERGED as DIVERGED,
+    FINISHED as FINISHED,
+    MAX_ITERS as MAX_ITERS,
+    PRUNED as PRUNED,
+    RUNNING as RUNNING,
+    STATUS as STATUS,
+    STATUS_NAMES as STATUS_NAMES,
 )
 from ._sweep import (
     Grid as Grid,

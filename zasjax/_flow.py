@@ -22,17 +22,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _status
 from ._diagnostics import invariant_drift
+from ._fits import fit_power_law
 from ._network import loss_and_grad
 from ._run import Whitened, advance, init_state
+from ._status import DIVERGED, FINISHED, MAX_ITERS
 
 
 class FlowSolution(NamedTuple):
     """The gradient flow sampled at `ts: (n,)` (under vmap every field gains a batch axis).
 
     `losses: (n,)` R(W(t)); `invariant_drift: (n,)` max_l ‖D_l(W(t)) − D_l(W(0))‖₂;
-    `W: (n, L, D, D)`; `ok`: the solver reached the last time (False: step budget exhausted
-    or step size collapsed; values after the failure are not meaningful); `n_steps`: accepted
+    `W: (n, L, D, D)`; `status`: a `_status` code, FINISHED when the solver reached the last
+    time, MAX_ITERS when its step budget ran out, DIVERGED when the step size collapsed or
+    the state blew up (values after a failure are not meaningful); `n_steps`: accepted
     solver steps.
     """
 
@@ -40,8 +44,20 @@ class FlowSolution(NamedTuple):
     losses: jax.Array
     invariant_drift: jax.Array
     W: jax.Array
-    ok: jax.Array
+    status: jax.Array
     n_steps: jax.Array
+
+    @property
+    def ok(self):
+        """True where the solver reached the last time (`status == FINISHED`)."""
+        return self.status == FINISHED
+
+
+def flow_status(result: diffrax.RESULTS):
+    """Our status code for one diffrax result (vmap it for a batch)."""
+    return jnp.where(result == diffrax.RESULTS.successful, FINISHED,
+                     jnp.where(result == diffrax.RESULTS.max_steps_reached, MAX_ITERS,
+                               DIVERGED)).astype(jnp.int32)
 
 
 def _vector_field(t, W, args):
@@ -70,14 +86,14 @@ def check_flow_args(W0, phi, ts, mask=None) -> None:
 def gradient_flow(W0: jax.Array, phi: jax.Array, ts: jax.Array, mask: jax.Array | None = None,
                   *, rtol: float = 1e-8, atol: float = 1e-10,
                   solver: diffrax.AbstractSolver | None = None,
-                  max_steps: int = 100_000) -> FlowSolution:
+                  max_steps: int = 100_000, throw: bool = False) -> FlowSolution:
     """Solve dW/dt = −mask ⊙ ∇R(W) from W(0) = W0 at t = 0, and sample it at the
     non-decreasing times `ts` ≥ 0.
 
     `W0: (L, D, D)`, `phi: (D, D)`, `ts: (n,)`. The default solver is Tsit5 (5th order)
     with a PID step-size controller at (`rtol`, `atol`); use float64 for tolerances below
     ~1e-6. Pure and unjitted (jit at the call site); vmaps over `W0`, `phi` and `mask`.
-    Failures do not raise: see `FlowSolution.ok`.
+    Failures do not raise unless `throw=True`: see `FlowSolution.status`.
     """
     check_flow_args(W0, phi, ts, mask)
     dtype = W0.dtype
@@ -93,8 +109,9 @@ def gradient_flow(W0: jax.Array, phi: jax.Array, ts: jax.Array, mask: jax.Array 
     Ws = sol.ys
     losses = jax.vmap(lambda W: loss_and_grad(W, phi)[0])(Ws)
     drift = jax.vmap(lambda W: invariant_drift(W, W0))(Ws)
-    ok = sol.result == diffrax.RESULTS.successful
-    return FlowSolution(ts, losses, drift, Ws, ok, sol.stats["num_accepted_steps"])
+    status = flow_status(sol.result)
+    out = FlowSolution(ts, losses, drift, Ws, status, sol.stats["num_accepted_steps"])
+    return _status.error_if(out, status, (DIVERGED, MAX_ITERS)) if throw else out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,17 +135,7 @@ def _gd_batch(W0, phi, mask, lrs, max_iters, n_records):
 
 #: `gradient_flow` jitted once at module level, so repeated solves of one shape compile once.
 gradient_flow_jit = jax.jit(gradient_flow, static_argnames=("rtol", "atol", "solver",
-                                                            "max_steps"))
-
-
-def loglog_slope(x, y) -> float:
-    """Least-squares slope of log y against log x over the finite, positive pairs (NaN if
-    fewer than two)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    good = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    if good.sum() < 2:
-        return float("nan")
-    return float(np.polyfit(np.log(x[good]), np.log(y[good]), 1)[0])
+                                                            "max_steps", "throw"))
 
 
 class GdFlowComparison(NamedTuple):
@@ -196,11 +203,12 @@ def compare_gd_flow(W0: jax.Array, phi: jax.Array, lrs: Sequence[float], t_max: 
     drifts = np.asarray(jax.vmap(lambda W: invariant_drift(W, W0))(W_last))
     sample = np.searchsorted(grid, keys[-1])
     flow_at_ts = FlowSolution(jnp.asarray(ts, dtype), flow.losses[sample],
-                              flow.invariant_drift[sample], flow.W[sample], flow.ok,
+                              flow.invariant_drift[sample], flow.W[sample], flow.status,
                               flow.n_steps)
-    return GdFlowComparison(lrs, gaps, loglog_slope(lrs, gaps), drifts,
-                            loglog_slope(lrs, drifts), gd_losses, np.asarray(status), flow_at_ts)
+    return GdFlowComparison(lrs, gaps, fit_power_law(lrs, gaps), drifts,
+                            fit_power_law(lrs, drifts), gd_losses, np.asarray(status),
+                            flow_at_ts)
 
 
 __all__ = ["FlowSolution", "gradient_flow", "gradient_flow_jit", "GdFlowComparison",
-           "compare_gd_flow", "loglog_slope", "check_flow_args"]
+           "compare_gd_flow", "check_flow_args", "flow_status"]

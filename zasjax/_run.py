@@ -17,15 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from . import _status
 from ._network import data_loss_and_grad, get_matmul, loss_and_grad
 from ._optimizers import OPTIMIZERS, check_optimizer, make_optimizer
 
-RUNNING, CONVERGED, DIVERGED, MAX_ITERS = 0, 1, 2, 3
-#: Set only by a sweep tuning the learning rate: stopped because another learning rate of the
-#: same configuration had already converged in fewer iterations than this one has run.
-PRUNED = 4
-STATUS_NAMES = {RUNNING: "running", CONVERGED: "converged", DIVERGED: "diverged",
-                MAX_ITERS: "max-iters", PRUNED: "pruned"}
+# The status codes live in `_status`; re-exported here because the sweep imports them from
+# `_run` (PRUNED is set only by a sweep tuning the learning rate).
+from ._status import CONVERGED, DIVERGED, MAX_ITERS, PRUNED, RUNNING, STATUS_NAMES
 
 #: A loss this many times max(R(0), 1) counts as diverged even while still finite.
 DIVERGENCE_FACTOR = 1e10
@@ -88,7 +86,8 @@ class RunResult(NamedTuple):
 
     `losses[j]` is R at iteration j·record_every while the run was still going, NaN after.
     `iterations` is the number of updates after which R ≤ ε first held (0 if R(W_0) ≤ ε),
-    −1 if never. `status` is one of CONVERGED, DIVERGED, MAX_ITERS (see `STATUS_NAMES`).
+    −1 if never. `status` is one of CONVERGED, DIVERGED, MAX_ITERS (codes of
+    `_status.STATUS`; `_status.name` gives the written name).
     """
 
     W: jax.Array
@@ -257,13 +256,15 @@ def _run_jit(W0, objective, mask, lr, eps, max_iters, key, n_records, settings):
 def run(W0, phi=None, *, lr, X=None, Y=None, mask=None, optimizer: str = "gd",
         eps: float = 1e-10, max_iters: int = 10_000, record_every: int = 1,
         batch_size: int | None = None, key=None, matmul: str = "dot",
-        prefix: str = "sequential", **hyper) -> RunResult:
+        prefix: str = "sequential", throw: bool = False, **hyper) -> RunResult:
     """Gradient descent from `W0: (L, D, D)` on the whitened loss (give `phi: (D, D)`) or
     the data loss (give `X, Y: (D, n)`), until R ≤ `eps`, divergence, or `max_iters` updates.
 
     `lr`, `eps`, `phi`, `W0`, `X`, `Y`, `key` may be batched with `jax.vmap`; `optimizer`
     (`gd`, `sgd`, `momentum`, `nesterov`, `adam`), its `**hyper`-parameters, `max_iters`
-    and `record_every` are static. Returns a `RunResult`.
+    and `record_every` are static. Returns a `RunResult`. With `throw=True` a run that
+    diverged or hit `max_iters` raises (at run time, `eqx.error_if`, so also under `jit`;
+    under `vmap` one failing member raises for all); by default the status says so.
     """
     if (phi is None) == (X is None):
         raise ValueError("give exactly one objective: a target `phi`, or data `X` and `Y`")
@@ -276,10 +277,12 @@ def run(W0, phi=None, *, lr, X=None, Y=None, mask=None, optimizer: str = "gd",
     mask = jnp.ones_like(W0) if mask is None else mask
     settings = Settings(optimizer, tuple(sorted(hyper.items())), matmul, prefix, record_every)
     key = jax.random.key(0) if key is None else key
-    return _run_jit(W0, objective, mask.astype(dtype), jnp.asarray(lr, dtype),
-                    jnp.asarray(eps, dtype), jnp.asarray(max_iters, jnp.int32), key,
-                    n_records_for(max_iters, record_every), settings)
+    res = _run_jit(W0, objective, mask.astype(dtype), jnp.asarray(lr, dtype),
+                   jnp.asarray(eps, dtype), jnp.asarray(max_iters, jnp.int32), key,
+                   n_records_for(max_iters, record_every), settings)
+    return _status.error_if(res, res.status) if throw else res
 
 
 __all__ = ["run", "RunResult", "RunState", "Settings", "Whitened", "Regression", "init_state",
-           "step", "advance", "next_status", "STATUS_NAMES", "OPTIMIZERS"]
+           "step", "advance", "next_status", "STATUS_NAMES", "OPTIMIZERS", "RUNNING",
+           "CONVERGED", "DIVERGED", "MAX_ITERS", "PRUNED"]
