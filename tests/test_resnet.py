@@ -6,14 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zasjax._resnet import (
-    OPTIMISERS,
-    RESNET_INITS,
-    ResNet,
-    init_resnet,
-    resnet_loss,
-    train_resnet,
-)
+from zasjax._checkpoint import CheckpointError
+from zasjax._optimizers import OPTIMIZERS
+from zasjax._resnet import RESNET_INITS, ResNet, init_resnet, resnet_loss
+from zasjax._status import DIVERGED, MAX_ITERS
+from zasjax._train import train_resnet
 
 SMALL = dict(depth=5, width=6, hidden=4, d_in=7, d_out=3)
 
@@ -161,14 +158,14 @@ def test_plain_gd_is_the_update_rule(key):
         np.testing.assert_allclose(a[0], b, rtol=1e-13, atol=1e-15)
 
 
-@pytest.mark.parametrize("optimiser", sorted(OPTIMISERS))
-def test_every_optimiser_reduces_the_loss(key, optimiser):
-    lr = {"gd": 0.5, "sgd": 0.5, "momentum": 0.05, "nesterov": 0.05, "adam": 0.01}[optimiser]
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_every_optimizer_reduces_the_loss(key, optimizer):
+    lr = {"gd": 0.5, "sgd": 0.5, "momentum": 0.05, "nesterov": 0.05, "adam": 0.01}[optimizer]
     kx, ki = jax.random.split(key)
     x, y = _data(kx, 30, 7, 3)
     m = init_resnet(ki, "mzas", dtype=jnp.float64, **SMALL)
-    r = train_resnet(m, x, y, [lr], steps=40, optimiser=optimiser)
-    assert not r.diverged[0]
+    r = train_resnet(m, x, y, [lr], steps=40, optimizer=optimizer)
+    assert not r.diverged[0] and r.status[0] == MAX_ITERS  # no ε: it ran its whole budget
     assert r.loss[-1, 0] < 0.95 * r.loss[0, 0]
 
 
@@ -178,6 +175,7 @@ def test_divergence_is_a_flag_not_a_crash(key):
     m = init_resnet(ki, "xavier", depth=30, width=16, dtype=jnp.float32)
     r = train_resnet(m, x, y, [1e-9, 1.0], steps=40, chunk=10)
     assert r.diverged.tolist() == [False, True]
+    assert r.status.tolist() == [MAX_ITERS, DIVERGED]
     assert r.diverged_at[0] == -1 and 0 < r.diverged_at[1] < 40
     # Frozen at divergence: the grid's other run is untouched and finite.
     assert np.all(np.isfinite(r.loss[:, 0]))
@@ -199,7 +197,7 @@ def test_interrupted_run_resumes_to_the_same_result(key, tmp_path):
     x, y = _data(kx, 30, 7, 3)
     m = init_resnet(ki, "mzas", dtype=jnp.float64, **SMALL)
     lrs = [0.05, 0.3]
-    whole = train_resnet(m, x, y, lrs, steps=50, chunk=7, optimiser="momentum")
+    whole = train_resnet(m, x, y, lrs, steps=50, chunk=7, optimizer="momentum")
 
     class Interrupt(Exception):
         pass
@@ -210,10 +208,10 @@ def test_interrupted_run_resumes_to_the_same_result(key, tmp_path):
 
     ckpt = tmp_path / "run.npz"
     with pytest.raises(Interrupt):
-        train_resnet(m, x, y, lrs, steps=50, chunk=7, optimiser="momentum",
+        train_resnet(m, x, y, lrs, steps=50, chunk=7, optimizer="momentum",
                      checkpoint=ckpt, checkpoint_seconds=0, callback=stop_at_21)
     seen = []
-    resumed = train_resnet(m, x, y, lrs, steps=50, chunk=7, optimiser="momentum",
+    resumed = train_resnet(m, x, y, lrs, steps=50, chunk=7, optimizer="momentum",
                            checkpoint=ckpt, checkpoint_seconds=0,
                            callback=lambda step, r: seen.append(step))
     assert seen[0] == 28  # continued after the checkpoint at 21, not from 0
@@ -222,15 +220,15 @@ def test_interrupted_run_resumes_to_the_same_result(key, tmp_path):
     for a, b in zip(jax.tree.leaves(resumed.model), jax.tree.leaves(whole.model)):
         np.testing.assert_array_equal(a, b)
     # A finished checkpoint returns at once with the same answer.
-    again = train_resnet(m, x, y, lrs, steps=50, chunk=7, optimiser="momentum", checkpoint=ckpt)
+    again = train_resnet(m, x, y, lrs, steps=50, chunk=7, optimizer="momentum", checkpoint=ckpt)
     np.testing.assert_array_equal(again.loss, whole.loss)
     # A checkpoint from another grid is refused, not silently mixed in.
     with pytest.raises(ValueError, match="different run"):
-        train_resnet(m, x, y, [0.1, 0.3], steps=50, chunk=7, optimiser="momentum",
+        train_resnet(m, x, y, [0.1, 0.3], steps=50, chunk=7, optimizer="momentum",
                      checkpoint=ckpt)
     # ... and so is one trained on other data (here: the inputs centred).
     with pytest.raises(ValueError, match="different run"):
-        train_resnet(m, x - x.mean(0), y, lrs, steps=50, chunk=7, optimiser="momentum",
+        train_resnet(m, x - x.mean(0), y, lrs, steps=50, chunk=7, optimizer="momentum",
                      checkpoint=ckpt)
 
 
@@ -256,7 +254,27 @@ def test_bad_input(key):
     for bad in ([0.0], [-0.1], [0.1, float("nan")], []):
         with pytest.raises(ValueError, match="learning rate|lrs"):
             train_resnet(m, x, y, bad, steps=1)
-    with pytest.raises(ValueError, match="unknown optimiser 'rmsprop'"):
-        train_resnet(m, x, y, [0.1], steps=1, optimiser="rmsprop")
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        train_resnet(m, x, y, [0.1], steps=1, optimizer="rmsprop")
     with pytest.raises(ValueError, match=r"expected x: \(n, 7\)"):
         train_resnet(m, x[:, :5], y, [0.1], steps=1)
+
+
+def test_old_spelling_optimiser_still_works_with_a_warning(key):
+    x, y = _data(key, 10, 7, 3)
+    m = init_resnet(key, "mzas", dtype=jnp.float64, **SMALL)
+    with pytest.warns(DeprecationWarning, match="optimizer"):
+        old = train_resnet(m, x, y, [0.1], steps=3, optimiser="momentum")
+    new = train_resnet(m, x, y, [0.1], steps=3, optimizer="momentum")
+    np.testing.assert_array_equal(old.loss, new.loss)
+
+
+def test_corrupt_checkpoint_is_one_clear_error_naming_the_file(key, tmp_path):
+    x, y = _data(key, 10, 7, 3)
+    m = init_resnet(key, "mzas", dtype=jnp.float64, **SMALL)
+    ckpt = tmp_path / "run.npz"
+    train_resnet(m, x, y, [0.1], steps=4, chunk=2, checkpoint=ckpt)
+    ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated, as by a full disk
+    with pytest.raises(CheckpointError, match=str(ckpt)) as e:
+        train_resnet(m, x, y, [0.1], steps=4, chunk=2, checkpoint=ckpt)
+    assert isinstance(e.value, ValueError) and len(str(e.value).splitlines()) == 1

@@ -37,10 +37,8 @@ from ._optimizers import OPTIMIZERS as OPTIMIZERS
 from ._resnet import (
     RESNET_INITS as RESNET_INITS,
     ResNet as ResNet,
-    TrainResult as TrainResult,
     init_resnet as init_resnet,
     resnet_loss as resnet_loss,
-    train_resnet as train_resnet,
 )
 from ._run import (
     Regression as Regression,
@@ -76,6 +74,8 @@ from ._theory import (
     check_gd_rate as check_gd_rate,
     zas_lr_bound as zas_lr_bound,
 )
+
+from ._train import TrainResult as TrainResult, train_resnet as train_resnet
 
 flow = gradient_flow  # the short name used in notebooks and the README
 

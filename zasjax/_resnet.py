@@ -9,33 +9,20 @@ blocks are stored stacked (`U: (L, D, m)`, `V: (L, m, D)`) and applied with
 `jax.lax.scan`, so compile time and memory for the program do not grow with L; depth
 10,000 compiles in about a second.
 
-Training (`train_resnet`) runs full-batch optimisation of the softmax cross-entropy for
-a whole grid of learning rates in one vmapped, jitted call; a run whose loss turns
-non-finite or explodes is flagged diverged and frozen, never raised. Long runs are cut
-into chunks with an atomic `.npz` checkpoint, so an interrupted run resumes exactly.
+The model, its initialisations and its loss live here; training over a learning-rate grid
+is `_train.train_resnet`.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import io
-import json
 import math
-import os
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-
-from ._optimizers import OPTIMIZERS, make_optimizer
-from ._store import atomic_write_bytes
 
 
 class ResNet(eqx.Module):
@@ -190,214 +177,4 @@ def resnet_loss(model: ResNet, x: jax.Array, y: jax.Array) -> tuple[jax.Array, j
     return loss, accuracy
 
 
-# --- optimisers: the package's one table (`gd` = `sgd` = plain gradient descent) ---------
-
-OPTIMISERS = OPTIMIZERS
-
-
-# --- training over a learning-rate grid -------------------------------------------------
-
-
-class TrainResult(NamedTuple):
-    """Outcome of `train_resnet` for a grid of k learning rates (numpy arrays).
-
-    Attributes:
-        lrs: `(k,)` learning rates.
-        loss: `(t + 1, k)` loss at iterations 0..t (t = `steps`, the iterations run).
-        accuracy: `(t + 1, k)` training accuracy at iterations 0..t.
-        diverged: `(k,)` True where the loss became non-finite or exceeded
-            `blowup` times its initial value; those runs are frozen from then on.
-        diverged_at: `(k,)` first iteration with a bad loss, -1 if none.
-        steps: iterations run (fewer than asked when every run diverged early).
-        model: the final `ResNet`s, every leaf with a leading `(k,)` axis.
-    """
-
-    lrs: np.ndarray
-    loss: np.ndarray
-    accuracy: np.ndarray
-    diverged: np.ndarray
-    diverged_at: np.ndarray
-    steps: int
-    model: ResNet
-
-
-def _tree_where(flag, new, old):
-    return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
-
-
-def _run_chunk(state, lr, step0, loss0, x, y, *, optimiser, length, blowup):
-    # One learning rate, `length` optimiser steps; vmapped over the grid by `_advance`.
-    opt = make_optimizer(optimiser, lr)
-
-    def step(carry, t):
-        model, opt_state, diverged, diverged_at = carry
-        (loss, acc), grads = eqx.filter_value_and_grad(resnet_loss, has_aux=True)(model, x, y)
-        bad = ~jnp.isfinite(loss) | (loss > blowup * loss0)
-        diverged_at = jnp.where(bad & ~diverged, t, diverged_at)
-        diverged = diverged | bad
-        updates, new_state = opt.update(grads, opt_state, model)
-        new_model = optax.apply_updates(model, updates)
-        # A diverged run is frozen so its NaNs cannot spread; its flag says what happened.
-        model = _tree_where(diverged, model, new_model)
-        opt_state = _tree_where(diverged, opt_state, new_state)
-        return (model, opt_state, diverged, diverged_at), (loss, acc)
-
-    steps = step0 + jnp.arange(length, dtype=step0.dtype)
-    carry, (loss, acc) = jax.lax.scan(step, state, steps)
-    return carry, loss, acc
-
-
-@functools.partial(jax.jit, static_argnames=("optimiser", "length", "blowup"))
-def _advance(state, lrs, step0, loss0, x, y, *, optimiser, length, blowup):
-    # Module-level so that every call with the same shapes reuses one compilation.
-    fn = functools.partial(_run_chunk, optimiser=optimiser, length=length, blowup=blowup)
-    return jax.vmap(fn, in_axes=(0, 0, None, None, None, None))(state, lrs, step0, loss0, x, y)
-
-
-_evaluate = jax.jit(jax.vmap(resnet_loss, in_axes=(0, None, None)))
-
-
-def _check_lrs(lrs) -> np.ndarray:
-    lrs = np.atleast_1d(np.asarray(lrs, dtype=np.float64))
-    if lrs.ndim != 1 or lrs.size == 0:
-        raise ValueError(f"lrs must be a non-empty 1-d grid of learning rates, got {lrs!r}")
-    if not np.all(np.isfinite(lrs) & (lrs > 0)):
-        raise ValueError(f"learning rates must be finite and > 0, got {lrs.tolist()}")
-    return lrs
-
-
-def _fingerprint(*arrays) -> str:
-    # Identifies the training data in a checkpoint, so a resume on other data is refused.
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:16]
-
-
-def _save_checkpoint(path: Path, meta: dict, state, loss, acc) -> None:
-    leaves = jax.tree.leaves(state)
-    buf = io.BytesIO()
-    np.savez(buf, meta=np.array(json.dumps(meta)), loss=np.asarray(loss),
-             accuracy=np.asarray(acc),
-             **{f"leaf{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)})
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _load_checkpoint(path: Path, meta: dict, state):
-    with np.load(path) as f:
-        saved = json.loads(str(f["meta"]))
-        expected = {k: v for k, v in meta.items() if k != "step"}
-        found = {k: v for k, v in saved.items() if k != "step"}
-        if found != expected:
-            raise ValueError(
-                f"checkpoint {path} belongs to a different run: saved {found}, now {expected}; "
-                "use a fresh output folder or delete the checkpoint"
-            )
-        leaves, treedef = jax.tree.flatten(state)
-        new = [jnp.asarray(f[f"leaf{i}"], dtype=leaf.dtype) for i, leaf in enumerate(leaves)]
-        if [a.shape for a in new] != [a.shape for a in leaves]:
-            raise ValueError(f"checkpoint {path} holds arrays of the wrong shapes")
-        return saved["step"], jax.tree.unflatten(treedef, new), f["loss"], f["accuracy"]
-
-
-def train_resnet(
-    model: ResNet,
-    x,
-    y,
-    lrs,
-    *,
-    steps: int,
-    optimiser: str = "sgd",
-    chunk: int = 50,
-    blowup: float = 1e3,
-    checkpoint: str | os.PathLike | None = None,
-    checkpoint_seconds: float = 60.0,
-    callback: Callable[[int, TrainResult], None] | None = None,
-) -> TrainResult:
-    """Full-batch training of one initial network for every learning rate of a grid.
-
-    All k runs start from `model` and are advanced together by one jitted function,
-    vmapped over the learning rate (an array argument, so a new grid of the same size
-    does not recompile). Each jitted call advances `chunk` steps with `lax.scan`.
-
-    Args:
-        model: the initial `ResNet`.
-        x: `(n, d)` training inputs (cast to the model's dtype).
-        y: `(n,)` integer labels.
-        lrs: `(k,)` learning rates, each > 0.
-        steps: number of optimiser steps.
-        optimiser: one of `OPTIMIZERS` (`"gd"`/`"sgd"` = plain gradient descent).
-        chunk: steps per jitted call: the granularity of callbacks, checkpoints and the
-            early stop taken when every run has diverged.
-        blowup: a run diverges when its loss is non-finite or exceeds `blowup` times
-            the initial loss.
-        checkpoint: `.npz` path; if it exists the run resumes from it (it must come from
-            the same grid, optimiser, step count and shapes), and it is rewritten
-            atomically at most every `checkpoint_seconds` and at the end.
-        callback: called as `callback(step, partial_result)` after every chunk, once the
-            checkpoint is written (an exception raised there interrupts the run cleanly).
-
-    Returns:
-        `TrainResult`.
-    """
-    if optimiser not in OPTIMISERS:
-        raise ValueError(f"unknown optimiser {optimiser!r}; expected one of {sorted(OPTIMISERS)}")
-    if int(steps) != steps or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    if int(chunk) != chunk or chunk < 1:
-        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
-    if not blowup > 1:
-        raise ValueError(f"blowup must be > 1, got {blowup!r}")
-    lrs64 = _check_lrs(lrs)
-    dtype = model.V0.dtype
-    x = jnp.asarray(x, dtype)
-    y = jnp.asarray(y)
-    if x.ndim != 2 or x.shape[1] != model.V0.shape[1] or y.shape != x.shape[:1]:
-        raise ValueError(
-            f"expected x: (n, {model.V0.shape[1]}) and y: (n,), got {x.shape} and {y.shape}"
-        )
-    k = lrs64.size
-    lrs_arr = jnp.asarray(lrs64, dtype)
-    models = jax.tree.map(lambda a: jnp.broadcast_to(a, (k, *a.shape)), model)
-    opt_state = jax.vmap(lambda lr, m: make_optimizer(optimiser, lr).init(m))(lrs_arr, models)
-    state = (models, opt_state, jnp.zeros(k, bool), jnp.full(k, -1, jnp.int32))
-    loss0 = jax.jit(resnet_loss)(model, x, y)[0]
-
-    meta = {"lrs": lrs64.tolist(), "optimiser": optimiser, "steps": int(steps),
-            "blowup": float(blowup), "dtype": str(dtype),
-            "shapes": [list(a.shape) for a in jax.tree.leaves(model)],
-            "data": _fingerprint(x, y), "step": 0}
-    step = 0
-    loss_hist = np.zeros((0, k), dtype)
-    acc_hist = np.zeros((0, k), dtype)
-    path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None and path.exists():
-        step, state, loss_hist, acc_hist = _load_checkpoint(path, meta, state)
-
-    def result(state, loss_hist, acc_hist, step, final=False):
-        models, _, diverged, diverged_at = state
-        loss_h, acc_h = loss_hist, acc_hist
-        if final:
-            loss_end, acc_end = _evaluate(models, x, y)
-            loss_h = np.concatenate([loss_h, np.asarray(loss_end)[None]])
-            acc_h = np.concatenate([acc_h, np.asarray(acc_end)[None]])
-        return TrainResult(lrs64, loss_h, acc_h, np.asarray(diverged),
-                           np.asarray(diverged_at), step, models)
-
-    last_save = time.monotonic()
-    while step < steps and not bool(np.all(state[2])):
-        length = min(chunk, steps - step)
-        state, loss, acc = _advance(state, lrs_arr, jnp.asarray(step, jnp.int32), loss0, x, y,
-                                    optimiser=optimiser, length=length, blowup=float(blowup))
-        loss_hist = np.concatenate([loss_hist, np.asarray(loss).T])
-        acc_hist = np.concatenate([acc_hist, np.asarray(acc).T])
-        step += length
-        done = step >= steps or bool(np.all(state[2]))
-        if path is not None and (done or time.monotonic() - last_save >= checkpoint_seconds):
-            _save_checkpoint(path, {**meta, "step": step}, state, loss_hist, acc_hist)
-            last_save = time.monotonic()
-        if callback is not None:
-            callback(step, result(state, loss_hist, acc_hist, step))
-    return result(state, loss_hist, acc_hist, step, final=True)
+__all__ = ["ResNet", "RESNET_INITS", "init_resnet", "resnet_loss"]

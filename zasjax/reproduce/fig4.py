@@ -33,8 +33,9 @@ import numpy as np
 
 from .._data import load_fashion_mnist
 from .._plots import training_accuracy_curves
-from .._resnet import RESNET_INITS, init_resnet, train_resnet
+from .._resnet import RESNET_INITS, init_resnet
 from .._store import write_csv, write_json
+from .._train import train_resnet
 
 DESCRIPTION = "Nonlinear ResNets on Fashion-MNIST: mZAS vs Xavier, depth up to 10,000 (Fig. 4)"
 
