@@ -58,8 +58,9 @@ def check_widths(widths: Sequence[int]) -> tuple[int, ...]:
     return widths
 
 
-def support_mask(widths: Sequence[int], size: int | None = None, dtype=jnp.float32) -> jax.Array:
-    """Mask `(L, D, D)`: 1 on layer l's top-left d_l × d_{l-1} block, 0 on the padding."""
+def support_mask(widths: Sequence[int], size: int | None = None, dtype=None) -> jax.Array:
+    """Mask `(L, D, D)`: 1 on layer l's top-left d_l × d_{l-1} block, 0 on the padding
+    (`dtype`: JAX's default float unless given, like the inits it masks)."""
     widths = check_widths(widths)
     size = max(widths) if size is None else int(size)
     if size < max(widths):
@@ -67,7 +68,7 @@ def support_mask(widths: Sequence[int], size: int | None = None, dtype=jnp.float
     idx = jnp.arange(size)
     rows = idx[None, :, None] < jnp.asarray(widths[1:])[:, None, None]
     cols = idx[None, None, :] < jnp.asarray(widths[:-1])[:, None, None]
-    return (rows & cols).astype(dtype)
+    return (rows & cols).astype(jnp.zeros((), dtype).dtype)
 
 
 def pad_square(a: jax.Array, size: int) -> jax.Array:

@@ -12,36 +12,41 @@ import numpy as np
 Target = Callable[[jax.Array, tuple[int, int]], jax.Array]
 
 
+def _dtype(dtype):
+    # The caller chooses precision; by default JAX's default float (float64 under x64).
+    return jnp.zeros(()).dtype if dtype is None else jnp.dtype(dtype)
+
+
 def _square(name: str, shape: tuple[int, int]) -> int:
     if shape[0] != shape[1]:
         raise ValueError(f"target {name!r} needs d_L == d_0, got shape {shape}")
     return shape[0]
 
 
-def neg_identity(key, shape, dtype=jnp.float32):
+def neg_identity(key, shape, dtype=None):
     """Φ = −I (Wu-Wang-Ma Fig. 2/3; Shamir's hard case in 1-D)."""
-    return -jnp.eye(*shape, dtype=dtype)
+    return -jnp.eye(*shape, dtype=_dtype(dtype))
 
 
-def identity(key, shape, dtype=jnp.float32):
+def identity(key, shape, dtype=None):
     """Φ = I (already solved by the identity initialisation)."""
-    return jnp.eye(*shape, dtype=dtype)
+    return jnp.eye(*shape, dtype=_dtype(dtype))
 
 
-def gaussian(key, shape, dtype=jnp.float32):
+def gaussian(key, shape, dtype=None):
     """Φ_ij ~ N(0, 1) iid (Wu-Wang-Ma Fig. 2)."""
-    return jax.random.normal(key, shape, dtype)
+    return jax.random.normal(key, shape, _dtype(dtype))
 
 
-def orthogonal(key, shape, dtype=jnp.float32):
+def orthogonal(key, shape, dtype=None):
     """A Haar-random orthogonal (or semi-orthogonal) matrix."""
-    return jax.random.orthogonal(key, max(shape), dtype=dtype)[: shape[0], : shape[1]]
+    return jax.random.orthogonal(key, max(shape), dtype=_dtype(dtype))[: shape[0], : shape[1]]
 
 
-def psd(key, shape, dtype=jnp.float32):
+def psd(key, shape, dtype=None):
     """Φ = G Gᵀ / d with G_ij ~ N(0, 1): symmetric positive (semi-)definite."""
     d = _square("psd", shape)
-    G = jax.random.normal(key, (d, d), dtype)
+    G = jax.random.normal(key, (d, d), _dtype(dtype))
     return G @ G.T / d
 
 
@@ -54,8 +59,9 @@ TARGETS: dict[str, Target] = {
 }
 
 
-def make_target(name: str, key: jax.Array, shape: tuple[int, int], dtype=jnp.float32) -> jax.Array:
-    """Build the named target of `shape = (d_L, d_0)`; raises ValueError for unknown names."""
+def make_target(name: str, key: jax.Array, shape: tuple[int, int], dtype=None) -> jax.Array:
+    """Build the named target of `shape = (d_L, d_0)` (`dtype`: JAX's default float unless
+    given, so float64 under x64); raises ValueError for unknown names."""
     if name not in TARGETS:
         raise ValueError(f"unknown target {name!r}; expected one of {sorted(TARGETS)} "
                          "(or a matrix from a .npy file)")
