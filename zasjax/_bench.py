@@ -16,6 +16,7 @@ import dataclasses
 import json
 import platform
 import resource
+import tempfile
 import time
 
 import jax
@@ -23,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _sweep
-from ._run import Settings
+from ._compilation import Timer, use_cache_dir
+from ._sweep._driver import slice_program
 
 L = 100
 CASES = {"d2": (2, 1024), "d10": (10, 64), "d100": (100, 4)}
@@ -56,19 +58,14 @@ def zasjax_rate(d: int, B: int, matmul: str, steps: int, repeats: int,
     `loop=True` runs each device's configurations one after another (`batching="loop"`).
     """
     grid = _sweep.Grid(inits=("near-identity",), targets=("gaussian",), dims=(d,), depths=(L,),
-                       seeds=tuple(range(B)), lrs=(1e-4,), max_iters=10**9, eps=1e-30)
-    rows = grid.configs()
-    host = _sweep.build_inputs(grid, rows, L, jnp.float32)
-    mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("cfg",))
-    axis = _sweep.batch_axis(matmul)
-    W, phi, mask, lr = (_sweep._put(host[k], mesh, axis) for k in ("W", "phi", "mask", "lr"))
-    settings = Settings("gd", (), matmul, prefix, steps)
-    state = [_sweep._init_states(W, phi, lr, settings, axis)]
-    eps, max_iters = jnp.float32(1e-30), jnp.int32(10**9)
+                       seeds=tuple(range(B)), lrs=(1e-4,), max_iters=10**9 - 1, eps=1e-30)
+    state, advance = slice_program(grid, grid.configs(), L, dtype=jnp.float32, chunk=steps,
+                                   matmul=matmul, prefix=prefix,
+                                   batching="loop" if loop else "vmap")
+    state = [state]
 
     def chunk():
-        state[0] = _sweep._advance_chunk(state[0], phi, mask, lr, eps, max_iters, settings, axis,
-                                         mesh if loop else None)
+        state[0] = advance(state[0])
         state[0].W.block_until_ready()
 
     return B * steps / _best(chunk, repeats)
@@ -147,35 +144,55 @@ def matmul_peak_gflops(n: int = 1024, repeats: int = 10) -> float:
     return 2 * n**3 / _best(lambda: f(a, a).block_until_ready(), repeats) / 1e9
 
 
-def depth_sweep(max_depth: int, seeds: int, iters: int, bucket_ratio: float) -> dict:
-    """One bucketed sweep of depths 1..max_depth vs one program per depth (ratio 1).
+def _timed_sweep(grid, iters: int, ratio: float, cache_dir: str) -> dict:
+    """One sweep in a process whose in-memory caches were cleared: what a new run pays."""
+    jax.clear_caches()
+    use_cache_dir(cache_dir)
+    timer = Timer()
+    _sweep.sweep(grid, chunk=iters + 1, bucket_ratio=ratio, dtype=jnp.float32, cache=False)
+    return timer.record()
 
-    Each is run twice in this process: the first (cold) call compiles, the second (warm)
-    reuses the compiled programs, so cold − warm is the compile time. JAX's caches are
-    cleared before each cold call, so neither side reuses the other's programs (a bucket
-    of one depth compiles the same programs as that depth on its own).
+
+def depth_sweep(max_depth: int, seeds: int, iters: int, samples: int | None = None) -> dict:
+    """The depth sweep 1..max_depth as a new user runs it, twice (cold: empty compilation
+    cache; warm: the cache the first run left), beside one program per depth.
+
+    The per-depth baseline compiles and runs each depth on its own (capacity ratio 1, no
+    persistent cache). With `samples`, it is measured on that many depths spread over
+    1..max_depth and extrapolated: compile time × max_depth / samples, and run time from a
+    straight-line fit of run time against depth, summed over every depth.
     """
     grid = _sweep.Grid(inits=("near-identity",), targets=("gaussian",), dims=(2,),
                        depths=tuple(range(1, max_depth + 1)), seeds=tuple(range(seeds)),
                        lrs=(1e-4,), max_iters=iters, eps=1e-30)
-    # Warm-up on a depth outside the grid, so that neither measurement pays JAX's one-off
-    # tracing and kernel-cache costs (the first sweep of a process otherwise looks slower).
-    warm = dataclasses.replace(grid, depths=(max_depth + 3,))
-    _sweep.sweep(warm, chunk=iters + 1, dtype=jnp.float32)
-    out = {}
-    for name, ratio in (("bucketed", bucket_ratio), ("per_depth", 1.0)):
-        times = []
-        jax.clear_caches()
-        for _ in range(2):
-            t = time.perf_counter()
-            _sweep.sweep(grid, chunk=iters + 1, bucket_ratio=ratio, dtype=jnp.float32)
-            times.append(time.perf_counter() - t)
-        out[name] = {"cold_s": times[0], "warm_s": times[1],
-                     "compile_s": max(times[0] - times[1], 0.0),
-                     "programs": len(_sweep.depth_buckets(grid.depths, ratio))}
-    out["run_overhead"] = out["bucketed"]["warm_s"] / out["per_depth"]["warm_s"]
-    out["compile_ratio"] = out["bucketed"]["compile_s"] / max(out["per_depth"]["compile_s"], 1e-9)
-    out["total_ratio"] = out["bucketed"]["cold_s"] / out["per_depth"]["cold_s"]
+    # Warm-up outside the grid: JAX's one-off tracing costs land on neither measurement.
+    with tempfile.TemporaryDirectory() as tmp:
+        _timed_sweep(dataclasses.replace(grid, depths=(max_depth + 3,)), iters, 1.0, tmp)
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as cache:
+        out["cold"] = _timed_sweep(grid, iters, _sweep.DEFAULT_RATIO, cache)
+        out["warm"] = _timed_sweep(grid, iters, _sweep.DEFAULT_RATIO, cache)
+    out["classes"] = len(_sweep.depth_classes(grid.depths))
+    depths = list(grid.depths)
+    if samples and samples < max_depth:
+        depths = sorted({round(1 + i * (max_depth - 1) / (samples - 1)) for i in range(samples)})
+    per = []
+    for L in depths:
+        with tempfile.TemporaryDirectory() as cache:
+            per.append(_timed_sweep(dataclasses.replace(grid, depths=(L,)), iters, 1.0, cache))
+    compile_s = sum(p["compile_s"] for p in per) * max_depth / len(depths)
+    slope, icpt = np.polyfit(depths, [p["run_s"] for p in per], 1) if len(depths) > 1 \
+        else (0.0, per[0]["run_s"])
+    run_s = float(sum(icpt + slope * L for L in grid.depths)) if len(depths) < max_depth \
+        else sum(p["run_s"] for p in per)
+    out["per_depth"] = {"compile_s": compile_s, "run_s": run_s, "programs": max_depth,
+                        "measured_depths": len(depths),
+                        "extrapolated": len(depths) < max_depth}
+    out["run_overhead"] = out["cold"]["run_s"] / max(run_s, 1e-9)
+    out["cold_compile_over_run"] = out["cold"]["compile_s"] / max(out["cold"]["run_s"], 1e-9)
+    out["warm_compile_over_cold"] = out["warm"]["compile_s"] / max(out["cold"]["compile_s"],
+                                                                   1e-9)
+    out["cold_total_vs_per_depth"] = out["cold"]["wall_s"] / (compile_s + run_s)
     return out
 
 
@@ -189,8 +206,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes for CI (< 2 minutes)")
     p.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
     p.add_argument("--sweep-depth", type=int, default=None,
-                   help="largest depth of the depth-sweep comparison (default 512, quick 16); "
-                        "the per-depth side compiles one program per depth")
+                   help="largest depth of the depth-sweep comparison (default 512, quick 16)")
+    p.add_argument("--per-depth-samples", type=int, default=None,
+                   help="depths on which the one-program-per-depth baseline is measured and "
+                        "extrapolated from (default 24; quick: every depth)")
     return p
 
 
@@ -232,12 +251,13 @@ def main(argv=None) -> dict:
     max_depth = args.sweep_depth or (16 if quick else 512)
     if max_depth < 1:
         raise ValueError(f"--sweep-depth must be >= 1, got {max_depth}")
-    print(f"depth sweep 1..{max_depth}: bucketed vs one program per depth ...", flush=True)
+    print(f"depth sweep 1..{max_depth}: cold, warm, and one program per depth ...", flush=True)
+    samples = args.per_depth_samples or (None if quick else 24)
     sweep = {"max_depth": max_depth, **depth_sweep(max_depth, 4 if quick else 8,
-                                                   10 if quick else 50, 1.2)}
+                                                   10 if quick else 50, samples)}
     result = {
         "matmul_peak_gflops": peak,
-        "depth_sweep_overhead": sweep["run_overhead"],
+        "depth_sweep_run_overhead": sweep["run_overhead"],
         "device": f"{jax.devices()[0].device_kind} x{jax.device_count()} ({platform.machine()}, "
                   f"jax {jax.__version__})",
         "cases": cases,
@@ -270,12 +290,19 @@ def _print(r: dict) -> None:
         others = ", ".join(f"{k} {v:,.0f}" for k, v in c["rates_by_strategy"].items())
         print(f"      strategies: {others}")
     s = r["depth_sweep"]
-    b, p = s["bucketed"], s["per_depth"]
-    print(f"depth sweep: bucketed ({b['programs']} programs) run {b['warm_s']:.2f} s, compile "
-          f"{b['compile_s']:.2f} s; per depth ({p['programs']} programs) run {p['warm_s']:.2f} s, "
-          f"compile {p['compile_s']:.2f} s; run overhead {s['run_overhead']:.2f}x, compile "
-          f"ratio {s['compile_ratio']:.2f}x, total {s['total_ratio']:.2f}x")
-
+    c, w, p = s["cold"], s["warm"], s["per_depth"]
+    how = (f"extrapolated from {p['measured_depths']} depths" if p["extrapolated"]
+           else "measured")
+    print(f"depth sweep 1..{s['max_depth']} ({s['classes']} capacity classes):\n"
+          f"  cold  compile {c['compile_s']:.2f} s ({c['programs']} programs), run "
+          f"{c['run_s']:.2f} s, total {c['wall_s']:.2f} s; compile/run "
+          f"{s['cold_compile_over_run']:.2f}\n"
+          f"  warm  compile {w['compile_s']:.2f} s ({w['cache_hits']} from the cache), run "
+          f"{w['run_s']:.2f} s, total {w['wall_s']:.2f} s; compile "
+          f"{s['warm_compile_over_cold']:.1%} of cold\n"
+          f"  one program per depth ({how}): compile {p['compile_s']:.1f} s, run "
+          f"{p['run_s']:.2f} s; run overhead of the classes {s['run_overhead']:.2f}x, cold total "
+          f"{s['cold_total_vs_per_depth']:.2f}x of it")
 
 if __name__ == "__main__":
     main()

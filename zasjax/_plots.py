@@ -52,8 +52,12 @@ def iterations_vs_depth(rows: Sequence[dict], path: str | os.PathLike,
             continue
         ax.plot(depths, [max(float(np.median(pts[L])), 0.5) for L in depths], "o-",
                 label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    if any(lines.values()):  # log axes need at least one point
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no configuration converged", ha="center", va="center",
+                transform=ax.transAxes)
     ax.set_xlabel("depth L")
     ax.set_ylabel("iterations to ε (median over seeds)")
     ax.set_title(title)

@@ -133,13 +133,17 @@ def main(args) -> int:
     if writer:
         _store.write_json(config_path, {**config, "started": time.strftime("%FT%T%z")})
 
-    start = time.perf_counter()
+    from ._compilation import Timer, enable_persistent_cache
+
+    cache_dir = enable_persistent_cache()
+    timer = Timer()
     rows = []
     for i, grid in enumerate(grids):
         rows += sweep(grid, out, resume=args.resume or i > 0, chunk=args.chunk,
                       bucket_ratio=args.bucket_ratio, progress=not args.no_progress,
                       dtype="float64" if args.x64 else "float32", prune=tune)
-    elapsed = time.perf_counter() - start
+    timing = {**timer.record(), "cache_dir": cache_dir}
+    elapsed = timing["wall_s"]
     table = best_per_config(rows) if tune else rows
     for r in table:
         r["tuned"] = tune
@@ -147,6 +151,7 @@ def main(args) -> int:
         _store.write_csv(os.path.join(out, "results.csv"), table, COLUMNS)
         _plots.iterations_vs_depth(table, os.path.join(out, "iterations_vs_depth.png"))
         _store.write_json(config_path, {**config, "seconds": round(elapsed, 3),
+                                        "timing": timing,
                                         "finished": time.strftime("%FT%T%z")})
     _print_summary(table, out, elapsed)
     return 0

@@ -74,8 +74,9 @@ def _sweep_parser(sub) -> None:
     p.add_argument("--out", help="output folder (default runs/<preset or 'sweep'>)")
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out")
     p.add_argument("--chunk", type=int, default=1000, help="iterations per compiled chunk")
-    p.add_argument("--bucket-ratio", type=float, default=1.2,
-                   help="largest/smallest depth in one compiled bucket")
+    p.add_argument("--bucket-ratio", type=float, default=2.0,
+                   help="ratio of the ladder of compiled depth capacities, ceil(ratio^k) "
+                        "(default 2; 1 = one program per depth)")
     p.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() first (multi-host jobs)")
     p.add_argument("--no-progress", action="store_true")

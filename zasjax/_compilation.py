@@ -1,0 +1,172 @@
+"""What zasjax asks of XLA's compiler: whole-loop kernels on CPU, a persistent compilation
+cache, and a count of what compiling cost.
+
+- `enable_small_loop_kernels`: XLA:CPU runs a while loop whose buffers total under a
+  threshold as ONE compiled kernel; above it, every iteration dispatches each fused op
+  separately (~1-3 µs each). The layer loops of small networks are dispatch-bound, so the
+  1 kB default is raised (3-4x for d = 2, measured by `zasjax bench`). It must be in
+  `XLA_FLAGS` before the CPU backend starts, so zasjax sets it when imported.
+- `enable_persistent_cache`: JAX's on-disk compilation cache, so a second run of the same
+  sweep loads its programs instead of compiling them. On by default for the CLI and
+  `sweep`; `ZASJAX_CACHE_DIR` moves it, `ZASJAX_CACHE=0` switches it off, and a cache the
+  user configured in JAX already is left alone. Entries are read and written under a file
+  lock (JAX's LRU cache with a size bound), so processes may share the folder.
+- `CompileStats`: seconds spent tracing, lowering and compiling (or loading from the cache),
+  how many programs XLA compiled and how many came from the cache, from JAX's monitoring
+  events.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+SMALL_LOOP_BYTES = 10**9
+
+#: Size bound of the default cache folder; the least recently used entries go first.
+CACHE_MAX_BYTES = 4 * 2**30
+
+
+def enable_small_loop_kernels(env=os.environ) -> bool:
+    """Ask XLA:CPU to compile whole layer loops as single kernels (see the module docstring).
+
+    Adds the option to `XLA_FLAGS` unless the user set backend options there already; it
+    only takes effect if JAX has not started its CPU backend yet. `ZASJAX_KEEP_XLA_FLAGS=1`
+    leaves `XLA_FLAGS` untouched. Returns whether the option is now in `XLA_FLAGS`.
+    """
+    flags = env.get("XLA_FLAGS", "")
+    if env.get("ZASJAX_KEEP_XLA_FLAGS") == "1":
+        return "xla_cpu_small_while_loop_byte_threshold" in flags
+    if "xla_backend_extra_options" not in flags:
+        env["XLA_FLAGS"] = (f"{flags} --xla_backend_extra_options="
+                            f"xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}").strip()
+    return "xla_cpu_small_while_loop_byte_threshold" in env["XLA_FLAGS"]
+
+
+enable_small_loop_kernels()  # on import: before JAX starts its CPU backend
+
+
+def default_cache_dir(env=os.environ) -> str:
+    """`ZASJAX_CACHE_DIR`, else `$XDG_CACHE_HOME/zasjax/jax` (`~/.cache/zasjax/jax`)."""
+    if env.get("ZASJAX_CACHE_DIR"):
+        return env["ZASJAX_CACHE_DIR"]
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "zasjax", "jax")
+
+
+def enable_persistent_cache(path: str | None = None, env=os.environ) -> str | None:
+    """Turn on JAX's persistent compilation cache in `path` (default `default_cache_dir()`).
+
+    Returns the folder in use, or None when switched off (`ZASJAX_CACHE=0`). A folder the
+    user already gave JAX (`jax_compilation_cache_dir`) is kept as it is.
+    """
+    import jax
+
+    if env.get("ZASJAX_CACHE", "1").strip().lower() in ("0", "off", "false", "no"):
+        return None
+    current = jax.config.jax_compilation_cache_dir
+    if current:
+        return current
+    return use_cache_dir(path or default_cache_dir(env))
+
+
+def use_cache_dir(path: str) -> str | None:
+    """Point JAX's persistent compilation cache at `path` now (None if it is unusable)."""
+    import jax
+
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None  # an unwritable cache only costs compile time; never fail a run for it
+    try:
+        import filelock  # noqa: F401 - JAX's size-bounded cache locks with it
+    except ImportError:  # pragma: no cover - filelock is a dependency
+        max_size = -1
+    else:
+        max_size = CACHE_MAX_BYTES
+    jax.config.update("jax_compilation_cache_max_size", max_size)
+    # Our programs compile in well under JAX's 1 s default threshold; cache them all.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    jax.config.update("jax_compilation_cache_dir", path)
+    from jax.experimental.compilation_cache import compilation_cache
+
+    compilation_cache.reset_cache()  # re-read the settings even if JAX compiled before
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Compile cost, from JAX's monitoring events
+# ---------------------------------------------------------------------------------------------
+
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration")
+_BACKEND = _COMPILE_EVENTS[-1]
+_CACHE_HIT = "/jax/compilation_cache/cache_hits"
+
+
+@dataclass
+class CompileStats:
+    """Running totals since the process started listening (see `compile_stats`)."""
+
+    seconds: float = 0.0   # tracing + lowering + XLA compiling or loading from the cache
+    backend: int = 0       # programs handed to XLA (compiled, or loaded from the cache)
+    cache_hits: int = 0    # of those, loaded from the persistent cache
+
+    @property
+    def programs(self) -> int:
+        """Programs XLA actually compiled."""
+        return self.backend - self.cache_hits
+
+    def since(self, before: CompileStats) -> CompileStats:
+        return CompileStats(self.seconds - before.seconds, self.backend - before.backend,
+                            self.cache_hits - before.cache_hits)
+
+
+_stats = CompileStats()
+_lock = threading.Lock()
+_listening = False
+
+
+def _on_duration(event: str, duration: float, **_) -> None:
+    if event in _COMPILE_EVENTS:
+        with _lock:
+            _stats.seconds += duration
+            _stats.backend += event == _BACKEND
+
+
+def _on_event(event: str, **_) -> None:
+    if event == _CACHE_HIT:
+        with _lock:
+            _stats.cache_hits += 1
+
+
+def compile_stats() -> CompileStats:
+    """A snapshot of the totals; the first call starts listening (a no-op after that)."""
+    global _listening
+    if not _listening:
+        from jax import monitoring
+
+        monitoring.register_event_duration_secs_listener(_on_duration)
+        monitoring.register_event_listener(_on_event)
+        _listening = True
+    with _lock:
+        return CompileStats(_stats.seconds, _stats.backend, _stats.cache_hits)
+
+
+class Timer:
+    """Wall time and compile cost of a block: `compile_s`, `run_s` (the rest), counts."""
+
+    def __init__(self):
+        self.start_stats = compile_stats()
+        self.start = time.perf_counter()
+
+    def record(self) -> dict:
+        wall = time.perf_counter() - self.start
+        c = compile_stats().since(self.start_stats)
+        return {"wall_s": round(wall, 3), "compile_s": round(c.seconds, 3),
+                "run_s": round(max(wall - c.seconds, 0.0), 3), "programs": c.programs,
+                "cache_hits": c.cache_hits}

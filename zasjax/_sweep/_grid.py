@@ -1,0 +1,119 @@
+"""The grid of a sweep: init × target × dim × depth × seed × learning rate, checked on
+construction, and the identity of one configuration (its row key)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._inits import INITS
+from .._optimizers import check_optimizer
+from .._targets import TARGETS
+
+KEY_COLUMNS = ("init", "target", "dim", "depth", "seed", "lr", "optimizer")
+COLUMNS = (*KEY_COLUMNS, "iterations", "final_loss", "status", "steps")
+FILE_TARGET = "file"
+
+#: Seeds and iteration counts live in int32 arrays on the device.
+INT32_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One product grid of configurations. Shapes (dims, depths) are static; the rest sweeps.
+
+    Checked on construction: a value no run can use raises `ValueError` before anything is
+    traced or written.
+    """
+
+    inits: Sequence[str] = ("zas",)
+    targets: Sequence[str] = ("neg-identity",)
+    dims: Sequence[int] = (1,)
+    depths: Sequence[int] = (1, 2, 4, 8)
+    seeds: Sequence[int] = (0,)
+    lrs: Sequence[float] = (0.01,)
+    optimizer: str = "gd"
+    hyper: tuple = ()
+    eps: float = 1e-10
+    max_iters: int = 10_000
+    init_scale: float | None = None
+    target_matrix: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        for name in ("inits", "targets", "dims", "depths", "seeds", "lrs"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "hyper", tuple(sorted(tuple(h) for h in self.hyper)))
+        self.check()
+
+    def check(self) -> None:
+        """ValueError for any value a run cannot use."""
+        for name, values, table in (("init", self.inits, INITS),
+                                    ("target", self.targets, {**TARGETS, FILE_TARGET: 0})):
+            if not values:
+                raise ValueError(f"give at least one {name}")
+            for v in values:
+                if v not in table:
+                    raise ValueError(f"unknown {name} {v!r}; expected one of {sorted(table)}")
+        if FILE_TARGET in self.targets and self.target_matrix is None:
+            raise ValueError("target 'file' needs a target matrix (--target-file)")
+        for name, values in (("init", self.inits), ("target", self.targets), ("dim", self.dims),
+                             ("depth", self.depths), ("seed", self.seeds), ("lr", self.lrs)):
+            if not len(values):
+                raise ValueError(f"give at least one {name}")
+            seen = set()
+            for v in values:
+                if v in seen:
+                    raise ValueError(f"{name} {v!r} is listed twice; each value may appear "
+                                     "once (a repeat would duplicate rows)")
+                seen.add(v)
+        if min(self.dims) < 1:
+            raise ValueError(f"every dim must be >= 1, got {list(self.dims)}")
+        if min(self.depths) < 1:
+            raise ValueError(f"every depth must be >= 1, got {list(self.depths)}")
+        if min(self.seeds) < 0 or max(self.seeds) > INT32_MAX:
+            raise ValueError(f"seeds must be in [0, {INT32_MAX}], got "
+                             f"{min(self.seeds)}..{max(self.seeds)}")
+        if not all(lr > 0 and math.isfinite(lr) for lr in self.lrs):
+            raise ValueError(f"every learning rate must be a finite number > 0, got "
+                             f"{list(self.lrs)}")
+        if not (self.eps > 0 and math.isfinite(self.eps)):
+            raise ValueError(f"eps must be a finite number > 0, got {self.eps}")
+        if not 1 <= self.max_iters <= INT32_MAX - 1:
+            raise ValueError(f"max_iters must be in [1, {INT32_MAX - 1}], got {self.max_iters}")
+        if self.init_scale is not None and not (self.init_scale > 0
+                                                and math.isfinite(self.init_scale)):
+            raise ValueError(f"init scale must be a finite number > 0, got {self.init_scale}")
+        check_optimizer(self.optimizer, dict(self.hyper))
+        if self.target_matrix is not None:
+            shape = np.shape(self.target_matrix)
+            for d in self.dims:
+                if shape != (d, d):
+                    raise ValueError(f"target matrix has shape {shape}, expected ({d}, {d}) "
+                                     f"to match dim {d}")
+
+    def configs(self) -> list[dict]:
+        """Every configuration as a row dict with the `KEY_COLUMNS`, in a fixed order."""
+        return [dict(init=i, target=t, dim=int(d), depth=int(L), seed=int(s), lr=float(lr),
+                     optimizer=self.optimizer)
+                for i, t, d, L, s, lr in itertools.product(self.inits, self.targets, self.dims,
+                                                            self.depths, self.seeds, self.lrs)]
+
+    def identity(self) -> dict:
+        """Everything that changes a result, as JSON-able values (compared on resume)."""
+        out = {}
+        for f in self.__dataclass_fields__:
+            v = getattr(self, f)
+            out[f] = (None if v is None else np.asarray(v).tolist()) if f == "target_matrix" \
+                else list(v) if isinstance(v, tuple) else v
+        out["hyper"] = [list(h) for h in self.hyper]
+        return out
+
+
+def config_key(row: dict) -> tuple:
+    """Hashable identity of a configuration, equal for a fresh row and one read from CSV."""
+    return (row["init"], row["target"], int(row["dim"]), int(row["depth"]), int(row["seed"]),
+            float(row["lr"]), row["optimizer"])

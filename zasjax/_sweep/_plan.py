@@ -1,0 +1,124 @@
+"""How a grid becomes compiled programs: capacity classes of depth, fixed batch sizes, and
+slices that fit in memory.
+
+A program's shapes are (batch, capacity, D, D). Depth is data: a configuration of depth L
+runs in any class of capacity C ≥ L, its layers L+1..C fixed identities (mask 0), which
+change neither the function nor any gradient. Capacities come from one fixed ladder,
+ceil(ratio^k), and batch sizes from another (1, 2, 3, 4, 6, 8, 12, … times the device
+count), so the number of compiled programs depends on how far a sweep reaches, not on how
+many depths or configurations it holds: depths 1..512 need 10 classes at ratio 2, whether
+the sweep lists 10 depths or 512. Padding a class costs run time (≤ ratio in depth, ≤ 1.5 in
+batch); `zasjax bench` measures it against one program per depth.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .._optimizers import OPTIMIZERS
+
+#: Default ratio of the capacity ladder (`bucket_ratio`); 1 gives one class per depth.
+DEFAULT_RATIO = 2.0
+
+
+def check_ratio(ratio: float) -> float:
+    if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio >= 1):
+        raise ValueError(f"bucket ratio must be a finite number >= 1, got {ratio}")
+    return float(ratio)
+
+
+def capacity(depth: int, ratio: float = DEFAULT_RATIO) -> int:
+    """The smallest rung ceil(ratio^k) ≥ `depth` of the capacity ladder (`depth` if ratio = 1)."""
+    if ratio == 1 or depth <= 1:
+        return int(depth)
+    k = math.floor(math.log(depth, ratio))
+    while math.ceil(ratio**k) < depth:
+        k += 1
+    while k > 0 and math.ceil(ratio ** (k - 1)) >= depth:
+        k -= 1
+    return int(math.ceil(ratio**k))
+
+
+def depth_classes(depths: Sequence[int], ratio: float = DEFAULT_RATIO) -> dict[int, list[int]]:
+    """capacity → the sorted depths it holds."""
+    out: dict[int, list[int]] = {}
+    for L in sorted(set(int(d) for d in depths)):
+        out.setdefault(capacity(L, check_ratio(ratio)), []).append(L)
+    return out
+
+
+def _ladder(upto: int) -> list[int]:
+    """1, 2, 3, 4, 6, 8, 12, 16, … (2^k and 3·2^(k-1)), up to the first rung ≥ `upto`."""
+    rungs = [1]
+    while rungs[-1] < upto:
+        r = rungs[-1]
+        rungs.append(2 if r == 1 else r * 3 // 2 if r & (r - 1) == 0 else 1 << r.bit_length())
+    return rungs
+
+
+def batch_size(n: int, n_dev: int, cap: int) -> int:
+    """The smallest fixed batch size ≥ n, a multiple of `n_dev`, at most `cap`.
+
+    Sizes are n_dev × {1, 2, 3, 4, 6, 8, 12, 16, …} (two per octave), so slices of any
+    length share a few programs and waste at most a third of a batch.
+    """
+    return min(_ladder(-(-n // n_dev))[-1] * n_dev, cap)
+
+
+def batch_cap(per_config_bytes: int, budget: int, n_dev: int, max_batch: int | None) -> int:
+    """The largest batch size on the ladder that fits `budget` bytes per device, or
+    `max_batch` configurations."""
+    per_device = (max_batch // n_dev if max_batch else budget // max(per_config_bytes, 1))
+    per_device = max(per_device, 1)
+    return max(r for r in _ladder(per_device) if r <= per_device) * n_dev
+
+
+def bytes_per_config(depth: int, dim: int, itemsize: int, optimizer: str) -> int:
+    """Rough working set of one configuration: W, mask, prefixes, gradients, optimiser state."""
+    copies = 5 + OPTIMIZERS[optimizer].state_copies
+    return copies * (depth + 1) * dim * dim * itemsize
+
+
+def memory_budget(devices) -> int:
+    """Bytes one slice may use per device: a quarter of its memory (host RAM on CPU)."""
+    try:
+        stats = devices[0].memory_stats() or {}
+        limit = stats.get("bytes_limit")
+    except Exception:  # noqa: BLE001 - not every backend reports memory
+        limit = None
+    if not limit:
+        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // max(len(devices), 1)
+    return int(limit) // 4
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Configurations run by one call of one program: `rows` padded to `batch`."""
+
+    dim: int
+    capacity: int
+    batch: int
+    rows: tuple
+
+    @property
+    def tag(self) -> str:
+        return f"d{self.dim}-C{self.capacity}-B{self.batch}"
+
+
+def plan(rows: list[dict], ratio: float, n_dev: int, budget: int, itemsize: int,
+         optimizer: str, max_batch: int | None = None) -> list[Slice]:
+    """Split `rows` by width and capacity class, then into slices of ladder batch sizes."""
+    slices = []
+    for dim in sorted({r["dim"] for r in rows}):
+        of_dim = [r for r in rows if r["dim"] == dim]
+        for C, depths in sorted(depth_classes([r["depth"] for r in of_dim], ratio).items()):
+            members = [r for r in of_dim if r["depth"] in depths]
+            cap = batch_cap(bytes_per_config(C, dim, itemsize, optimizer), budget, n_dev,
+                            max_batch)
+            for start in range(0, len(members), cap):
+                part = members[start:start + cap]
+                slices.append(Slice(dim, C, batch_size(len(part), n_dev, cap), tuple(part)))
+    return slices
