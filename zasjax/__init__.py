@@ -21,6 +21,13 @@ from ._flow import (
     gradient_flow as gradient_flow,
 )
 from ._inits import INITS as INITS, make_init as make_init
+from ._modes import (
+    ModeFlowSolution as ModeFlowSolution,
+    ModeResult as ModeResult,
+    mode_weights as mode_weights,
+    modes_flow as modes_flow,
+    run_modes as run_modes,
+)
 from ._network import (
     data_loss as data_loss,
     data_loss_and_grad as data_loss_and_grad,
