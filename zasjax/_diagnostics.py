@@ -31,7 +31,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._network import check_widths, end_to_end, loss_and_grad
-from ._run import Settings, Whitened, init_state, step
+from ._run import DIVERGED, RUNNING, Settings, Whitened, init_state, step
+from ._sharpness import sharpness as _sharpness
 
 Widths = Sequence[int] | None
 
@@ -250,22 +251,81 @@ def plateau(losses: jax.Array, saddle: jax.Array, grad_norms: jax.Array | None =
 # ---------------------------------------------------------------------------------------------
 
 
+#: Half-width of the band around 2/η that counts as "at the edge of stability": |λ_max − 2/η|
+#: ≤ EOS_BAND · 2/η (Cohen, Kaur, Li, Kolter &
+#: Talwalkar, ICLR 2021, see full-batch GD's sharpness hover just around 2/η).
+EOS_BAND = 0.1
+
+
+class EdgeOfStability(NamedTuple):
+    """Options of `trajectory` for recording the sharpness λ_max(∇²R) against 2/η.
+
+    `every`: steps between sharpness records, a multiple of the trajectory's `every`;
+    `band`: half-width of the edge-of-stability band as a fraction of 2/η;
+    `max_iters`, `rtol`: passed to `sharpness` (Lanczos steps, relative tolerance).
+    """
+
+    every: int = 1
+    band: float = EOS_BAND
+    max_iters: int = 32
+    rtol: float | None = None
+
+
+def edge_of_stability_summary(sharp: jax.Array, steps: jax.Array, status: jax.Array,
+                              final_status: jax.Array, lr,
+                              band: float = EOS_BAND) -> dict[str, jax.Array]:
+    """Summarise λ_max recorded at `steps: (n,)` (`sharp: (n,)`, run status `status: (n,)` at
+    each record, `final_status` () at the end of the run) against 2/η.
+
+    Returns `two_over_lr` (), `eos_first_step` () — the first recorded step with λ_max > 2/η,
+    −1 if none —, `eos_band_records` () — how many records had |λ_max − 2/η| ≤ band·2/η —,
+    and `sharpness_exceeded_before_divergence` () — True iff the run ended DIVERGED and some
+    record taken while it was still running had λ_max > 2/η (False for runs that did not
+    diverge). NaN sharpness (a diverged W) counts as neither above nor in the band.
+    """
+    edge = 2.0 / jnp.asarray(lr, sharp.dtype)
+    above = sharp > edge
+    first = jnp.where(jnp.any(above), steps[jnp.argmax(above)], -1)
+    in_band = jnp.abs(sharp - edge) <= band * edge
+    diverged = final_status == DIVERGED
+    before = jnp.any(above & (status == RUNNING))
+    return {"two_over_lr": edge, "eos_first_step": first,
+            "eos_band_records": jnp.sum(in_band).astype(jnp.int32),
+            "sharpness_exceeded_before_divergence": diverged & before}
+
+
 def trajectory(W0: jax.Array, phi: jax.Array, lr, n_steps: int, every: int = 1,
                mask: jax.Array | None = None, widths: Widths = None,
-               settings: Settings = Settings()) -> dict[str, jax.Array]:
+               settings: Settings = Settings(),
+               sharpness: EdgeOfStability | None = None) -> dict[str, jax.Array]:
     """Run `n_steps` of gradient descent from `W0` on R = ½‖W_{L:1} − Φ‖²_F with the core
     runner's `step`, and record `diagnostics(W_t, phi, W0)` at t = 0, every, 2·every, …
 
     Returns the diagnostics dict with a leading `(n_steps // every + 1,)` axis, plus `step`
     (t of each record) and `status` (the runner's flag at that record; a run that diverged
-    freezes, so its later records repeat the frozen W). `n_steps`, `every`, `widths` and
-    `settings` are static; `lr`, `W0`, `phi`, `mask` may be traced, so the function jits
-    (`jax.jit(trajectory, static_argnames=("n_steps", "every", "widths", "settings"))`) and
-    vmaps over learning rates, targets and inits. Pure and unjitted.
+    freezes, so its later records repeat the frozen W). `n_steps`, `every`, `widths`,
+    `settings` and `sharpness` are static; `lr`, `W0`, `phi`, `mask` may be traced, so the
+    function jits (`jax.jit(trajectory, static_argnames=("n_steps", "every", "widths",
+    "settings", "sharpness"))`) and vmaps over learning rates, targets and inits. Pure and
+    unjitted.
+
+    With `sharpness=EdgeOfStability(every=s)` (s a multiple of `every`) it also records the
+    sharpness λ_max of the masked Hessian (`_sharpness.sharpness`, k = 1) at t = 0, s, 2s, …:
+    `sharpness` `(n_steps // s + 1,)` (NaN once the run has diverged), `sharpness_converged`
+    (same), `sharpness_step` (same), and the `edge_of_stability_summary` of it:
+    `two_over_lr`, `eos_first_step`, `eos_band_records`,
+    `sharpness_exceeded_before_divergence` (all scalars).
     """
     n_steps, every = int(n_steps), int(every)
     if n_steps < 0 or every < 1:
         raise ValueError(f"need n_steps >= 0 and every >= 1, got {n_steps} and {every}")
+    if sharpness is not None:
+        s_every = int(sharpness.every)
+        if s_every < 1 or s_every % every:
+            raise ValueError(f"sharpness.every must be a positive multiple of every={every}, "
+                             f"got {sharpness.every}")
+        if not sharpness.band > 0:
+            raise ValueError(f"sharpness.band must be > 0, got {sharpness.band}")
     objective = Whitened(phi)
     mask = jnp.ones_like(W0) if mask is None else mask.astype(W0.dtype)
     lr = jnp.asarray(lr, W0.dtype)
@@ -280,15 +340,51 @@ def trajectory(W0: jax.Array, phi: jax.Array, lr, n_steps: int, every: int = 1,
             0, every, lambda _, s: step(s, objective, mask, lr, eps, max_iters, settings), state)
         return state, record(state)
 
+    def blocks(state, n):
+        return lax.scan(block, state, None, length=n)
+
     state = init_state(W0, objective, lr, settings)
     first = record(state)
-    _, rest = lax.scan(block, state, None, length=n_steps // every)
+    n_records = n_steps // every
+    if sharpness is None:
+        _, rest = blocks(state, n_records)
+    else:
+        # Outer scan over sharpness records, inner scans over the diagnostics records between
+        # them, so the Lanczos runs only where it is recorded (a `cond` would run it at every
+        # record under vmap).
+        ratio = s_every // every
+
+        def measure(state):
+            res = _sharpness(state.W, objective, mask=mask, max_iters=sharpness.max_iters,
+                             rtol=sharpness.rtol)
+            return res.max, res.converged
+
+        def chunk(state, _):
+            state, recs = blocks(state, ratio)
+            return state, (recs, measure(state), state.status)
+
+        state, (recs, sharp, s_status) = lax.scan(chunk, state, None,
+                                                  length=n_records // ratio)
+        recs = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), recs)
+        _, tail = blocks(state, n_records % ratio)
+        rest = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), recs, tail)
+        lam0, ok0 = measure(init_state(W0, objective, lr, settings))
+        s_status = jnp.concatenate([first["status"][None], s_status])
+        # A diverged run's frozen W has no meaningful curvature (it may overflow).
+        lam = jnp.where(s_status == DIVERGED, jnp.nan, jnp.concatenate([lam0[None], sharp[0]]))
+        s_steps = s_every * jnp.arange(lam.shape[0])
     out = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
-    out["step"] = every * jnp.arange(n_steps // every + 1)
+    out["step"] = every * jnp.arange(n_records + 1)
+    if sharpness is not None:
+        out.update(sharpness=lam, sharpness_converged=jnp.concatenate([ok0[None], sharp[1]]),
+                   sharpness_step=s_steps)
+        out.update(edge_of_stability_summary(lam, s_steps, s_status, out["status"][-1], lr,
+                                             sharpness.band))
     return out
 
 
 __all__ = ["invariants", "invariant_drift", "zas_invariant_gap", "balancedness",
            "sigma_min_lower", "zas_lambda_min", "end_to_end_singular_values",
            "layer_grad_norms", "last_layer_grad_ratio", "deficiency_margin", "saddle_loss",
-           "diagnostics", "Plateau", "plateau", "trajectory"]
+           "diagnostics", "Plateau", "plateau", "trajectory", "EdgeOfStability", "EOS_BAND",
+           "edge_of_stability_summary"]
