@@ -9,20 +9,24 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zasjax import _sweep
+from zasjax import _store, _sweep
+from zasjax._compilation import compile_stats
 from zasjax._run import STATUS_NAMES, run
+from zasjax._sweep import _driver, _inflight
+from zasjax._sweep._driver import as_row, build_inputs
 
-# Three depth buckets at ratio 1.5 ([1], [2, 3], [5]); lr 3.0 diverges.
+# lr 3.0 diverges. At ratio 1.5 the depths fall into three classes ([1], [2, 3], [5]); by
+# default all share one class of capacity 8.
 GRID = _sweep.Grid(inits=("near-identity",), targets=("gaussian",), dims=(2,),
                    depths=(1, 2, 3, 5), seeds=(0, 1), lrs=(0.1, 3.0), eps=1e-8, max_iters=200)
-OPTS = dict(chunk=7, bucket_ratio=1.5)
+OPTS = dict(chunk=7, cache=False)
 
 
 def _reference(grid, matmul):
     """Every configuration run alone at its own depth with `zasjax._run.run`."""
     rows = []
     for cfg in grid.configs():
-        host = _sweep.build_inputs(grid, [cfg], cfg["depth"], jnp.float64)
+        host = build_inputs(grid, [cfg], cfg["depth"], jnp.float64)
         res = run(jnp.asarray(host["W"][0]), jnp.asarray(host["phi"][0]), lr=cfg["lr"],
                   eps=grid.eps, max_iters=grid.max_iters, matmul=matmul)
         iters = int(res.iterations)
@@ -55,8 +59,9 @@ def reference():
 
 
 @pytest.mark.parametrize("matmul", ["unrolled", "dot"])
-def test_bucketed_chunked_sweep_equals_single_runs(reference, matmul):
-    rows = _sweep.sweep(GRID, matmul=matmul, **OPTS)
+@pytest.mark.parametrize("ratio", [None, 1.5])
+def test_padded_chunked_sweep_equals_single_runs(reference, matmul, ratio):
+    rows = _sweep.sweep(GRID, matmul=matmul, bucket_ratio=ratio, **OPTS)
     _assert_same(rows, reference[matmul])
     statuses = {r["lr"]: {x["status"] for x in rows if x["lr"] == r["lr"]} for r in rows}
     assert statuses[3.0] == {"diverged"}             # flagged, never raised ...
@@ -71,14 +76,31 @@ def test_looped_batch_equals_single_runs(reference):
 
 
 def test_batch_slices_equal_one_batch(reference):
-    # max_batch splits every bucket into slices of 4 configurations (padded for the devices).
+    # max_batch splits every class into slices of 4 configurations, each stopping its layer
+    # loops at its own deepest member.
     _assert_same(_sweep.sweep(GRID, max_batch=4, **OPTS), reference["unrolled"])
+    _assert_same(_sweep.sweep(GRID, max_batch=3, matmul="dot", **OPTS), reference["dot"])
+
+
+def test_compiled_programs_do_not_depend_on_which_depths():
+    # Depth is data: another set of depths of the same capacity (32) and count compiles
+    # nothing new, and neither does a second sweep of them.
+    a = _sweep.Grid(inits=("zas", "near-identity"), targets=("gaussian",), dims=(2,),
+                    depths=(17, 20, 32), seeds=(0, 1), lrs=(0.01,), max_iters=30)
+    b = _sweep.Grid(inits=a.inits, targets=a.targets, dims=a.dims, depths=(18, 25, 31),
+                    seeds=a.seeds, lrs=a.lrs, max_iters=a.max_iters)
+    _sweep.sweep(a, **OPTS)
+    before = compile_stats()
+    rows = _sweep.sweep(b, **OPTS)
+    assert compile_stats().since(before).programs == 0
+    assert {r["depth"] for r in rows} == {18, 25, 31}
+    _assert_same(rows, _reference(b, "unrolled"))
 
 
 def test_resume_after_interruption(tmp_path, monkeypatch, reference):
     out = str(tmp_path / "sw")
     calls = {"n": 0}
-    save = _sweep._save_checkpoint
+    save = _inflight.save
 
     def flaky_save(*args, **kwargs):
         calls["n"] += 1
@@ -86,11 +108,11 @@ def test_resume_after_interruption(tmp_path, monkeypatch, reference):
             raise KeyboardInterrupt  # as if killed while the 5th chunk was in flight
         save(*args, **kwargs)
 
-    monkeypatch.setattr(_sweep, "_save_checkpoint", flaky_save)
+    monkeypatch.setattr(_inflight, "save", flaky_save)
     with pytest.raises(KeyboardInterrupt):
-        _sweep.sweep(GRID, out, **OPTS)
-    monkeypatch.setattr(_sweep, "_save_checkpoint", save)
-    done_before = {_sweep.config_key(r) for r in _sweep._store.read_csv(f"{out}/runs.csv")}
+        _sweep.sweep(GRID, out, max_batch=4, **OPTS)
+    monkeypatch.setattr(_inflight, "save", save)
+    done_before = {_sweep.config_key(r) for r in _store.read_csv(f"{out}/runs.csv")}
     assert 0 < len(done_before) < len(GRID.configs())
     assert os.listdir(f"{out}/inflight")  # the chunks before the crash were checkpointed
 
@@ -98,27 +120,66 @@ def test_resume_after_interruption(tmp_path, monkeypatch, reference):
         _sweep.sweep(GRID, out, **OPTS)  # refuses to overwrite a sweep
 
     recomputed = []
-    run_slice = _sweep._run_slice
+    run_slice = _driver._run_slice
 
-    def spy(grid, rows, *args):
-        recomputed.extend(_sweep.config_key(r) for r in rows)
-        return run_slice(grid, rows, *args)
+    def spy(ctx, sl, name):
+        recomputed.extend(_sweep.config_key(r) for r in sl.rows)
+        return run_slice(ctx, sl, name)
 
-    monkeypatch.setattr(_sweep, "_run_slice", spy)
-    rows = _sweep.sweep(GRID, out, resume=True, **OPTS)
+    monkeypatch.setattr(_driver, "_run_slice", spy)
+    rows = _sweep.sweep(GRID, out, resume=True, **OPTS)  # regrouped: one slice, capacity 8
     _assert_same(rows, reference["unrolled"])
     assert not done_before & set(recomputed)  # finished configurations are not recomputed
-    table = {_sweep.config_key(r): _sweep._as_row(r)
-             for r in _sweep._store.read_csv(f"{out}/runs.csv")}
+    table = {_sweep.config_key(r): as_row(r) for r in _store.read_csv(f"{out}/runs.csv")}
     assert len(table) == len(GRID.configs())  # each configuration appended exactly once
     _assert_same([table[_sweep.config_key(c)] for c in GRID.configs()], reference["unrolled"])
-    assert not os.listdir(f"{out}/inflight")
+    assert not os.path.exists(f"{out}/inflight")
+
+
+def test_checkpoints_restore_per_configuration_whatever_the_grouping(tmp_path, monkeypatch):
+    # Interrupted with one grouping, resumed with another (ratio 1.5 -> one class): each
+    # configuration continues from its own checkpoint, counters and weights together, and
+    # the table equals the uninterrupted one. (Issue: counters restored onto fresh weights.)
+    grid = _sweep.Grid(inits=("zas",), targets=("neg-identity",), dims=(1,), depths=(10, 12),
+                       seeds=(0, 1, 2), lrs=(0.0007,), max_iters=5000)
+    full = _sweep.sweep(grid, chunk=300, **{k: v for k, v in OPTS.items() if k != "chunk"})
+    out = str(tmp_path / "sw")
+    save, calls = _inflight.save, {"n": 0}
+
+    def flaky_save(*args, **kwargs):
+        calls["n"] += 1
+        save(*args, **kwargs)
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_inflight, "save", flaky_save)
+    with pytest.raises(KeyboardInterrupt):
+        _sweep.sweep(grid, out, chunk=300, bucket_ratio=1.1, cache=False)
+    monkeypatch.setattr(_inflight, "save", save)
+    saved = _inflight.load_all(f"{out}/inflight", _driver.run_identity(
+        grid, jnp.dtype("float64"), "auto", "sequential"))
+    assert saved and all(int(v["step"]) > 0 for v in saved.values())
+    resumed = _sweep.sweep(grid, out, resume=True, chunk=300, cache=False)
+    _assert_same(resumed, full)
+    assert [r["iterations"] for r in resumed] == [r["iterations"] for r in full]
+
+
+def test_unusable_checkpoints_restart_their_configurations(tmp_path, reference):
+    out = tmp_path / "sw"
+    (out / "inflight").mkdir(parents=True)
+    (out / "runs.csv").write_text(",".join(_sweep.COLUMNS) + "\n")
+    (out / "inflight" / "garbage.npz").write_bytes(b"not a checkpoint")
+    (out / "inflight" / ".x.npz.123.tmp").write_bytes(b"torn")
+    with pytest.warns(UserWarning, match="garbage.npz"):
+        rows = _sweep.sweep(GRID, str(out), resume=True, **OPTS)
+    _assert_same(rows, reference["unrolled"])
+    assert not (out / "inflight").exists()
 
 
 def test_resume_after_sigkill(tmp_path, reference):
     out = str(tmp_path / "sw")
     script = (f"import zasjax._sweep as S, tests.test_sweep as T\n"
-              f"S.sweep(T.GRID, {out!r}, chunk=1, bucket_ratio=1.5)\n")
+              f"S.sweep(T.GRID, {out!r}, chunk=1, bucket_ratio=1.5, cache=False)\n")
     env = {**os.environ, "JAX_ENABLE_X64": "1", "PYTHONPATH": _root()}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=_root())
     try:
@@ -131,7 +192,7 @@ def test_resume_after_sigkill(tmp_path, reference):
         proc.wait()
     rows = _sweep.sweep(GRID, out, resume=True, **OPTS)
     _assert_same(rows, reference["unrolled"])
-    assert len(_sweep._store.read_csv(f"{out}/runs.csv")) == len(GRID.configs())
+    assert len(_store.read_csv(f"{out}/runs.csv")) == len(GRID.configs())
 
 
 def _root():
@@ -141,9 +202,9 @@ def _root():
 def test_four_devices_equal_one(reference):
     script = ("import json, zasjax._sweep as S, tests.test_sweep as T, jax\n"
               "assert len(jax.devices()) == 4\n"
-              "rows = S.sweep(T.GRID, chunk=7, bucket_ratio=1.5, matmul='unrolled')\n"
-              "looped = S.sweep(T.GRID, chunk=7, bucket_ratio=1.5, matmul='dot',"
-              " batching='loop')\n"
+              "rows = S.sweep(T.GRID, chunk=7, bucket_ratio=1.5, matmul='unrolled',"
+              " cache=False)\n"
+              "looped = S.sweep(T.GRID, chunk=7, matmul='dot', batching='loop', cache=False)\n"
               "print(json.dumps([rows, looped]))\n")
     env = {**os.environ, "JAX_ENABLE_X64": "1", "PYTHONPATH": _root(),
            "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
@@ -159,8 +220,8 @@ def test_pruned_tuning_keeps_the_fastest_rate():
     grid = _sweep.Grid(inits=("zas", "near-identity"), targets=("gaussian",), dims=(2,),
                        depths=(3, 6), seeds=(0, 1), lrs=(0.003, 0.01, 0.03, 0.1, 0.3),
                        eps=1e-10, max_iters=3000)
-    full = _sweep.sweep(grid, chunk=50, dtype="float64")
-    pruned = _sweep.sweep(grid, chunk=50, dtype="float64", prune=True)
+    full = _sweep.sweep(grid, chunk=50, dtype="float64", cache=False)
+    pruned = _sweep.sweep(grid, chunk=50, dtype="float64", prune=True, cache=False)
     assert any(r["status"] == "pruned" for r in pruned)
     key = lambda r: (r["init"], r["depth"], r["seed"])
     best_full = {key(r): r for r in _sweep.best_per_config(full)}
@@ -171,22 +232,27 @@ def test_pruned_tuning_keeps_the_fastest_rate():
     assert sum(r["steps"] for r in pruned) < sum(r["steps"] for r in full)
 
 
-def test_bucket_inputs_are_make_init_padded_by_pad_depth():
-    # The sweep draws each depth's weights in one compiled builder and pads them on the
-    # host; the result must be make_init followed by pad_depth, at any depth (to rounding:
-    # XLA may fuse the compiled draw's scaling differently from the op-by-op one).
+def test_inputs_are_make_init_padded_by_pad_depth():
+    # The sweep draws each configuration's weights on the device with its depth as data,
+    # into a stack of the class's capacity; the result must be make_init followed by
+    # pad_depth, at any depth (to rounding: XLA may fuse the compiled draw's scaling
+    # differently from the op-by-op one).
     import jax
 
+    from zasjax._inits import make_init
     from zasjax._network import pad_depth
 
-    for init, L in (("near-identity", 130), ("balanced", 7), ("zas", 3)):
+    for init, L in (("near-identity", 130), ("balanced", 7), ("zas", 3), ("orthogonal", 4)):
         grid = _sweep.Grid(inits=(init,), targets=("gaussian",), dims=(2,),
                            depths=(L,), seeds=(3,), lrs=(0.01,))
         (cfg,) = grid.configs()
-        host = _sweep.build_inputs(grid, [cfg], L + 2, jnp.float64)
+        host = build_inputs(grid, [cfg], L + 2, jnp.float64)
         key = jax.random.fold_in(jax.random.key(3), 0)
-        W = _sweep.make_init(init, key, (2,) * (L + 1), None, jnp.float64)
+        W = make_init(init, key, (2,) * (L + 1), None, jnp.float64)
         W_pad, mask_pad = pad_depth(W, jnp.ones((L, 1, 1), jnp.float64), L + 2)
         np.testing.assert_allclose(host["W"][0], np.asarray(W_pad), rtol=1e-15, atol=1e-15)
         assert np.array_equal(host["W"][0][L:], np.asarray(W_pad)[L:])
         assert np.array_equal(host["mask"][0], np.asarray(mask_pad))
+        # The same configuration in a deeper class draws the same numbers.
+        deeper = build_inputs(grid, [cfg], 4 * L, jnp.float64)
+        assert np.array_equal(deeper["W"][0][:L], host["W"][0][:L])

@@ -176,19 +176,43 @@ def backprop_products(W: jax.Array, G: jax.Array, prefixes: jax.Array,
 
 
 def loss_and_grad(W: jax.Array, phi: jax.Array, matmul: Matmul = jnp.matmul,
-                  prefix: str = "sequential") -> tuple[jax.Array, jax.Array]:
+                  prefix: str = "sequential", active=None) -> tuple[jax.Array, jax.Array]:
     """R(W) and ∇R(W) for the whitened loss, eq. (2.3):
 
         ∇_l R = W_{L:l+1}ᵀ (W_{L:1} − Φ) W_{l−1:1}ᵀ.
 
     One forward scan for the prefixes, one backward scan for the gradients (3L matmuls).
     With `matmul=unrolled_matmul` (and sequential prefixes) this is `loss_and_grad_unrolled`.
+
+    `active` (may be traced): layers above it are identities (the padding of `pad_depth`),
+    so the products stop there and their gradients are returned as 0. One compiled program
+    then serves every depth up to L, at the cost of the depth it is given.
     """
     if matmul is unrolled_matmul and prefix == "sequential":
-        return loss_and_grad_unrolled(W, phi)
+        return loss_and_grad_unrolled(W, phi, active)
+    if active is not None and prefix == "sequential":
+        return _loss_and_grad_upto(W, phi, active, matmul)
     P = prefix_products_associative(W) if prefix == "associative" else prefix_products(W, matmul)
     E = P[-1] - phi
     return 0.5 * jnp.sum(E * E), backprop_products(W, E, P, matmul)
+
+
+def _loss_and_grad_upto(W, phi, n, matmul):
+    # `loss_and_grad` with loops of traced length n over the layers 1..n.
+    eye = jnp.eye(W.shape[-1], dtype=W.dtype)
+    P = jnp.zeros((W.shape[0] + 1, *W.shape[1:]), W.dtype).at[0].set(eye)
+    P = lax.fori_loop(0, n, lambda l, P: lax.dynamic_update_index_in_dim(
+        P, matmul(W[l], P[l]), l + 1, 0), P)
+    E = lax.dynamic_index_in_dim(P, n, 0, keepdims=False) - phi
+
+    def down(i, carry):
+        B, grads = carry
+        l = n - 1 - i
+        grads = lax.dynamic_update_index_in_dim(grads, matmul(B, P[l].T), l, 0)
+        return matmul(W[l].T, B), grads
+
+    _, grads = lax.fori_loop(0, n, down, (E, jnp.zeros_like(W)))
+    return 0.5 * jnp.sum(E * E), grads
 
 
 def data_loss_and_grad(W: jax.Array, X: jax.Array, Y: jax.Array,
@@ -225,25 +249,30 @@ def _t(a: jax.Array, lead: int = 0) -> jax.Array:
     return jnp.swapaxes(a, lead, lead + 1)
 
 
-def loss_and_grad_unrolled(W: jax.Array, phi: jax.Array) -> tuple[jax.Array, jax.Array]:
+def loss_and_grad_unrolled(W: jax.Array, phi: jax.Array,
+                           active=None) -> tuple[jax.Array, jax.Array]:
     """`loss_and_grad` by unrolled multiply-adds, for `W: (L, D, D, *batch)` and
     `phi: (D, D, *batch)`; with no batch axes it is the one-network function.
 
-    Same recursion as `loss_and_grad` (prefixes P_l = W_l P_{l−1}, then B_{l−1} = W_lᵀ B_l
-    from B_L = W_{L:1} − Φ), each in a `fori_loop` that writes into a preallocated stack;
-    the gradients ∇_l = B_l P_{l−1}ᵀ are then one product over all layers at once.
+    Same recursion as `loss_and_grad`: prefixes P_l = W_l P_{l−1} in a `fori_loop` that
+    writes into a preallocated stack, then down from B = W_{L:1} − Φ: ∇_l = B P_{l−1}ᵀ and
+    B ← W_lᵀ B. With `active` (may be traced) both loops stop at that layer (layers above it
+    are identities; their gradients are 0).
     """
     L = W.shape[0]
+    n = L if active is None else active
     eye = jnp.eye(W.shape[1], dtype=W.dtype).reshape(W.shape[1:3] + (1,) * (W.ndim - 3))
     eye = jnp.broadcast_to(eye, W.shape[1:])
     P = jnp.zeros((L + 1, *W.shape[1:]), W.dtype).at[0].set(eye)
-    P = lax.fori_loop(0, L, lambda l, P: lax.dynamic_update_index_in_dim(
+    P = lax.fori_loop(0, n, lambda l, P: lax.dynamic_update_index_in_dim(
         P, _mm(W[l], P[l]), l + 1, 0), P)
-    E = P[L] - phi
-    # Bs[l] = W_{L:l+2}ᵀ E, the factor on the left of layer l+1's gradient.
-    Bs = jnp.zeros(W.shape, W.dtype).at[L - 1].set(E)
-    Bs = lax.fori_loop(1, L, lambda i, Bs: lax.dynamic_update_index_in_dim(
-        Bs, _mm(_t(W[L - i]), Bs[L - i]), L - i - 1, 0), Bs)
-    grads = _mm(Bs, _t(P[:-1], 1), lead=1)
-    return 0.5 * jnp.sum(E * E, axis=(0, 1)), grads
+    E = lax.dynamic_index_in_dim(P, n, 0, keepdims=False) - phi
 
+    def down(i, carry):
+        B, grads = carry
+        l = n - 1 - i
+        grads = lax.dynamic_update_index_in_dim(grads, _mm(B, _t(P[l])), l, 0)
+        return _mm(_t(W[l]), B), grads
+
+    _, grads = lax.fori_loop(0, n, down, (E, jnp.zeros_like(W)))
+    return 0.5 * jnp.sum(E * E, axis=(0, 1)), grads

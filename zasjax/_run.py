@@ -38,9 +38,10 @@ class Whitened(eqx.Module):
     """R(W) = ½‖W_{L:1} − Φ‖²_F, eq. (2.3). `phi: (D, D)`, zero-padded."""
 
     phi: jax.Array
+    active: jax.Array | None = None  # layers above this are identities (see `loss_and_grad`)
 
     def value_and_grad(self, W, key, matmul, prefix="sequential"):
-        return loss_and_grad(W, self.phi, matmul, prefix)
+        return loss_and_grad(W, self.phi, matmul, prefix, self.active)
 
 
 class Regression(eqx.Module):

@@ -108,8 +108,8 @@ def main(args) -> int:
         g.check()
     if args.chunk < 1:
         raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
-    if args.bucket_ratio < 1:
-        raise ValueError(f"--bucket-ratio must be >= 1, got {args.bucket_ratio}")
+    if args.bucket_ratio is not None and not args.bucket_ratio >= 1:  # also refuses nan
+        raise ValueError(f"--bucket-ratio must be a number >= 1, got {args.bucket_ratio}")
     out = args.out or os.path.join("runs", args.preset or "sweep")
     runs_csv = os.path.join(out, "runs.csv")
     if os.path.exists(runs_csv) and not args.resume:

@@ -74,9 +74,9 @@ def _sweep_parser(sub) -> None:
     p.add_argument("--out", help="output folder (default runs/<preset or 'sweep'>)")
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out")
     p.add_argument("--chunk", type=int, default=1000, help="iterations per compiled chunk")
-    p.add_argument("--bucket-ratio", type=float, default=2.0,
-                   help="ratio of the ladder of compiled depth capacities, ceil(ratio^k) "
-                        "(default 2; 1 = one program per depth)")
+    p.add_argument("--bucket-ratio", type=float, default=None,
+                   help="split each width into depth classes ceil(ratio^k), each compiled "
+                        "on its own (default: one class per width; 1 = one per depth)")
     p.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() first (multi-host jobs)")
     p.add_argument("--no-progress", action="store_true")
@@ -117,17 +117,10 @@ def _reproduce_parser(sub) -> None:
 
 
 def _run_reproduction(args, rest) -> int:
-    from .reproduce import load
+    from . import reproduce
 
-    module = load(args.name)
-    p = argparse.ArgumentParser(prog=f"zasjax reproduce {args.name}",
-                                description=getattr(module, "DESCRIPTION", None))
-    p.add_argument("--quick", action="store_true", help="the small CI-sized version")
-    p.add_argument("--out", default=f"runs/{args.name}", help="output folder")
-    module.add_arguments(p)
-    sub_args = p.parse_args(rest)
-    module.main(sub_args)
-    print(f"wrote {sub_args.out}/summary.json")
+    # The study's options are derived from its config by the study runner.
+    reproduce.main(args.name, rest)
     return 0
 
 

@@ -264,14 +264,16 @@ def _run_slice(ctx: _Context, sl: Slice, name: str) -> None:
     settings, axis, loop_mesh = _layout(ctx, sl.dim)
     spec = Spec(tuple(g.inits), tuple(g.targets), sl.dim, sl.capacity, g.init_scale,
                 ctx.dtype.name, settings, axis, mesh)
-    label = f"d={sl.dim} L<={sl.capacity} ({sl.batch} configs)"
+    label = f"d={sl.dim} L<={sl.active} ({sl.batch} configs)"
     if (spec, sl.batch) not in ctx.compiled:
-        ctx.bar.note(f"compiling {label}")
+        ctx.bar.note(f"compiling the programs of width {sl.dim}, depths <= {sl.capacity}, "
+                     f"{sl.batch} configurations")
         ctx.compiled.add((spec, sl.batch))
     state, phi, mask, lr = _start(ctx, spec, padded)
     state = _inflight.restore(state, padded, ctx.saved, axis, mesh)
     eps = jnp.asarray(g.eps, ctx.dtype)
     max_iters = jnp.asarray(g.max_iters, jnp.int32)
+    active = _replicated(np.asarray(sl.active, np.int32), mesh)
     checkpoint = os.path.join(ctx.inflight, name + ".npz") if ctx.inflight else None
     reported = np.zeros(len(rows), bool)
     cfg_steps = 0
@@ -300,7 +302,8 @@ def _run_slice(ctx: _Context, sl: Slice, name: str) -> None:
             if stop.any():  # they cannot beat a rate that already converged: report them
                 state = _stop(state, stop, len(padded), mesh)
                 continue
-        state = advance_chunk(state, phi, mask, lr, eps, max_iters, settings, axis, loop_mesh)
+        state = advance_chunk(state, phi, mask, lr, active, eps, max_iters, settings, axis,
+                              loop_mesh)
         cfg_steps = settings.record_every * int((~done).sum())
         if checkpoint:
             running = np.zeros(len(padded), bool)
@@ -344,5 +347,6 @@ def slice_program(grid: Grid, rows: list[dict], capacity: int, *, dtype, chunk: 
     state, phi, mask, lr = _start(ctx, spec, rows)
     eps = jnp.asarray(grid.eps, dtype)
     max_iters = jnp.asarray(grid.max_iters, jnp.int32)
-    return state, lambda state: advance_chunk(state, phi, mask, lr, eps, max_iters, settings,
-                                              axis, loop_mesh)
+    active = _replicated(np.asarray(max(r["depth"] for r in rows), np.int32), mesh)
+    return state, lambda state: advance_chunk(state, phi, mask, lr, active, eps, max_iters,
+                                              settings, axis, loop_mesh)

@@ -3,12 +3,16 @@ slices that fit in memory.
 
 A program's shapes are (batch, capacity, D, D). Depth is data: a configuration of depth L
 runs in any class of capacity C ≥ L, its layers L+1..C fixed identities (mask 0), which
-change neither the function nor any gradient. Capacities come from one fixed ladder,
-ceil(ratio^k), and batch sizes from another (1, 2, 3, 4, 6, 8, 12, … times the device
-count), so the number of compiled programs depends on how far a sweep reaches, not on how
-many depths or configurations it holds: depths 1..512 need 10 classes at ratio 2, whether
-the sweep lists 10 depths or 512. Padding a class costs run time (≤ ratio in depth, ≤ 1.5 in
-batch); `zasjax bench` measures it against one program per depth.
+change neither the function nor any gradient. The layer loops stop at the deepest layer of
+the slice at hand (`active`, also data), so padding costs memory, not time. By default each
+width is one class, of capacity the power of two at or above its deepest configuration;
+`ratio` splits it along the ladder ceil(ratio^k) when memory is tight. Batch sizes come
+from a ladder too (1, 2, 3, 4, 6, 8, 12, … times the device count). So a width compiles two
+programs (initial state, chunk) whether a sweep lists 10 depths or 512.
+
+Within a class, configurations are sorted by depth and cut into slices (`SLICES` of them,
+or fewer when a slice would hold under `MIN_BATCH` configurations), so each slice's
+`active` is close to each of its members' depths.
 """
 
 from __future__ import annotations
@@ -20,17 +24,23 @@ from dataclasses import dataclass
 
 from .._optimizers import OPTIMIZERS
 
-#: Default ratio of the capacity ladder (`bucket_ratio`); 1 gives one class per depth.
-DEFAULT_RATIO = 2.0
+#: Default ratio of the capacity ladder (`bucket_ratio`): None, one class per width.
+DEFAULT_RATIO = None
+
+#: Slices per class, unless that would make them smaller than MIN_BATCH per device.
+SLICES = 16
+MIN_BATCH = 256
 
 
-def check_ratio(ratio: float) -> float:
+def check_ratio(ratio: float | None) -> float | None:
+    if ratio is None:
+        return None
     if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio >= 1):
         raise ValueError(f"bucket ratio must be a finite number >= 1, got {ratio}")
     return float(ratio)
 
 
-def capacity(depth: int, ratio: float = DEFAULT_RATIO) -> int:
+def capacity(depth: int, ratio: float = 2.0) -> int:
     """The smallest rung ceil(ratio^k) ≥ `depth` of the capacity ladder (`depth` if ratio = 1)."""
     if ratio == 1 or depth <= 1:
         return int(depth)
@@ -42,11 +52,15 @@ def capacity(depth: int, ratio: float = DEFAULT_RATIO) -> int:
     return int(math.ceil(ratio**k))
 
 
-def depth_classes(depths: Sequence[int], ratio: float = DEFAULT_RATIO) -> dict[int, list[int]]:
-    """capacity → the sorted depths it holds."""
+def depth_classes(depths: Sequence[int], ratio: float | None = DEFAULT_RATIO
+                  ) -> dict[int, list[int]]:
+    """capacity → the sorted depths it holds (one class, a power of two, if `ratio` is None)."""
+    depths = sorted(set(int(d) for d in depths))
+    if check_ratio(ratio) is None:
+        return {capacity(depths[-1], 2.0): depths}
     out: dict[int, list[int]] = {}
-    for L in sorted(set(int(d) for d in depths)):
-        out.setdefault(capacity(L, check_ratio(ratio)), []).append(L)
+    for L in depths:
+        out.setdefault(capacity(L, ratio), []).append(L)
     return out
 
 
@@ -96,11 +110,13 @@ def memory_budget(devices) -> int:
 
 @dataclass(frozen=True)
 class Slice:
-    """Configurations run by one call of one program: `rows` padded to `batch`."""
+    """Configurations run by one call of one program: `rows` padded to `batch`, their layer
+    loops stopping at `active` (the deepest of them)."""
 
     dim: int
     capacity: int
     batch: int
+    active: int
     rows: tuple
 
     @property
@@ -108,17 +124,21 @@ class Slice:
         return f"d{self.dim}-C{self.capacity}-B{self.batch}"
 
 
-def plan(rows: list[dict], ratio: float, n_dev: int, budget: int, itemsize: int,
+def plan(rows: list[dict], ratio: float | None, n_dev: int, budget: int, itemsize: int,
          optimizer: str, max_batch: int | None = None) -> list[Slice]:
-    """Split `rows` by width and capacity class, then into slices of ladder batch sizes."""
+    """Split `rows` by width and capacity class, sort each class by depth, and cut it into
+    slices of one ladder batch size."""
     slices = []
     for dim in sorted({r["dim"] for r in rows}):
         of_dim = [r for r in rows if r["dim"] == dim]
         for C, depths in sorted(depth_classes([r["depth"] for r in of_dim], ratio).items()):
-            members = [r for r in of_dim if r["depth"] in depths]
+            members = sorted((r for r in of_dim if r["depth"] in depths),
+                             key=lambda r: r["depth"])
             cap = batch_cap(bytes_per_config(C, dim, itemsize, optimizer), budget, n_dev,
                             max_batch)
-            for start in range(0, len(members), cap):
-                part = members[start:start + cap]
-                slices.append(Slice(dim, C, batch_size(len(part), n_dev, cap), tuple(part)))
+            want = max(-(-len(members) // SLICES), min(MIN_BATCH * n_dev, len(members)))
+            batch = batch_size(want, n_dev, cap)
+            for start in range(0, len(members), batch):
+                part = tuple(members[start:start + batch])
+                slices.append(Slice(dim, C, batch, max(r["depth"] for r in part), part))
     return slices

@@ -100,7 +100,7 @@ class _Evaluated(eqx.Module):
 
 
 @partial(jax.jit, static_argnames=("settings", "axis", "loop_mesh"), donate_argnums=(0,))
-def advance_chunk(state, phi, mask, lr, eps, max_iters, settings, axis, loop_mesh=None):
+def advance_chunk(state, phi, mask, lr, active, eps, max_iters, settings, axis, loop_mesh=None):
     """Up to `settings.record_every` iterations of `step` on every configuration (fewer
     once all of them have finished).
 
@@ -110,25 +110,26 @@ def advance_chunk(state, phi, mask, lr, eps, max_iters, settings, axis, loop_mes
     ∇R of the whole batch come from `loss_and_grad_unrolled` on the batch-last arrays, and the
     per-configuration `step` only applies them. With a `loop_mesh` (batch first) every device
     runs its own configurations one after another (`shard_map` over the mesh, `lax.map`
-    within), with no batched products at all.
+    within), with no batched products at all. `active` (data): the deepest layer of any
+    configuration here; the layer loops stop there.
     """
 
-    def one(state, phi, mask, lr):
-        return step(state, Whitened(phi), mask, lr, eps, max_iters, settings)
+    def one(state, phi, mask, lr, active):
+        return step(state, Whitened(phi, active), mask, lr, eps, max_iters, settings)
 
-    def batch_last(state, phi, mask, lr):
+    def batch_last(state, phi, mask, lr, active):
         # `step` broadcasts over trailing batch axes; a vmap would transpose W every step.
-        objective = _Evaluated(*loss_and_grad_unrolled(state.W, phi))
+        objective = _Evaluated(*loss_and_grad_unrolled(state.W, phi, active))
         return step(state, objective, mask, lr, eps, max_iters, settings)
 
     if axis == -1:
         batched = batch_last
     elif loop_mesh is not None:
-        batched = lambda *args: lax.map(lambda a: one(*a), args)
+        batched = lambda *args, active: lax.map(lambda a: one(*a, active), args)
     else:
-        batched = jax.vmap(one)
+        batched = lambda *args, active: jax.vmap(partial(one, active=active))(*args)
 
-    def chunk(state, phi, mask, lr):
+    def chunk(state, phi, mask, lr, active):
         # Ends early once every configuration has finished: frozen ones would only idle.
         def going(carry):
             i, state = carry
@@ -136,13 +137,13 @@ def advance_chunk(state, phi, mask, lr, eps, max_iters, settings, axis, loop_mes
 
         def body(carry):
             i, state = carry
-            return i + 1, batched(state, phi, mask, lr)
+            return i + 1, batched(state, phi, mask, lr, active=active)
 
         return lax.while_loop(going, body, (jnp.zeros((), jnp.int32), state))[1]
 
     if loop_mesh is not None:
         spec = PartitionSpec("cfg")
         # check_vma=False: the layer scans start from constants (eye), replicated by nature.
-        chunk = jax.shard_map(chunk, mesh=loop_mesh, in_specs=spec, out_specs=spec,
-                              check_vma=False)
-    return chunk(state, phi, mask, lr)
+        chunk = jax.shard_map(chunk, mesh=loop_mesh, in_specs=(spec,) * 4 + (PartitionSpec(),),
+                              out_specs=spec, check_vma=False)
+    return chunk(state, phi, mask, lr, active)
