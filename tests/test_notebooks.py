@@ -39,7 +39,8 @@ def _kernel_spec(root: Path) -> Path:
 
 def test_notebooks_found():
     names = {p.stem for p in NOTEBOOKS}
-    assert {"quickstart", "depth-sweep", "gradient-flow", "landscape"} <= names, names
+    assert {"quickstart", "depth-sweep", "gradient-flow", "landscape",
+            "edge-of-stability"} <= names, names
 
 
 @pytest.mark.slow

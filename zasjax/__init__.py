@@ -5,6 +5,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import reproduce as reproduce
 from ._data import load_fashion_mnist as load_fashion_mnist
 from ._diagnostics import (
+    EdgeOfStability as EdgeOfStability,
     Plateau as Plateau,
     balancedness as balancedness,
     deficiency_margin as deficiency_margin,
@@ -56,6 +57,12 @@ from ._run import (
     advance as advance,
     init_state as init_state,
     run as run,
+)
+from ._sharpness import (
+    Sharpness as Sharpness,
+    sharpness as sharpness,
+    zas_minimum as zas_minimum,
+    zas_minimum_sharpness as zas_minimum_sharpness,
 )
 from ._status import (
     CONVERGED as CONVERGED,
