@@ -21,20 +21,17 @@
 # Set `ZASJAX_QUICK=1` for the smoke size (depths 2, 4, 8; 100 seeds; ~1-2 min on 2 cores).
 
 # %%
-import argparse
 import os
 
+from zasjax import reproduce
 from zasjax.reproduce import arora
 
 QUICK = os.environ.get("ZASJAX_QUICK") == "1"
 OUT = os.environ.get("ZASJAX_OUT", "runs/arora-quick" if QUICK else "runs/arora")
 
 # %%
-parser = argparse.ArgumentParser()
-arora.add_arguments(parser)
-args = parser.parse_args([])
-args.quick, args.out = QUICK, OUT
-summary = arora.main(args)
+cfg = arora.Config.quick() if QUICK else arora.Config()
+summary = reproduce.run(cfg, OUT)
 
 # %% [markdown]
 # The closed-form probability that the balanced init has a positive margin: the end-to-end

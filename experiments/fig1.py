@@ -17,20 +17,17 @@
 # Set `ZASJAX_QUICK=1` for the smoke size (a smaller budget; both paths converge anyway).
 
 # %%
-import argparse
 import os
 
+from zasjax import reproduce
 from zasjax.reproduce import fig1
 
 QUICK = os.environ.get("ZASJAX_QUICK") == "1"
 OUT = os.environ.get("ZASJAX_OUT", "runs/fig1-quick" if QUICK else "runs/fig1")
 
 # %%
-parser = argparse.ArgumentParser()
-fig1.add_arguments(parser)
-args = parser.parse_args([])
-args.quick, args.out = QUICK, OUT
-summary = fig1.main(args)
+cfg = fig1.Config.quick() if QUICK else fig1.Config()
+summary = reproduce.run(cfg, OUT)
 
 # %% [markdown]
 # Iterations to R ≤ 10⁻¹⁰, where each path ends, and the near-identity path's stay on the

@@ -16,20 +16,17 @@
 # The full size (depths to 4096 for d ≤ 2, to 1024 for d = 100, 5 seeds) is a GPU job.
 
 # %%
-import argparse
 import os
 
+from zasjax import reproduce
 from zasjax.reproduce import fig2
 
 QUICK = os.environ.get("ZASJAX_QUICK") == "1"
 OUT = os.environ.get("ZASJAX_OUT", "runs/fig2-quick" if QUICK else "runs/fig2")
 
 # %%
-parser = argparse.ArgumentParser()
-fig2.add_arguments(parser)
-args = parser.parse_args([])
-args.quick, args.out = QUICK, OUT
-summary = fig2.main(args)
+cfg = fig2.Config.quick() if QUICK else fig2.Config()
+summary = reproduce.run(cfg, OUT)
 
 # %%
 for case in summary["settings"]["cases"]:

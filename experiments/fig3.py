@@ -21,20 +21,17 @@
 # `ZASJAX_QUICK=1`: 30,000 iterations (≈ 25 s of CPU time); otherwise 200,000.
 
 # %%
-import argparse
 import os
 
+from zasjax import reproduce
 from zasjax.reproduce import fig3
 
 QUICK = os.environ.get("ZASJAX_QUICK") == "1"
 OUT = os.environ.get("ZASJAX_OUT", "runs/fig3-quick" if QUICK else "runs/fig3")
 
 # %%
-parser = argparse.ArgumentParser()
-fig3.add_arguments(parser)
-args = parser.parse_args([])
-args.quick, args.out = QUICK, OUT
-summary = fig3.main(args)
+cfg = fig3.Config.quick() if QUICK else fig3.Config()
+summary = reproduce.run(cfg, OUT)
 
 # %% [markdown]
 # Iterations to R ≤ 10⁻¹⁰ and the time spent on saddle plateaus, per run.

@@ -18,9 +18,9 @@
 # `ZASJAX_FASHION_MNIST` must name the folder with the official IDX files.
 
 # %%
-import argparse
 import os
 
+from zasjax import reproduce
 from zasjax.reproduce import fig4
 
 QUICK = os.environ.get("ZASJAX_QUICK") == "1"
@@ -31,11 +31,8 @@ OUT = os.environ.get("ZASJAX_OUT", "runs/fig4-quick" if QUICK else "runs/fig4")
 # η*(L) = min(0.03, 0.75 / L); re-running this cell resumes from `OUT/checkpoints`.
 
 # %%
-parser = argparse.ArgumentParser()
-fig4.add_arguments(parser)
-args = parser.parse_args([])
-args.quick, args.out = QUICK, OUT
-summary = fig4.main(args)
+cfg = fig4.Config.quick() if QUICK else fig4.Config()
+summary = reproduce.run(cfg, OUT)
 
 # %%
 for run in summary["runs"]:

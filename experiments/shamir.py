@@ -16,20 +16,17 @@
 # Set `ZASJAX_QUICK=1` for the CI size (depths to 16, 64 seeds, cap 20,000, ~1 min on CPU).
 
 # %%
-import argparse
 import os
 
+from zasjax import reproduce
 from zasjax.reproduce import shamir
 
 QUICK = os.environ.get("ZASJAX_QUICK") == "1"
 OUT = os.environ.get("ZASJAX_OUT", "runs/shamir-quick" if QUICK else "runs/shamir")
 
 # %%
-parser = argparse.ArgumentParser()
-shamir.add_arguments(parser)
-args = parser.parse_args([])
-args.quick, args.out = QUICK, OUT
-summary = shamir.main(args)
+cfg = shamir.Config.quick() if QUICK else shamir.Config()
+summary = reproduce.run(cfg, OUT)
 
 # %%
 for init in shamir.INITS:

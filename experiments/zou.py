@@ -18,20 +18,17 @@
 # Set `ZASJAX_QUICK=1` for the smoke size (m ∈ {12, 48}, L ∈ {4, 16}, 300 steps).
 
 # %%
-import argparse
 import os
 
+from zasjax import reproduce
 from zasjax.reproduce import zou
 
 QUICK = os.environ.get("ZASJAX_QUICK") == "1"
 OUT = os.environ.get("ZASJAX_OUT", "runs/zou-quick" if QUICK else "runs/zou")
 
 # %%
-parser = argparse.ArgumentParser()
-zou.add_arguments(parser)
-args = parser.parse_args([])
-args.quick, args.out = QUICK, OUT
-summary = zou.main(args)
+cfg = zou.Config.quick() if QUICK else zou.Config()
+summary = reproduce.run(cfg, OUT)
 
 # %% [markdown]
 # Final training loss relative to the initial one (best step-size factor c of the grid):

@@ -1,4 +1,3 @@
-import argparse
 import csv
 import json
 import math
@@ -6,16 +5,13 @@ import math
 import pytest
 from conftest import FASHION_MNIST
 
+from zasjax import cli, reproduce
 from zasjax.reproduce import fig4
 
 
-def _args(out, *extra, quick=False):
-    parser = argparse.ArgumentParser()
-    fig4.add_arguments(parser)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out")
-    argv = ["--out", str(out), "--data-dir", FASHION_MNIST, *extra]
-    return parser.parse_args(argv + (["--quick"] if quick else []))
+def _cfg(quick=False, **changes):
+    changes = {"data_dir": FASHION_MNIST, **changes}
+    return fig4.Config.quick(**changes) if quick else fig4.Config(**changes)
 
 
 def _finite(entry):
@@ -32,9 +28,11 @@ def test_lr_grid_follows_one_over_depth():
 
 
 def test_tiny_run_writes_outputs_and_resumes(tmp_path):
-    extra = ["--depths", "3,6", "--width", "8", "--train-size", "60", "--steps", "30",
-             "--record-every", "10", "--lr", "0.05,0.2"]
-    summary = fig4.main(_args(tmp_path, *extra))
+    cfg = _cfg(depths=(3, 6), width=8, train_size=60, steps=30, record_every=10,
+               lr=(0.05, 0.2))
+    summary = reproduce.run(cfg, tmp_path)
+    assert (summary["study"], summary["quick"]) == ("fig4", False)
+    assert summary["meta"]["zasjax"] and summary["config"]["depths"] == [3, 6]
     assert {(r["init"], r["depth"]) for r in summary["runs"]} == {
         (i, d) for i in ("mzas", "xavier") for d in (3, 6)}
     on_disk = json.loads((tmp_path / "summary.json").read_text())
@@ -42,6 +40,7 @@ def test_tiny_run_writes_outputs_and_resumes(tmp_path):
     for entry in summary["runs"]:
         assert _finite(entry) and entry["lr"] in (0.05, 0.2)
         assert 0 <= entry["final_train_accuracy"] <= entry["best_train_accuracy"] <= 1
+        assert all(g["status"] in ("max-iters", "diverged") for g in entry["grid"])
     with open(tmp_path / "accuracy.csv") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == fig4.COLUMNS
@@ -51,27 +50,51 @@ def test_tiny_run_writes_outputs_and_resumes(tmp_path):
     assert (tmp_path / "fig4.png").stat().st_size > 0
     assert len(list((tmp_path / "checkpoints").glob("*.npz"))) == 4
     # Re-running on the same folder resumes from the finished checkpoints: same answer.
-    again = fig4.main(_args(tmp_path, *extra))
+    again = reproduce.run(cfg, tmp_path)
     assert again["runs"] == summary["runs"]
 
 
-def test_bad_input(tmp_path, monkeypatch):
+def test_bad_input_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="depths must be positive"):
-        fig4.main(_args(tmp_path, "--depths", "0,10"))
+        _cfg(depths=(0, 10))
     with pytest.raises(ValueError, match=r"unknown initialisation\(s\) \['he'\]"):
-        fig4.main(_args(tmp_path, "--init", "mzas,he"))
+        _cfg(inits=("mzas", "he"))
     with pytest.raises(ValueError, match="learning rates must be finite and > 0"):
-        fig4.main(_args(tmp_path, "--lr", "0.01,-1"))
+        _cfg(lr=(0.01, -1))
+    out = tmp_path / "never"
     monkeypatch.delenv("ZASJAX_FASHION_MNIST", raising=False)
-    args = _args(tmp_path)
-    args.data_dir = None
     with pytest.raises(ValueError, match="--data-dir or set \\$ZASJAX_FASHION_MNIST"):
-        fig4.main(args)
+        reproduce.run(fig4.Config(), out)
+    with pytest.raises(ValueError, match="folder .*missing.* does not exist"):
+        reproduce.run(fig4.Config(data_dir=str(tmp_path / "missing")), out)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte"):
+        reproduce.run(fig4.Config(data_dir=str(tmp_path / "empty")), out)
+    assert not out.exists()
+
+
+def test_cli_reports_missing_data_and_corrupt_checkpoints_in_one_line(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert cli.main(["reproduce", "fig4", "--data-dir", str(tmp_path / "missing"),
+                     "--out", str(out)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "missing" in err and len(err.splitlines()) == 1 and not out.exists()
+    # A checkpoint cut short (a full disk, a killed copy) names its file, in one line.
+    ckpt = tmp_path / "run" / "checkpoints" / "mzas_L3.npz"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"PK\x03\x04 not a whole zip file")
+    args = ["reproduce", "fig4", "--data-dir", FASHION_MNIST, "--depths", "3", "--init",
+            "mzas", "--width", "8", "--train-size", "60", "--steps", "10", "--lr", "0.1",
+            "--out", str(tmp_path / "run")]
+    assert cli.main(args) != 0
+    err = capsys.readouterr().err.strip()
+    assert str(ckpt) in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.slow
 def test_quick_mzas_trains_and_xavier_does_not(tmp_path):
-    summary = fig4.main(_args(tmp_path, quick=True))
+    summary = reproduce.run(_cfg(quick=True), tmp_path)
+    assert summary["quick"]
     runs = {(r["init"], r["depth"]): r for r in summary["runs"]}
     assert set(runs) == {(i, d) for i in ("mzas", "xavier") for d in (10, 100)}
     assert all(_finite(r) for r in runs.values())

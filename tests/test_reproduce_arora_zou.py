@@ -1,6 +1,7 @@
 """Arora et al. (balanced init, deficiency margin) and Zou-Long-Gu (linear ResNets with fixed
 transforms): the mathematics of each study, then each `--quick` run end to end."""
 
+import csv
 import json
 import math
 
@@ -114,6 +115,9 @@ def test_arora_quick(tmp_path):
     assert cli.main(["reproduce", "arora", "--quick", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (tmp_path / "arora.csv").exists() and (tmp_path / "arora.png").exists()
+    with open(tmp_path / "arora.csv") as f:  # status by name, as in every other file
+        assert {r["status"] for r in csv.DictReader(f)} <= {"converged", "max-iters",
+                                                            "diverged"}
     p = summary["exact_margin_probability_balanced"]
     for e in summary["results"]:
         for field in ("success_probability", "margin_positive_fraction",
@@ -136,6 +140,9 @@ def test_zou_quick(tmp_path):
     assert cli.main(["reproduce", "zou", "--quick", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (tmp_path / "zou.csv").exists() and (tmp_path / "zou.png").exists()
+    with open(tmp_path / "zou.csv") as f:
+        assert {r["status"] for r in csv.DictReader(f)} <= {"converged", "max-iters",
+                                                            "diverged"}
     tables = summary["tables"]
     for name in ("resnet-identity-gd", "resnet-identity-sgd", "resnet-gaussian-gd",
                  "resnet-gaussian-sgd", "plain-xavier-gd"):

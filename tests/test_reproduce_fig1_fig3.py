@@ -1,6 +1,5 @@
 """Wu-Wang-Ma Figures 1 and 3: the mathematics behind the studies, then the quick runs."""
 
-import argparse
 import json
 import math
 
@@ -111,14 +110,14 @@ def test_fig3_near_identity_must_change_the_determinant_sign(key):
     assert fig3.initial_spectrum(np.asarray(W0))["det_sign"] == 1
 
 
-def test_fig3_rejects_overlapping_bands(tmp_path):
-    parser = argparse.ArgumentParser()
-    fig3.add_arguments(parser)
-    args = parser.parse_args(["--band", "0.3"])
-    args.quick, args.out = True, str(tmp_path / "never")
+def test_fig3_rejects_overlapping_bands(tmp_path, capsys):
     with pytest.raises(ValueError, match="band"):
-        fig3.main(args)
-    assert not (tmp_path / "never").exists()
+        fig3.Config.quick(band=0.3)
+    # The command-line option is the config field, checked by the same code.
+    out = tmp_path / "never"
+    assert cli.main(["reproduce", "fig3", "--quick", "--band", "0.3", "--out", str(out)]) != 0
+    assert "band" in capsys.readouterr().err
+    assert not out.exists()
 
 
 # ---------------------------------------------------------------------------------------------

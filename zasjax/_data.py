@@ -94,6 +94,17 @@ def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def fashion_mnist_files(data_dir: str | os.PathLike, split: str = "train") -> tuple[Path, Path]:
+    """`(images, labels)` paths of a split in `data_dir`; FileNotFoundError naming what is
+    missing (the folder, or the paths tried for a file)."""
+    if split not in _SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {sorted(_SPLITS)}")
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"Fashion-MNIST folder {str(data_dir)!r} does not exist")
+    return _find(data_dir, _SPLITS[split][0]), _find(data_dir, _SPLITS[split][1])
+
+
 def load_fashion_mnist(
     data_dir: str | os.PathLike,
     split: str = "train",
@@ -120,11 +131,7 @@ def load_fashion_mnist(
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(_SPLITS)}")
     if size is not None and size < 1:
         raise ValueError(f"size must be a positive number of images, got {size}")
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"Fashion-MNIST folder {str(data_dir)!r} does not exist")
-    images_path = _find(data_dir, _SPLITS[split][0])
-    labels_path = _find(data_dir, _SPLITS[split][1])
+    images_path, labels_path = fashion_mnist_files(data_dir, split)
     images = read_idx(images_path, _IMAGES_MAGIC)
     labels = read_idx(labels_path, _LABELS_MAGIC)
     if images.shape[0] != labels.shape[0]:

@@ -31,20 +31,23 @@ fraction, converged fraction, median measured rate, median bound, theorem check)
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import math
-import time
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._fits import fit_log_linear
 from .._inits import make_init
 from .._network import pad_square, support_mask
-from .._run import CONVERGED, DIVERGED, run
+from .._plots import pyplot, save
+from .._run import run as gd_run
+from .._status import CONVERGED, DIVERGED, name as status_name
 from .._theory import arora_conditions
-from ._common import fit_log_linear, prepare_out, write_outputs
+from . import _runner
+from ._runner import Outcome, option
 
 DESCRIPTION = ("Arora et al. (ICLR 2019): balanced init + deficiency margin, success "
                "probability and linear rate vs depth, scalar regression")
@@ -53,67 +56,38 @@ INITS = ("balanced", "gaussian")
 COLUMNS = ("init", "depth", "seed", "margin", "balancedness", "margin_positive", "status",
            "converged", "success", "iterations", "final_loss", "lr", "measured_rate",
            "bound_rate", "rate_ratio")
-_FULL = dict(depths=(2, 4, 8, 16, 32), seeds=128, d0=20, max_iters=2000,
-             theorem_seeds=8, theorem_steps=1000)
-_QUICK = dict(depths=(2, 4, 8), seeds=100, d0=20, max_iters=600, theorem_seeds=4,
-              theorem_steps=500)
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v.strip())
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(_runner.Config):
+    depths: tuple[int, ...] = option((2, 4, 8, 16, 32), "comma list of depths N")
+    seeds: int = option(128, "initialisations per (init, depth)")
+    d0: int = option(20, "input dimension")
+    inits: tuple[str, ...] = option(INITS, f"comma list from {', '.join(INITS)}")
+    init_std: float | None = option(None, "s, std of the balanced end-to-end A (none: ‖Φ‖/d_0)")
+    lr_scale: float = option(0.5, "practical step η = lr_scale / N")
+    eps: float = option(1e-8, "success threshold on ℓ")
+    max_iters: int = option(2000, "GD budget")
+    theorem_seeds: int = option(8, "margin-positive balanced seeds run at Theorem 1's η_max")
+    theorem_steps: int = option(1000, "steps of the η_max check")
+    seed: int = option(0, "PRNG seed")
 
+    QUICK = dict(depths=(2, 4, 8), seeds=100, max_iters=600, theorem_seeds=4,
+                 theorem_steps=500)
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
+    def check(self):
+        _runner.check_depths(self, "depths")
+        _runner.check_known(self, "inits", INITS)
+        _runner.check_at_least(self, 1, "seeds", "max_iters", "theorem_steps")
+        _runner.check_at_least(self, 0, "theorem_seeds")
+        _runner.check_at_least(self, 2, "d0")  # scalar regression needs d_0 >= 2
+        _runner.check_positive(self, "lr_scale", "eps")
+        _runner.check_positive(self, "init_std", allow_none=True)
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--depths", type=_ints, default=None,
-                        help="comma list of depths N (default 2,4,8,16,32; quick 2,4,8)")
-    parser.add_argument("--seeds", type=int, default=None,
-                        help="initialisations per (init, depth) (default 128; quick 100)")
-    parser.add_argument("--d0", type=int, default=None, help="input dimension (default 20)")
-    parser.add_argument("--inits", type=_names, default=INITS,
-                        help="comma list from balanced, gaussian (default both)")
-    parser.add_argument("--init-std", type=float, default=None,
-                        help="s, std of the balanced end-to-end A (default ‖Φ‖/d_0)")
-    parser.add_argument("--lr-scale", type=float, default=0.5,
-                        help="practical step η = lr_scale / N (default 0.5)")
-    parser.add_argument("--eps", type=float, default=1e-8, help="success threshold on ℓ")
-    parser.add_argument("--max-iters", type=int, default=None,
-                        help="GD budget (default 2000; quick 600)")
-    parser.add_argument("--theorem-seeds", type=int, default=None,
-                        help="margin-positive balanced seeds run at Theorem 1's η_max")
-    parser.add_argument("--theorem-steps", type=int, default=None,
-                        help="steps of the η_max check (default 1000; quick 500)")
-    parser.add_argument("--seed", type=int, default=0)
-
-
-def _config(args) -> dict:
-    base = _QUICK if getattr(args, "quick", False) else _FULL
-    cfg = {k: (base[k] if getattr(args, k, None) is None else getattr(args, k)) for k in base}
-    cfg["depths"] = tuple(int(d) for d in cfg["depths"])
-    cfg.update(inits=tuple(getattr(args, "inits", INITS)),
-               init_std=getattr(args, "init_std", None),
-               lr_scale=float(getattr(args, "lr_scale", 0.5)),
-               eps=float(getattr(args, "eps", 1e-8)), seed=int(getattr(args, "seed", 0)),
-               quick=bool(getattr(args, "quick", False)))
-    if not cfg["depths"] or min(cfg["depths"]) < 1:
-        raise ValueError(f"depths must be integers >= 1, got {cfg['depths']}")
-    bad = [n for n in cfg["inits"] if n not in INITS]
-    if bad or not cfg["inits"]:
-        raise ValueError(f"unknown init(s) {bad}; expected a comma list from {INITS}")
-    for name in ("seeds", "d0", "max_iters", "theorem_steps"):
-        if cfg[name] < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {cfg[name]}")
-    if cfg["d0"] < 2:
-        raise ValueError(f"--d0 must be >= 2 for scalar regression, got {cfg['d0']}")
-    for name in ("lr_scale", "eps"):
-        if not cfg[name] > 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {cfg[name]}")
-    if cfg["init_std"] is not None and not cfg["init_std"] > 0:
-        raise ValueError(f"--init-std must be > 0, got {cfg['init_std']}")
-    return cfg
+    @property
+    def s(self) -> float:
+        """Std of the balanced end-to-end matrix A (default ‖Φ‖/d_0 = 1/d_0)."""
+        return self.init_std or 1.0 / self.d0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,7 +95,7 @@ def _config(args) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def scalar_target(key: jax.Array, d0: int, dtype=jnp.float64) -> jax.Array:
+def scalar_target(key: jax.Array, d0: int, dtype=None) -> jax.Array:
     """A unit-norm row Φ: (1, d_0), uniformly random direction."""
     phi = jax.random.normal(key, (1, d0), dtype)
     return phi / jnp.linalg.norm(phi)
@@ -192,7 +166,7 @@ def theorem_check(W0: jax.Array, phi_pad: jax.Array, widths: tuple[int, ...],
     lr = cond.lr_max
     mask = support_mask(widths, W0.shape[-1], W0.dtype)
     tiny = float(jnp.finfo(W0.dtype).tiny)
-    res = jax.vmap(lambda W, eta: run(W, phi_pad, lr=eta, mask=mask, eps=tiny,
+    res = jax.vmap(lambda W, eta: gd_run(W, phi_pad, lr=eta, mask=mask, eps=tiny,
                                       max_iters=n_steps))(W0, lr)
     losses = np.asarray(res.losses, float)
     lr, rate = np.asarray(lr, float), np.asarray(cond.rate, float)
@@ -209,19 +183,18 @@ def theorem_check(W0: jax.Array, phi_pad: jax.Array, widths: tuple[int, ...],
                 max_loss_over_bound=float(np.exp(np.nanmax(log_ratio))))
 
 
-def study_one(name: str, depth: int, cfg: dict, phi: jax.Array, key: jax.Array) -> tuple:
+def study_one(name: str, depth: int, cfg: Config, phi: jax.Array, key: jax.Array) -> tuple:
     """All seeds of one (init, depth): per-seed rows and the summary entry."""
-    d0, dtype = cfg["d0"], phi.dtype
-    s = cfg["init_std"] or 1.0 / d0
+    d0, dtype, s = cfg.d0, phi.dtype, cfg.s
     widths = widths_for(depth, d0)
-    keys = jax.random.split(key, cfg["seeds"])
+    keys = jax.random.split(key, cfg.seeds)
     W0 = init_batch(name, keys, depth, d0, s, dtype)
     phi_pad = pad_square(phi, d0)
     cond = _conditions(W0, phi_pad, widths)
-    lr = cfg["lr_scale"] / depth
+    lr = cfg.lr_scale / depth
     mask = support_mask(widths, d0, dtype)
-    res = jax.vmap(lambda W: run(W, phi_pad, lr=lr, mask=mask, eps=cfg["eps"],
-                                 max_iters=cfg["max_iters"]))(W0)
+    res = jax.vmap(lambda W: gd_run(W, phi_pad, lr=lr, mask=mask, eps=cfg.eps,
+                                 max_iters=cfg.max_iters))(W0)
     losses = np.asarray(res.losses, float)
     margin = np.asarray(cond.margin, float)
     positive = margin > 0
@@ -233,15 +206,16 @@ def study_one(name: str, depth: int, cfg: dict, phi: jax.Array, key: jax.Array) 
     ratio_bound = _bound_ratio(losses, lr, np.asarray(cond.rate, float))
     rows = [dict(init=name, depth=depth, seed=i, margin=float(margin[i]),
                  balancedness=float(cond.delta[i]), margin_positive=bool(positive[i]),
-                 status=int(status[i]), converged=bool(converged[i]), success=bool(success[i]),
+                 status=status_name(status[i]), converged=bool(converged[i]),
+                 success=bool(success[i]),
                  iterations=int(res.iterations[i]), final_loss=float(res.final_loss[i]), lr=lr,
                  measured_rate=float(measured[i]),
                  bound_rate=float(bound[i]) if positive[i] else float("nan"),
                  rate_ratio=float(measured[i] / bound[i]) if positive[i] else float("nan"))
-            for i in range(cfg["seeds"])]
+            for i in range(cfg.seeds)]
     ok = success
     entry = dict(
-        init=name, depth=depth, seeds=int(cfg["seeds"]), lr=lr,
+        init=name, depth=depth, seeds=int(cfg.seeds), lr=lr,
         init_std_end_to_end=s,
         layer_std=None if name == "balanced" else matched_gaussian_std(depth, d0, s),
         success_probability=float(success.mean()),
@@ -260,24 +234,21 @@ def study_one(name: str, depth: int, cfg: dict, phi: jax.Array, key: jax.Array) 
         if positive.any() else None,
     )
     if name == "balanced":
-        pick = np.flatnonzero(positive)[: cfg["theorem_seeds"]]
-        if pick.size and cfg["theorem_seeds"] > 0:
+        pick = np.flatnonzero(positive)[: cfg.theorem_seeds]
+        if pick.size and cfg.theorem_seeds > 0:
             entry["theorem_check"] = theorem_check(W0[pick], phi_pad, widths,
-                                                   cfg["theorem_steps"])
+                                                   cfg.theorem_steps)
     return rows, entry
 
 
-def main(args) -> dict:
-    cfg = _config(args)
-    jax.config.update("jax_enable_x64", True)  # rates at η_max ~ 1e-8 need float64
-    out = prepare_out(args.out)
-    started = time.perf_counter()
-    key = jax.random.key(cfg["seed"])
-    phi = scalar_target(jax.random.fold_in(key, 10_000), cfg["d0"])
-    s = cfg["init_std"] or 1.0 / cfg["d0"]
+def run(cfg: Config, files=None) -> Outcome:
+    # float64 (the runner's default): rates at η_max ~ 1e-8 need it.
+    key = jax.random.key(cfg.seed)
+    phi = scalar_target(jax.random.fold_in(key, 10_000), cfg.d0, jnp.dtype(cfg.dtype))
+    s = cfg.s
     rows, entries = [], []
-    for name in cfg["inits"]:
-        for depth in cfg["depths"]:
+    for name in cfg.inits:
+        for depth in cfg.depths:
             r, e = study_one(name, depth, cfg, phi, jax.random.fold_in(key, depth))
             rows += r
             entries.append(e)
@@ -287,17 +258,59 @@ def main(args) -> dict:
                   f"bound {e['median_bound_rate']}", flush=True)
     summary = dict(
         paper="Arora, Cohen, Golowich & Hu, ICLR 2019 (arXiv:1810.02281), Theorem 1",
-        setting=dict(d0=cfg["d0"], d_out=1, phi_norm=1.0, init_std=s,
-                     lr="lr_scale / N", lr_scale=cfg["lr_scale"], eps=cfg["eps"],
-                     max_iters=cfg["max_iters"], seeds=cfg["seeds"], depths=cfg["depths"],
-                     inits=cfg["inits"]),
+        setting=dict(d0=cfg.d0, d_out=1, phi_norm=1.0, init_std=s,
+                     lr="lr_scale / N", lr_scale=cfg.lr_scale, eps=cfg.eps,
+                     max_iters=cfg.max_iters, seeds=cfg.seeds, depths=cfg.depths,
+                     inits=cfg.inits),
         bound="ℓ(t) ≤ ℓ(0)·exp(−η c^{2(N−1)/N} t) for η ≤ c^{(4N−2)/N}/(6144 N³ ‖Φ‖^{(6N−4)/N}) "
               "and δ ≤ c²/(256 N³ ‖Φ‖^{2(N−1)/N})",
-        exact_margin_probability_balanced=exact_margin_probability(cfg["d0"], s),
+        exact_margin_probability_balanced=exact_margin_probability(cfg.d0, s),
         results=entries)
-    full = write_outputs(out, "arora", summary, rows, COLUMNS, cfg["quick"], started)
-    from .._plots import arora_success_and_rate
+    return Outcome(summary, rows, COLUMNS, plot=entries)
 
-    arora_success_and_rate(entries, f"{out}/arora.png",
-                           exact=summary["exact_margin_probability_balanced"])
-    return full
+
+def figure(outcome: Outcome, folder) -> None:
+    """Success probability and rates against depth (`arora.png`)."""
+    success_and_rate(outcome.plot, f"{folder}/arora.png",
+                     exact=outcome.summary["exact_margin_probability_balanced"])
+
+
+def success_and_rate(entries, path, exact: float | None = None) -> None:
+    """(left) success probability and margin-positive fraction vs depth, one colour per
+    init, with the closed-form P(margin > 0) of the balanced init; (right) median measured
+    linear rate −d log ℓ/dt against the Theorem 1 bound η c^{2(N−1)/N}."""
+    plt = pyplot()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    inits = sorted({e["init"] for e in entries})
+    for i, name in enumerate(inits):
+        es = sorted((e for e in entries if e["init"] == name), key=lambda e: e["depth"])
+        depths = [e["depth"] for e in es]
+        colour = f"C{i}"
+        ax.plot(depths, [e["success_probability"] for e in es], "o-", color=colour,
+                label=f"{name}: success (c > 0 and converged)")
+        ax.plot(depths, [e["margin_positive_fraction"] for e in es], "s--", color=colour,
+                alpha=0.6, label=f"{name}: margin c > 0 at init")
+        pts = [(e["depth"], e["median_measured_rate"], e["median_bound_rate"]) for e in es
+               if e.get("median_measured_rate") is not None]
+        if pts:
+            d, m, b = zip(*pts)
+            bx.plot(d, m, "o-", color=colour, label=f"{name}: measured")
+            held = any(e.get("conditions_hold_fraction", 1.0) > 0 for e in es)
+            bx.plot(d, b, "v:", color=colour, label=f"{name}: bound η c^(2(N−1)/N)"
+                    + ("" if held else " (δ too large: formula only)"))
+    if exact is not None:
+        ax.axhline(exact, color="k", lw=0.8, ls=":",
+                   label=f"exact P(c > 0), balanced = {exact:.3f}")
+    ax.set_xlabel("depth N")
+    ax.set_ylabel("fraction of seeds")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Scalar regression: success probability")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    bx.set_xlabel("depth N")
+    bx.set_ylabel("linear rate per step (median over successes)")
+    bx.set_yscale("log")
+    bx.set_title("Measured rate vs Theorem 1 bound (same η)")
+    bx.grid(True, which="both", alpha=0.3)
+    bx.legend(fontsize=7)
+    save(fig, path)

@@ -21,9 +21,9 @@ with both paths).
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import math
-import time
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -32,9 +32,11 @@ from jax import lax
 
 from .._diagnostics import layer_grad_norms, plateau
 from .._network import whitened_loss
-from .._plots import landscape_paths
-from .._run import STATUS_NAMES, Settings, Whitened, init_state, step
-from ._common import prepare_out, use_dtype, write_outputs
+from .._plots import pyplot, save
+from .._run import Settings, Whitened, init_state, step
+from .._status import name as status_name
+from . import _runner
+from ._runner import Outcome, option
 
 DESCRIPTION = "Loss landscape of L = 2, d = 1, Φ = −1 with GD from near-identity and ZAS (Fig. 1)"
 
@@ -43,41 +45,27 @@ COLUMNS = ("init", "iteration", "w1", "w2", "loss", "grad_norm")
 STARTS = {"near-identity": (0.999, 1.001), "zas": (1.0, 0.0)}
 PHI = -1.0
 SADDLE_LOSS = 0.5 * PHI**2  # R at the saddle w₁ = w₂ = 0
-_FULL = dict(max_iters=10_000)
-_QUICK = dict(max_iters=2_000)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lr", type=float, default=0.1, help="step size η (paper: 0.1)")
-    parser.add_argument("--eps", type=float, default=1e-10,
-                        help="convergence threshold on R (default 1e-10)")
-    parser.add_argument("--max-iters", type=int, default=None,
-                        help="update budget per path (default 10,000; quick 2,000)")
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                        help="float64 (default; needed to resolve R ≤ 1e-10) or float32")
-    parser.add_argument("--rtol", type=float, default=0.05,
-                        help="plateau band |R − ½| ≤ rtol·½ around the saddle value")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(_runner.Config):
+    lr: float = option(0.1, "step size η (paper: 0.1)")
+    eps: float = option(1e-10, "convergence threshold on R")
+    max_iters: int = option(10_000, "update budget per path")
+    dtype: Literal["float64", "float32"] = option(
+        "float64", "float64 (needed to resolve R ≤ 1e-10) or float32")
+    rtol: float = option(0.05, "plateau band |R − ½| ≤ rtol·½ around the saddle value")
+
+    QUICK = dict(max_iters=2_000)
+
+    def check(self):
+        _runner.check_positive(self, "lr", "eps")
+        _runner.check_at_least(self, 1, "max_iters")
+        if not 0 < self.rtol < 1:
+            raise ValueError(f"rtol must be in (0, 1), got {self.rtol}")
 
 
-def _config(args) -> dict:
-    quick = bool(getattr(args, "quick", False))
-    cfg = dict(_QUICK if quick else _FULL)
-    if getattr(args, "max_iters", None) is not None:
-        cfg["max_iters"] = int(args.max_iters)
-    cfg.update(lr=float(args.lr), eps=float(args.eps), dtype=args.dtype,
-               rtol=float(args.rtol), quick=quick)
-    if not (math.isfinite(cfg["lr"]) and cfg["lr"] > 0):
-        raise ValueError(f"--lr must be finite and > 0, got {cfg['lr']}")
-    if not cfg["eps"] > 0:
-        raise ValueError(f"--eps must be > 0, got {cfg['eps']}")
-    if cfg["max_iters"] < 1:
-        raise ValueError(f"--max-iters must be >= 1, got {cfg['max_iters']}")
-    if not 0 < cfg["rtol"] < 1:
-        raise ValueError(f"--rtol must be in (0, 1), got {cfg['rtol']}")
-    return cfg
-
-
-def start_weights(w1: float, w2: float, dtype=jnp.float64) -> jax.Array:
+def start_weights(w1: float, w2: float, dtype=None) -> jax.Array:
     """The depth-2, width-1 network `W: (2, 1, 1)` with first layer w₁ and last layer w₂."""
     return jnp.asarray([[[w1]], [[w2]]], dtype)
 
@@ -123,17 +111,14 @@ def path(W0: jax.Array, phi: jax.Array, lr, eps, n_steps: int) -> dict[str, jax.
                 iterations=state.iterations)
 
 
-def main(args) -> dict:
-    cfg = _config(args)
-    out = prepare_out(args.out)
-    started = time.perf_counter()
-    dtype = use_dtype(cfg["dtype"])
+def run(cfg: Config, files=None) -> Outcome:
+    dtype = jnp.dtype(cfg.dtype)
     names = list(STARTS)
     W0 = jnp.stack([start_weights(*STARTS[n], dtype=dtype) for n in names])
     phi = jnp.full((1, 1), PHI, dtype)
-    n = cfg["max_iters"]
+    n = cfg.max_iters
     paths = jax.jit(jax.vmap(path, in_axes=(0, None, None, None, None)),
-                    static_argnums=4)(W0, phi, cfg["lr"], cfg["eps"], n)
+                    static_argnums=4)(W0, phi, cfg.lr, cfg.eps, n)
     paths = jax.tree.map(np.asarray, paths)
 
     rows, entries = [], {}
@@ -145,14 +130,14 @@ def main(args) -> dict:
         rows += [dict(init=name, iteration=t, w1=float(a), w2=float(b), loss=float(r),
                       grad_norm=float(g))
                  for t, (a, b, r, g) in enumerate(zip(w1, w2, loss, gn))]
-        p = plateau(jnp.asarray(loss), SADDLE_LOSS, jnp.asarray(gn), rtol=cfg["rtol"])
+        p = plateau(jnp.asarray(loss), SADDLE_LOSS, jnp.asarray(gn), rtol=cfg.rtol)
         invariant = w1**2 - w2**2
         # Exact GD identity: w₁'² − w₂'² = (1 − η²r²)(w₁² − w₂²), r = w₂w₁ − Φ.
         r = w1[:-1] * w2[:-1] - PHI
-        predicted = invariant[0] * np.prod(1 - cfg["lr"] ** 2 * r**2)
+        predicted = invariant[0] * np.prod(1 - cfg.lr ** 2 * r**2)
         entries[name] = dict(
             start=list(STARTS[name]), iterations=its if its >= 0 else None,
-            status=STATUS_NAMES[int(paths["status"][i])],
+            status=status_name(paths["status"][i]),
             end=[float(w1[-1]), float(w2[-1])], final_loss=float(loss[-1]),
             invariant_start=float(invariant[0]), invariant_end=float(invariant[-1]),
             invariant_end_predicted=float(predicted),
@@ -163,26 +148,64 @@ def main(args) -> dict:
     ni, zas = entries["near-identity"], entries["zas"]
     summary = dict(
         paper="Wu, Wang & Ma (NeurIPS 2019), Section 3, Figure 1",
-        lr=cfg["lr"], eps=cfg["eps"], dtype=cfg["dtype"], max_iters=n,
+        lr=cfg.lr, eps=cfg.eps, dtype=cfg.dtype, max_iters=n,
         iterations_near_identity=ni["iterations"], iterations_zas=zas["iterations"],
         near_identity_stalled_at_saddle=ni["plateau_length"] > 0,
-        plateau_saddle_loss=SADDLE_LOSS, plateau_rtol=cfg["rtol"],
+        plateau_saddle_loss=SADDLE_LOSS, plateau_rtol=cfg.rtol,
         plateau_grad_tol=0.1 * math.sqrt(2 * SADDLE_LOSS),
         paths=entries,
     )
-    summary = write_outputs(out, "fig1", summary, rows, COLUMNS, cfg["quick"], started)
+    return Outcome(summary, rows, COLUMNS, plot=(cfg.lr, entries))
 
+
+def figure(outcome: Outcome, folder) -> None:
+    """Contours of R with both paths (`fig1.png`)."""
+    lr, entries = outcome.plot
     span = 1.8
     grid = np.linspace(-span, span, 301)
     G1, G2 = np.meshgrid(grid, grid)
+
     def label(name, entry):
         done = entry["iterations"]
         return f"{name} ({done} its)" if done is not None else f"{name} ({entry['status']})"
 
+    rows = outcome.rows
     curves = {label(name, e): ([r["w1"] for r in rows if r["init"] == name],
                                [r["w2"] for r in rows if r["init"] == name])
               for name, e in entries.items()}
-    landscape_paths(f"{out}/fig1.png", G1, G2, landscape(G1, G2), curves,
+    landscape_paths(f"{folder}/fig1.png", G1, G2, landscape(G1, G2), curves,
                     minima=lambda w1: PHI / w1,
-                    title=f"R(w₁, w₂) = ½(w₂w₁ + 1)², GD with η = {cfg['lr']:g}")
-    return summary
+                    title=f"R(w₁, w₂) = ½(w₂w₁ + 1)², GD with η = {lr:g}")
+
+
+def landscape_paths(path, X, Y, Z, paths: dict, minima=None, saddle=(0.0, 0.0),
+                    title: str = "Loss landscape and GD paths") -> None:
+    """Contours of a two-parameter loss with GD paths.
+
+    `X, Y, Z`: meshgrid arrays (w₁ on x, w₂ on y, R on z; contours are drawn on log R);
+    `paths` maps a label to `(w1s, w2s)`; `minima`: optional w₁ ↦ w₂ curve of global
+    minima (drawn dashed on each branch, e.g. w₂ = Φ/w₁); `saddle` is marked with a cross.
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 5.2))
+    logZ = np.log10(np.maximum(np.asarray(Z, float), 1e-6))
+    cs = ax.contourf(X, Y, logZ, levels=24, cmap="Greys_r", alpha=0.75)
+    fig.colorbar(cs, ax=ax, label="log₁₀ R")
+    if minima is not None:
+        xs = np.asarray(X, float)[0]
+        for branch in (xs[xs > 0], xs[xs < 0]):
+            ys = minima(branch)
+            keep = np.abs(ys) <= np.abs(np.asarray(Y, float)).max()
+            ax.plot(branch[keep], ys[keep], "k--", lw=1.0)
+        ax.plot([], [], "k--", lw=1.0, label="global minima")
+    ax.plot(*saddle, "x", color="crimson", ms=9, mew=2, label="saddle")
+    for (label, (w1, w2)), colour in zip(paths.items(), ("tab:orange", "tab:blue", "tab:green")):
+        ax.plot(w1, w2, ".-", color=colour, ms=2.5, lw=0.8, label=label)
+        ax.plot(w1[0], w2[0], "o", color=colour, ms=6)
+        ax.plot(w1[-1], w2[-1], "*", color=colour, ms=11)
+    ax.set_xlabel("w₁ (first layer)")
+    ax.set_ylabel("w₂ (last layer)")
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    save(fig, path)

@@ -23,16 +23,20 @@ and `fig2.png` (iterations vs depth, log-log, fitted slopes in the legend).
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import math
 import sys
 import time
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
+from .._fits import fit_power_law
 from .._plots import scaling_lines
 from .._sweep import Grid, best_per_config, lr_grid, sweep
-from ._common import fit_power_law, prepare_out, write_outputs
+from . import _runner
+from ._runner import Outcome, option
 
 DESCRIPTION = "ZAS iterations to 1e-10 vs depth, η tuned per depth (Wu-Wang-Ma Fig. 2)"
 
@@ -44,67 +48,64 @@ CASES: dict[str, tuple[str, int]] = {
     "gaussian_d100": ("gaussian", 100),
 }
 QUICK_CASES = ("neg-identity_d1", "gaussian_d2")
-
-_LOG_DEPTHS = tuple(sorted({round(2 ** (k / 2)) for k in range(25)}))  # 1 .. 4096
-_FULL = dict(depths=_LOG_DEPTHS, depths_wide=tuple(2**k for k in range(11)), seeds=5,
-             per_octave=4, max_iters=100_000)
-_QUICK = dict(depths=(1, 2, 4, 8, 16, 32, 64), depths_wide=(1, 2, 4, 8, 16, 32, 64), seeds=3,
-              per_octave=2, max_iters=20_000)
+_QUICK_DEPTHS = (1, 2, 4, 8, 16, 32, 64)
 #: The one-step η: included in every sweep, left out of the fitted grid (see module doc).
 ONE_STEP_LR = 1.0
 #: Grid tops the summary compares (γ as a function of the largest η allowed).
 TOPS = (1.0, 0.5, 0.25, 0.125)
+EPS = 1e-10
 COLUMNS = ("case", "target", "dim", "depth", "seed", "lr", "iterations", "status",
            "final_loss", "chosen")
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v.strip())
+def _sweep_engine(target: str, dim: int, depth: int, seeds: tuple[int, ...],
+                  lrs: tuple[float, ...], max_iters: int) -> list[dict]:
+    """Every (seed, η) at one depth through the full network engine (`_sweep.sweep`)."""
+    grid = Grid(inits=("zas",), targets=(target,), dims=(dim,), depths=(depth,), seeds=seeds,
+                lrs=lrs, eps=EPS, max_iters=max_iters)
+    return sweep(grid, dtype="float64")
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
+#: engine name -> rows of one (case, depth): the sweep's rows (init, target, dim, depth,
+#: seed, lr, iterations, status, final_loss, …) for every seed and η.
+ENGINES: dict[str, Callable[..., list[dict]]] = {"sweep": _sweep_engine}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cases", type=_names, default=None,
-                        help=f"comma list from {list(CASES)} (default all; quick: d = 1, 2)")
-    parser.add_argument("--depths", type=_ints, default=None,
-                        help="depths for d <= 2 (default 1..4096 at two per octave; quick "
-                             "1..64); d = 100 uses powers of two up to 1024 (quick: to 64)")
-    parser.add_argument("--seeds", type=int, default=None,
-                        help="seeds per Gaussian case (default 5, quick 3); −I is "
-                             "deterministic under ZAS, so it runs one")
-    parser.add_argument("--lr-top", type=float, default=0.5,
-                        help="largest η of the fitted grid (default 1/2; η = 1 is the "
-                             "one-step shortcut)")
-    parser.add_argument("--per-octave", type=int, default=None,
-                        help="η grid points per factor of two (default 4, quick 2)")
-    parser.add_argument("--max-iters", type=int, default=None)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(_runner.Config):
+    cases: tuple[str, ...] = option(tuple(CASES), f"comma list from {list(CASES)}")
+    depths: tuple[int, ...] = option(
+        tuple(sorted({round(2 ** (k / 2)) for k in range(25)})),  # 1 .. 4096
+        "depths for d <= 2 (two per octave); --depths alone sets --depths-wide too")
+    depths_wide: tuple[int, ...] = option(tuple(2**k for k in range(11)),
+                                          "depths for d = 100")
+    seeds: int = option(5, "seeds per Gaussian case; −I is deterministic under ZAS, so it "
+                           "runs one")
+    lr_top: float = option(0.5, "largest η of the fitted grid (η = 1 is the one-step "
+                                "shortcut)")
+    per_octave: int = option(4, "η grid points per factor of two")
+    max_iters: int = option(100_000, "iteration cap")
+    engine: Literal["sweep"] = option("sweep", "what runs each depth: the full network "
+                                               f"({'/'.join(ENGINES)})")
 
+    QUICK = dict(cases=QUICK_CASES, depths=_QUICK_DEPTHS, depths_wide=_QUICK_DEPTHS, seeds=3,
+                 per_octave=2, max_iters=20_000)
 
-def _config(args) -> dict:
-    quick = bool(getattr(args, "quick", False))
-    base = _QUICK if quick else _FULL
-    cfg = dict(base)
-    for name in ("depths", "seeds", "per_octave", "max_iters"):
-        if getattr(args, name, None) is not None:
-            cfg[name] = getattr(args, name)
-    if getattr(args, "depths", None) is not None:
-        cfg["depths_wide"] = tuple(args.depths)
-    cfg["cases"] = tuple(getattr(args, "cases", None) or (QUICK_CASES if quick else CASES))
-    cfg["lr_top"] = float(getattr(args, "lr_top", 0.5))
-    cfg["quick"] = quick
-    unknown = [c for c in cfg["cases"] if c not in CASES]
-    if unknown:
-        raise ValueError(f"unknown case(s) {unknown}; expected some of {list(CASES)}")
-    if not cfg["depths"] or min(cfg["depths"]) < 1:
-        raise ValueError(f"depths must be positive integers, got {cfg['depths']}")
-    if cfg["seeds"] < 1 or cfg["per_octave"] < 1 or cfg["max_iters"] < 1:
-        raise ValueError("--seeds, --per-octave and --max-iters must be >= 1")
-    if not 0 < cfg["lr_top"] <= ONE_STEP_LR:
-        raise ValueError(f"--lr-top must lie in (0, 1], got {cfg['lr_top']}")
-    return cfg
+    def check(self):
+        _runner.check_known(self, "cases", CASES)
+        _runner.check_depths(self, "depths", "depths_wide")
+        _runner.check_at_least(self, 1, "seeds", "per_octave", "max_iters")
+        if not 0 < self.lr_top <= ONE_STEP_LR:
+            raise ValueError(f"lr_top must lie in (0, 1], got {self.lr_top}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; expected one of {list(ENGINES)}")
+
+    @classmethod
+    def from_options(cls, base, options):
+        # One --depths serves every case unless --depths-wide says otherwise.
+        if "depths" in options and "depths_wide" not in options:
+            options = {**options, "depths_wide": options["depths"]}
+        return super().from_options(base, options)
 
 
 def lr_floor(depth: int, target: str, dim: int) -> float:
@@ -177,35 +178,28 @@ def analyse(rows: list[dict], lr_top: float, floors: dict[int, float]) -> dict:
     )
 
 
-def main(args) -> dict:
-    cfg = _config(args)
-    out = prepare_out(args.out)
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    started = time.perf_counter()
+def run(cfg: Config, files=None) -> Outcome:
+    engine = ENGINES[cfg.engine]
     summary: dict = {}
     csv_rows: list[dict] = []
     series = []
-    for case in cfg["cases"]:
+    for case in cfg.cases:
         target, dim = CASES[case]
-        depths = cfg["depths"] if dim <= 2 else cfg["depths_wide"]
-        seeds = (0,) if target == "neg-identity" else tuple(range(cfg["seeds"]))
+        depths = cfg.depths if dim <= 2 else cfg.depths_wide
+        seeds = (0,) if target == "neg-identity" else tuple(range(cfg.seeds))
         rows, floors = [], {}
         for L in depths:
             floors[L] = lr_floor(L, target, dim)
             t0 = time.perf_counter()
-            grid = Grid(inits=("zas",), targets=(target,), dims=(dim,), depths=(L,),
-                        seeds=seeds, lrs=lrs_for(L, target, dim, cfg["per_octave"]),
-                        eps=1e-10, max_iters=cfg["max_iters"])
-            rows += sweep(grid, dtype="float64")
-            print(f"[fig2] {case} L={L}: {len(grid.lrs)} η × {len(seeds)} seeds in "
+            lrs = lrs_for(L, target, dim, cfg.per_octave)
+            rows += engine(target, dim, L, seeds, lrs, cfg.max_iters)
+            print(f"[fig2] {case} L={L}: {len(lrs)} η × {len(seeds)} seeds in "
                   f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-        entry = analyse(rows, cfg["lr_top"], floors)
+        entry = analyse(rows, cfg.lr_top, floors)
         entry.update(target=target, dim=dim, seeds=list(seeds))
         summary[case] = entry
         chosen = {(r["depth"], r["seed"], r["lr"]) for r in
-                  best_per_config([r for r in rows if r["lr"] <= cfg["lr_top"] * 1.0001])}
+                  best_per_config([r for r in rows if r["lr"] <= cfg.lr_top * 1.0001])}
         csv_rows += [dict(r, case=case, chosen=(r["depth"], r["seed"], r["lr"]) in chosen)
                      for r in rows]
         series.append(dict(label=f"Φ={target}, d={dim}: γ={entry['gamma']:.2f} "
@@ -213,14 +207,19 @@ def main(args) -> dict:
                            x=[t["depth"] for t in entry["table"]],
                            y=[t["iterations"] for t in entry["table"]]))
     summary["lr_grid"] = dict(
-        fitted_top=cfg["lr_top"], sweep_top=ONE_STEP_LR, per_octave=cfg["per_octave"],
+        fitted_top=cfg.lr_top, sweep_top=ONE_STEP_LR, per_octave=cfg.per_octave,
         floor="2^-4 / (L * s), s = 1 for −I and 4d for a Gaussian Φ (≈ ‖Φ‖₂²)",
         why=("η = 1 solves any target in one step from ZAS (W_L ← Φ), so the fit uses "
-             f"η ≤ {cfg['lr_top']:g}; γ is fitted on the depths whose best η lies strictly "
+             f"η ≤ {cfg.lr_top:g}; γ is fitted on the depths whose best η lies strictly "
              "below that top, where the count measures depth rather than the grid's cap"))
-    summary["settings"] = dict(eps=1e-10, max_iters=cfg["max_iters"], dtype="float64",
-                               depths=list(cfg["depths"]), cases=list(cfg["cases"]))
-    scaling_lines(series, f"{out}/fig2.png",
-                  title=f"ZAS, iterations to 1e-10 (η ≤ {cfg['lr_top']:g} tuned per depth)",
+    summary["settings"] = dict(eps=EPS, max_iters=cfg.max_iters, dtype="float64",
+                               depths=list(cfg.depths), cases=list(cfg.cases))
+    return Outcome(summary, csv_rows, COLUMNS, plot=(series, cfg.lr_top))
+
+
+def figure(outcome: Outcome, folder) -> None:
+    """Iterations vs depth, log-log, fitted slopes in the legend (`fig2.png`)."""
+    series, lr_top = outcome.plot
+    scaling_lines(series, f"{folder}/fig2.png",
+                  title=f"ZAS, iterations to 1e-10 (η ≤ {lr_top:g} tuned per depth)",
                   ylabel="iterations to 1e-10 (median over seeds)")
-    return write_outputs(out, "fig2", summary, csv_rows, COLUMNS, cfg["quick"], started)

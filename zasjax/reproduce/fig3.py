@@ -32,9 +32,8 @@ Outputs: `summary.json`, `fig3.csv` (init, seed, iteration, loss, grad_norm ever
 
 from __future__ import annotations
 
-import argparse
-import math
-import time
+import dataclasses
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -43,59 +42,44 @@ import numpy as np
 from .._diagnostics import plateau
 from .._inits import make_init
 from .._network import end_to_end
-from .._plots import saddle_escape_curves
-from .._run import STATUS_NAMES, run
-from ._common import prepare_out, use_dtype, write_outputs
+from .._plots import pyplot, save
+from .._run import run as gd_run
+from .._status import name as status_name
+from . import _runner
+from ._runner import Outcome, option
 
 DESCRIPTION = "Saddle escape at L = 6, Φ = −I, d = 25: ZAS vs 5 near-identity inits (Fig. 3)"
 
 COLUMNS = ("init", "seed", "iteration", "loss", "grad_norm")
-#: Quick keeps the paper's problem and cuts the budget; full gives the stuck runs 200,000
-#: updates (≈ 7× quick), enough to see the spread of escape times, at a few CPU minutes.
-_FULL = dict(max_iters=200_000, record_every=50)
-_QUICK = dict(max_iters=30_000, record_every=10)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lr", type=float, default=0.01, help="step size η (paper: 0.01)")
-    parser.add_argument("--depth", type=int, default=6, help="depth L (paper: 6)")
-    parser.add_argument("--dim", type=int, default=25, help="width d (default 25)")
-    parser.add_argument("--seeds", type=int, default=5,
-                        help="number of near-identity runs (paper: 5)")
-    parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the inits")
-    parser.add_argument("--eps", type=float, default=1e-10,
-                        help="convergence threshold on R (default 1e-10)")
-    parser.add_argument("--max-iters", type=int, default=None,
-                        help="update budget (default 200,000; quick 30,000)")
-    parser.add_argument("--record-every", type=int, default=None,
-                        help="record R every k iterations (default 50; quick 10)")
-    parser.add_argument("--band", type=float, default=0.05,
-                        help="plateau band |R − k/2| ≤ band around the saddle values "
-                             "(default 0.05, a tenth of their spacing; must be < 0.25)")
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                        help="float64 (default; needed to resolve R ≤ 1e-10) or float32")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(_runner.Config):
+    """Quick keeps the paper's problem and cuts the budget; full gives the stuck runs
+    200,000 updates (≈ 7× quick), enough to see the spread of escape times, at a few CPU
+    minutes."""
 
+    lr: float = option(0.01, "step size η (paper: 0.01)")
+    depth: int = option(6, "depth L (paper: 6)")
+    dim: int = option(25, "width d")
+    seeds: int = option(5, "number of near-identity runs (paper: 5)")
+    seed: int = option(0, "PRNG seed of the inits")
+    eps: float = option(1e-10, "convergence threshold on R")
+    max_iters: int = option(200_000, "update budget")
+    record_every: int = option(50, "record R every k iterations")
+    band: float = option(0.05, "plateau band |R − k/2| ≤ band around the saddle values, a "
+                               "tenth of their spacing; must be < 0.25")
+    dtype: Literal["float64", "float32"] = option(
+        "float64", "float64 (needed to resolve R ≤ 1e-10) or float32")
 
-def _config(args) -> dict:
-    quick = bool(getattr(args, "quick", False))
-    cfg = dict(_QUICK if quick else _FULL)
-    for name in ("max_iters", "record_every"):
-        if getattr(args, name, None) is not None:
-            cfg[name] = int(getattr(args, name))
-    cfg.update(lr=float(args.lr), depth=int(args.depth), dim=int(args.dim),
-               seeds=int(args.seeds), seed=int(args.seed), eps=float(args.eps),
-               band=float(args.band), dtype=args.dtype, quick=quick)
-    if not (math.isfinite(cfg["lr"]) and cfg["lr"] > 0):
-        raise ValueError(f"--lr must be finite and > 0, got {cfg['lr']}")
-    if not cfg["eps"] > 0:
-        raise ValueError(f"--eps must be > 0, got {cfg['eps']}")
-    for name in ("depth", "dim", "seeds", "max_iters", "record_every"):
-        if cfg[name] < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {cfg[name]}")
-    if not 0 < cfg["band"] < 0.25:
-        raise ValueError(f"--band must be in (0, 0.25) so the saddle bands stay disjoint, "
-                         f"got {cfg['band']}")
-    return cfg
+    QUICK = dict(max_iters=30_000, record_every=10)
+
+    def check(self):
+        _runner.check_positive(self, "lr", "eps")
+        _runner.check_at_least(self, 1, "depth", "dim", "seeds", "max_iters", "record_every")
+        if not 0 < self.band < 0.25:
+            raise ValueError(f"band must be in (0, 0.25) so the saddle bands stay disjoint, "
+                             f"got {self.band}")
 
 
 def saddle_values(dim: int) -> np.ndarray:
@@ -132,35 +116,32 @@ def initial_spectrum(W0: np.ndarray) -> dict:
                 positive_real_eigenvalues=int(np.sum(real & (eig.real > 0))))
 
 
-def main(args) -> dict:
-    cfg = _config(args)
-    out = prepare_out(args.out)
-    started = time.perf_counter()
-    dtype = use_dtype(cfg["dtype"])
-    d, L, every = cfg["dim"], cfg["depth"], cfg["record_every"]
+def run(cfg: Config, files=None) -> Outcome:
+    dtype = jnp.dtype(cfg.dtype)
+    d, L, every = cfg.dim, cfg.depth, cfg.record_every
     widths = (d,) * (L + 1)
-    keys = jax.random.split(jax.random.key(cfg["seed"]), cfg["seeds"])
+    keys = jax.random.split(jax.random.key(cfg.seed), cfg.seeds)
     W0 = jnp.stack([make_init("zas", keys[0], widths, dtype=dtype)]
                    + [make_init("near-identity", k, widths, dtype=dtype) for k in keys])
     phi = -jnp.eye(d, dtype=dtype)
-    labels = [("zas", None)] + [("near-identity", s) for s in range(cfg["seeds"])]
+    labels = [("zas", None)] + [("near-identity", s) for s in range(cfg.seeds)]
 
-    res = jax.vmap(lambda W: run(W, phi, lr=cfg["lr"], eps=cfg["eps"],
-                                 max_iters=cfg["max_iters"], record_every=every))(W0)
-    grads = jax.vmap(descent_grad_norms, in_axes=(0, None, None))(res.losses, cfg["lr"], every)
+    res = jax.vmap(lambda W: gd_run(W, phi, lr=cfg.lr, eps=cfg.eps,
+                                    max_iters=cfg.max_iters, record_every=every))(W0)
+    grads = jax.vmap(descent_grad_norms, in_axes=(0, None, None))(res.losses, cfg.lr, every)
     saddles = saddle_values(d)
     plats = jax.vmap(saddle_plateaus, in_axes=(0, 0, None, None, None))(
-        res.losses, grads, saddles, cfg["band"], every)
+        res.losses, grads, saddles, cfg.band, every)
     res, grads, plats = jax.tree.map(np.asarray, (res, grads, plats))
 
     runs, rows = [], []
     for i, (init, seed) in enumerate(labels):
         length = plats.length[i]
         on = length > 0
-        escaped = bool(res.final_loss[i] < saddles[0] - cfg["band"])
+        escaped = bool(res.final_loss[i] < saddles[0] - cfg.band)
         its = int(res.iterations[i])
         runs.append(dict(
-            init=init, seed=seed, status=STATUS_NAMES[int(res.status[i])],
+            init=init, seed=seed, status=status_name(res.status[i]),
             iterations=its if its >= 0 else None, final_loss=float(res.final_loss[i]),
             escaped=escaped, plateau_length=int(length.sum()),
             plateau_lengths_by_saddle={f"{s:g}": int(n) for s, n in zip(saddles, length)
@@ -179,8 +160,8 @@ def main(args) -> dict:
         paper="Wu, Wang & Ma (NeurIPS 2019), Section 5, Figure 3",
         paper_claim="ZAS converges without a plateau; near-identity runs get stuck at "
                     "saddles, 2 of 5 escaping within the plotted budget",
-        lr=cfg["lr"], depth=L, dim=d, target="-I", eps=cfg["eps"], dtype=cfg["dtype"],
-        max_iters=cfg["max_iters"], record_every=every, seed=cfg["seed"],
+        lr=cfg.lr, depth=L, dim=d, target="-I", eps=cfg.eps, dtype=cfg.dtype,
+        max_iters=cfg.max_iters, record_every=every, seed=cfg.seed,
         zas_iterations=zas["iterations"],
         iterations_near_identity=[r["iterations"] for r in near],
         plateau_length_zas=zas["plateau_length"],
@@ -188,24 +169,63 @@ def main(args) -> dict:
         escaped_within_budget=sum(r["escaped"] for r in near),
         converged_within_budget=sum(r["iterations"] is not None for r in near),
         plateau_detector=dict(
-            saddle_values="k/2, k = 1..d", band=cfg["band"],
+            saddle_values="k/2, k = 1..d", band=cfg.band,
             grad_tol="0.1*sqrt(2*R_s)",
             grad_norm="sqrt(dR / (lr * record_every)) from the recorded loss"),
         runs=runs,
     )
-    summary = write_outputs(out, "fig3", summary, rows, COLUMNS, cfg["quick"], started)
+    return Outcome(summary, rows, COLUMNS, plot=(labels, runs, res.losses, saddles, cfg))
 
+
+def figure(outcome: Outcome, folder) -> None:
+    """Loss curves, log-y (`fig3.png`)."""
+    labels, runs, losses, saddles, cfg = outcome.plot
+    every, L, d = cfg.record_every, cfg.depth, cfg.dim
     curves = {}
     for i, (init, seed) in enumerate(labels):
         r = runs[i]
         done = f"{r['iterations']} its" if r["iterations"] is not None else "not converged"
         name = "ZAS" if init == "zas" else f"near-identity #{seed}"
-        t, loss = every * np.arange(res.losses.shape[1]), res.losses[i]
+        t, loss = every * np.arange(losses.shape[1]), losses[i]
         if r["iterations"] is not None:  # end the line at R ≤ ε, between two records
             t, loss = np.append(t, r["iterations"]), np.append(loss, r["final_loss"])
             keep = t <= r["iterations"]
             t, loss = t[keep], loss[keep]
         curves[f"{name} ({done})"] = (t, loss)
-    saddle_escape_curves(f"{out}/fig3.png", curves, saddles=saddles[:3], eps=cfg["eps"],
-                         title=f"L = {L}, d = {d}, Φ = −I, η = {cfg['lr']:g}")
-    return summary
+    saddle_escape_curves(f"{folder}/fig3.png", curves, saddles=saddles[:3], eps=cfg.eps,
+                         title=f"L = {L}, d = {d}, Φ = −I, η = {cfg.lr:g}")
+
+
+def saddle_escape_curves(path, curves: dict, saddles=(), eps=None,
+                         title: str = "Escaping saddles") -> None:
+    """Loss against iteration (log-y), one line per run.
+
+    `curves` maps a label to `(iterations, losses)`; a label starting with "ZAS" is drawn
+    thick and black, the others thin. `saddles`: loss values of saddle plateaus (dotted
+    lines, e.g. k/2 for Φ = −I); `eps`: the convergence threshold (dashed line).
+    Non-positive or non-finite losses are not drawn.
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.6, 4.4))
+    for i, s in enumerate(saddles):
+        ax.axhline(s, color="grey", lw=0.7, ls=":",
+                   label=("saddle values " + ", ".join(f"{v:g}" for v in saddles)
+                          if i == 0 else None))
+    if eps is not None:
+        ax.axhline(eps, color="grey", lw=0.7, ls="--", label=f"ε = {eps:g}")
+    others = 0
+    for label, (t, losses) in curves.items():
+        y = np.asarray(losses, float)
+        y = np.where(np.isfinite(y) & (y > 0), y, np.nan)
+        if label.startswith("ZAS"):
+            ax.plot(t, y, color="k", lw=2.2, label=label, zorder=3)
+        else:
+            ax.plot(t, y, color=f"C{others}", lw=1.0, alpha=0.9, label=label)
+            others += 1
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("R = ½‖W_{L:1} − Φ‖²_F")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="center")
+    save(fig, path)

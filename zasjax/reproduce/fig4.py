@@ -20,30 +20,83 @@ steps: 0.94 training accuracy centred against 0.88 uncentred). Outputs in `--out
 
 from __future__ import annotations
 
-import argparse
-import math
+import dataclasses
 import os
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._data import load_fashion_mnist
-from .._plots import training_accuracy_curves
+from .._data import fashion_mnist_files, load_fashion_mnist
+from .._plots import pyplot, save
 from .._resnet import RESNET_INITS, init_resnet
-from .._store import write_csv, write_json
+from .._status import name as status_name
 from .._train import train_resnet
+from . import _runner
+from ._runner import Outcome, option
 
 DESCRIPTION = "Nonlinear ResNets on Fashion-MNIST: mZAS vs Xavier, depth up to 10,000 (Fig. 4)"
 
 COLUMNS = ("init", "depth", "lr", "iteration", "train_accuracy", "loss")
 _ENV = "ZASJAX_FASHION_MNIST"
-_FULL = dict(depths=(100, 200, 2000, 10_000), width=32, train_size=1000, steps=3000,
-             record_every=25)
-_QUICK = dict(depths=(10, 100), width=32, train_size=1000, steps=1000, record_every=25)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(_runner.Config):
+    data_dir: str | None = option(None, f"folder with the Fashion-MNIST IDX files (none: ${_ENV})")
+    depths: tuple[int, ...] = option((100, 200, 2000, 10_000), "comma list of depths L")
+    inits: tuple[str, ...] = option(("mzas", "xavier"), "comma list of initialisations from "
+                                    f"{sorted(RESNET_INITS)}", flag="--init")
+    lr: tuple[float, ...] | None = option(
+        None, "comma list of learning rates, the grid for every depth (none: η*(L) = "
+              "min(0.03, 0.75/L) times 0.5, 1, 1.4; quick: fewer)")
+    train_size: int = option(1000, "number of training images (paper: 1000)")
+    width: int = option(32, "D = m")
+    steps: int = option(3000, "full-batch GD steps")
+    record_every: int = option(25, "record training accuracy every k iterations")
+    center: bool = option(True, "subtract the mean training image from the [0, 1] pixels; "
+                                "--no-center trains on the raw [0, 1] pixels")
+    seed: int = option(0, "PRNG seed")
+    resume: bool = option(True, "continue from checkpoints in the output folder; "
+                                "--no-resume starts afresh")
+
+    QUICK = dict(depths=(10, 100), steps=1000)
+
+    def check(self):
+        # Static input only; the data folder is checked by `preflight`, before any output.
+        _runner.check_depths(self, "depths")
+        unknown = [n for n in self.inits if n not in RESNET_INITS]
+        if unknown or not self.inits:
+            raise ValueError(f"unknown initialisation(s) {unknown}; expected "
+                             f"{sorted(RESNET_INITS)}")
+        if self.lr is not None and not all(0 < v < float("inf") for v in self.lr):
+            raise ValueError(f"learning rates must be finite and > 0, got {list(self.lr)}")
+        _runner.check_at_least(self, 1, "width", "train_size", "record_every")
+        _runner.check_at_least(self, 0, "steps")
+
+    @property
+    def dtype(self) -> str:
+        return "float32"
+
+
+def data_dir(cfg: Config) -> str:
+    """The Fashion-MNIST folder: `cfg.data_dir`, else $ZASJAX_FASHION_MNIST."""
+    folder = cfg.data_dir or os.environ.get(_ENV)
+    if not folder:
+        raise ValueError(
+            f"no Fashion-MNIST folder: pass --data-dir or set ${_ENV} to a folder holding "
+            "train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]")
+    return folder
+
+
+def preflight(cfg: Config) -> None:
+    """The data folder and its training files exist (checked before `--out` is created)."""
+    try:
+        fashion_mnist_files(data_dir(cfg), "train")
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from None
 
 
 def stable_lr(depth: int) -> float:
@@ -72,80 +125,6 @@ def default_lrs(depth: int, quick: bool) -> list[float]:
     return [stable_lr(depth) * f for f in factors]
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v.strip())
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(",") if v.strip())
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=None,
-                        help=f"folder with the Fashion-MNIST IDX files (default: ${_ENV})")
-    parser.add_argument("--depths", type=_ints, default=None,
-                        help="comma list of depths L (default 100,200,2000,10000; quick 10,100)")
-    parser.add_argument("--init", type=_names, default=("mzas", "xavier"),
-                        help=f"comma list of initialisations from {sorted(RESNET_INITS)}")
-    parser.add_argument("--lr", type=_floats, default=None,
-                        help="comma list of learning rates, the grid for every depth "
-                             "(default: η*(L) = min(0.03, 0.75/L) times 0.5, 1, 1.4)")
-    parser.add_argument("--train-size", type=int, default=None,
-                        help="number of training images (paper: 1000)")
-    parser.add_argument("--width", type=int, default=None, help="D = m (default 32)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="full-batch GD steps (default 3000; quick 1000)")
-    parser.add_argument("--record-every", type=int, default=None,
-                        help="record training accuracy every k iterations (default 25)")
-    parser.add_argument("--center", action=argparse.BooleanOptionalAction, default=True,
-                        help="subtract the mean training image from the [0, 1] pixels "
-                             "(default); --no-center trains on the raw [0, 1] pixels")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                        help="continue from checkpoints in --out (default); "
-                             "--no-resume starts afresh")
-
-
-def _config(args) -> dict:
-    base = _QUICK if getattr(args, "quick", False) else _FULL
-    pick = lambda name: base[name] if getattr(args, name, None) is None else getattr(args, name)
-    cfg = {name: pick(name) for name in base}
-    cfg["depths"] = tuple(int(d) for d in cfg["depths"])
-    cfg["inits"] = tuple(getattr(args, "init", None) or ("mzas", "xavier"))
-    cfg["lr"] = getattr(args, "lr", None)
-    cfg["seed"] = int(getattr(args, "seed", 0) or 0)
-    cfg["center"] = bool(getattr(args, "center", True))
-    cfg["quick"] = bool(getattr(args, "quick", False))
-    # Static input is checked here, before any data is read or anything traced.
-    if not cfg["depths"] or min(cfg["depths"]) < 1:
-        raise ValueError(f"depths must be positive integers, got {cfg['depths']}")
-    unknown = [n for n in cfg["inits"] if n not in RESNET_INITS]
-    if unknown or not cfg["inits"]:
-        raise ValueError(f"unknown initialisation(s) {unknown}; expected {sorted(RESNET_INITS)}")
-    if cfg["lr"] is not None and not all(math.isfinite(v) and v > 0 for v in cfg["lr"]):
-        raise ValueError(f"learning rates must be finite and > 0, got {list(cfg['lr'])}")
-    for name in ("width", "train_size", "record_every"):
-        if cfg[name] < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {cfg[name]}")
-    if cfg["steps"] < 0:
-        raise ValueError(f"--steps must be >= 0, got {cfg['steps']}")
-    return cfg
-
-
-def _data_dir(args) -> str:
-    data_dir = getattr(args, "data_dir", None) or os.environ.get(_ENV)
-    if not data_dir:
-        raise ValueError(
-            f"no Fashion-MNIST folder: pass --data-dir or set ${_ENV} to a folder holding "
-            "train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]"
-        )
-    return data_dir
-
-
 def _progress(label: str, steps: int, k: int):
     start = time.monotonic()
 
@@ -171,7 +150,8 @@ def _summarise(init, depth, result, record_every):
                       train_accuracy=a, loss=float(result.loss[t, i]))
                  for t, a in zip(its, acc)]
         grid.append(dict(lr=float(lr), final_train_accuracy=acc[-1],
-                         best_train_accuracy=max(acc), diverged=bool(result.diverged[i]),
+                         best_train_accuracy=max(acc), status=status_name(result.status[i]),
+                         diverged=bool(result.diverged[i]),
                          diverged_at=int(result.diverged_at[i]) if result.diverged[i] else None,
                          iterations=its[-1]))
     ok = [g for g in grid if not g["diverged"]]
@@ -184,49 +164,79 @@ def _summarise(init, depth, result, record_every):
     return rows, entry
 
 
-def main(args) -> dict:
-    cfg = _config(args)
-    data_dir = _data_dir(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    x, y = load_fashion_mnist(data_dir, "train", size=cfg["train_size"], dtype=np.float32)
-    if cfg["center"]:
+def run(cfg: Config, files=None) -> Outcome:
+    folder = data_dir(cfg)
+    x, y = load_fashion_mnist(folder, "train", size=cfg.train_size, dtype=np.float32)
+    if cfg.center:
         x = x - x.mean(axis=0)
-    ckpt_dir = out / "checkpoints"
-    runs = [(init, depth) for depth in cfg["depths"] for init in cfg["inits"]]
+    runs = [(init, depth) for depth in cfg.depths for init in cfg.inits]
     rows, entries = [], []
     start = time.monotonic()
+    settings = dict(depths=list(cfg.depths), width=cfg.width, train_size=cfg.train_size,
+                    steps=cfg.steps, record_every=cfg.record_every, inits=list(cfg.inits),
+                    lr=None if cfg.lr is None else list(cfg.lr), seed=cfg.seed,
+                    center=cfg.center, quick=cfg.size == "quick")
     for n, (init, depth) in enumerate(runs, 1):
-        lrs = list(cfg["lr"]) if cfg["lr"] is not None else default_lrs(depth, cfg["quick"])
-        ckpt = ckpt_dir / f"{init}_L{depth}.npz"
-        if not getattr(args, "resume", True) and ckpt.exists():
-            ckpt.unlink()
-        key = jax.random.fold_in(jax.random.key(cfg["seed"]), depth)
-        model = init_resnet(key, init, depth=depth, width=cfg["width"], dtype=jnp.float32)
+        lrs = list(cfg.lr) if cfg.lr is not None else default_lrs(depth, cfg.size == "quick")
+        ckpt = None if files is None else files.path("checkpoints", f"{init}_L{depth}.npz")
+        if ckpt is not None:
+            ckpt.parent.mkdir(exist_ok=True)
+            if not cfg.resume and ckpt.exists():
+                ckpt.unlink()
+        key = jax.random.fold_in(jax.random.key(cfg.seed), depth)
+        model = init_resnet(key, init, depth=depth, width=cfg.width, dtype=jnp.float32)
         label = f"{init} L={depth} ({n}/{len(runs)})"
-        result = train_resnet(model, x, y, lrs, steps=cfg["steps"], chunk=cfg["record_every"],
-                              checkpoint=ckpt, callback=_progress(label, cfg["steps"], len(lrs)))
-        new_rows, entry = _summarise(init, depth, result, cfg["record_every"])
+        result = train_resnet(model, x, y, lrs, steps=cfg.steps, chunk=cfg.record_every,
+                              checkpoint=ckpt, callback=_progress(label, cfg.steps, len(lrs)))
+        new_rows, entry = _summarise(init, depth, result, cfg.record_every)
         rows += new_rows
         entries.append(entry)
         print(f"[fig4] {label}: lr {entry['lr']:.3g}  final acc "
               f"{entry['final_train_accuracy']:.3f}  diverged {entry['diverged']}  "
               f"({n / (time.monotonic() - start):.3f} configs/s)", file=sys.stderr, flush=True)
-        # Written after every configuration so a long run shows its results as it goes.
         summary = dict(paper="Wu, Wang & Ma (NeurIPS 2019), Section 6, Figure 4",
-                       metric="training accuracy", optimiser="full-batch gradient descent",
+                       metric="training accuracy", optimizer="full-batch gradient descent",
                        inputs="pixels / 255" + (" minus the mean training image"
-                                                if cfg["center"] else ""),
-                       dtype="float32", data_dir=str(data_dir),
-                       config={k: (list(v) if isinstance(v, tuple) else v)
-                               for k, v in cfg.items()},
+                                                if cfg.center else ""),
+                       dtype="float32", data_dir=str(folder), config=settings,
                        runs=entries, seconds=time.monotonic() - start)
-        write_json(out / "summary.json", summary)
-        write_csv(out / "accuracy.csv", rows, COLUMNS)
+        if files is not None:  # after every configuration: a long run shows results as it goes
+            files.write(summary, rows, COLUMNS, "accuracy.csv")
     chosen = [r for r in rows
               for e in entries
               if (r["init"], r["depth"], r["lr"]) == (e["init"], e["depth"], e["lr"])]
-    training_accuracy_curves(chosen, out / "fig4.png",
-                             title=f"Fashion-MNIST, {cfg['train_size']} images, D = m = "
-                                   f"{cfg['width']}")
-    return summary
+    return Outcome(summary, rows, COLUMNS, plot=(chosen, cfg), csv="accuracy.csv")
+
+
+def figure(outcome: Outcome, folder) -> None:
+    """Training accuracy vs iteration, one line per (init, depth) at its chosen lr
+    (`fig4.png`)."""
+    chosen, cfg = outcome.plot
+    training_accuracy_curves(chosen, f"{folder}/fig4.png",
+                             title=f"Fashion-MNIST, {cfg.train_size} images, D = m = "
+                                   f"{cfg.width}")
+
+
+def training_accuracy_curves(rows, path, title: str = "Training accuracy, nonlinear ResNet"):
+    """Training accuracy vs iteration; `rows` are dicts with keys init, depth, lr, iteration,
+    train_accuracy (one learning rate per (init, depth), the chosen one); one line per
+    (init, depth), solid for mZAS and dashed for the other initialisations."""
+    plt = pyplot()
+    curves: dict[tuple, list] = {}
+    for r in rows:
+        curves.setdefault((r["init"], int(r["depth"]), float(r["lr"])), []).append(
+            (int(r["iteration"]), float(r["train_accuracy"])))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    depths = sorted({d for _, d, _ in curves})
+    colours = {d: plt.cm.viridis(i / max(len(depths) - 1, 1)) for i, d in enumerate(depths)}
+    for (init, depth, lr), pts in sorted(curves.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colours[depth],
+                linestyle="-" if init == "mzas" else "--",
+                label=f"{init}, L={depth}, η={lr:.2g}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("training accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    save(fig, path)

@@ -28,57 +28,41 @@ iterations vs L, log-y, one line per init) and `shamir_success.png` (success rat
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import math
-import time
 
 import numpy as np
 
+from .._fits import fit_log_linear, fit_power_law
 from .._plots import scaling_lines
 from .._sweep import Grid, best_per_config, lr_grid, sweep
-from ._common import fit_log_linear, fit_power_law, prepare_out, write_outputs
+from . import _runner
+from ._runner import Outcome, option
 
 DESCRIPTION = "1-D deep linear net, Φ = −1: Xavier/near-identity need exp(L) iterations, ZAS not"
 
 INITS = ("zas", "near-identity", "xavier")
-_FULL = dict(depths=(1, 2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32), seeds=256,
-             lr_lo=2.0**-14, per_octave=2, max_iters=200_000)
-_QUICK = dict(depths=(1, 2, 4, 6, 8, 10, 12, 14, 16), seeds=64, lr_lo=2.0**-10,
-              per_octave=2, max_iters=20_000)
 LR_TOP = 0.5
 COLUMNS = ("init", "depth", "seed", "lr", "iterations", "status", "final_loss", "chosen")
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v.strip())
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(_runner.Config):
+    depths: tuple[int, ...] = option((1, 2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32),
+                                     "comma list of depths")
+    seeds: int = option(256, "seeds per (init, depth, η)")
+    lr_lo: float = option(2.0**-14, f"smallest η of the grid; the top is {LR_TOP:g}")
+    per_octave: int = option(2, "η grid points per factor of two")
+    max_iters: int = option(200_000, "iteration cap")
 
+    QUICK = dict(depths=(1, 2, 4, 6, 8, 10, 12, 14, 16), seeds=64, lr_lo=2.0**-10,
+                 max_iters=20_000)
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--depths", type=_ints, default=None,
-                        help="comma list of depths (default 1..32; quick 1..16)")
-    parser.add_argument("--seeds", type=int, default=None,
-                        help="seeds per (init, depth, η) (default 256, quick 64)")
-    parser.add_argument("--lr-lo", type=float, default=None,
-                        help="smallest η of the grid (default 2^-14, quick 2^-10); the top "
-                             "is 1/2")
-    parser.add_argument("--max-iters", type=int, default=None,
-                        help="iteration cap (default 200000, quick 20000)")
-
-
-def _config(args) -> dict:
-    quick = bool(getattr(args, "quick", False))
-    cfg = dict(_QUICK if quick else _FULL)
-    for name in ("depths", "seeds", "max_iters", "lr_lo"):
-        if getattr(args, name, None) is not None:
-            cfg[name] = getattr(args, name)
-    cfg["quick"] = quick
-    if not cfg["depths"] or min(cfg["depths"]) < 1:
-        raise ValueError(f"depths must be positive integers, got {cfg['depths']}")
-    if not 0 < cfg["lr_lo"] < LR_TOP:
-        raise ValueError(f"--lr-lo must lie in (0, {LR_TOP}), got {cfg['lr_lo']}")
-    if cfg["seeds"] < 1 or cfg["max_iters"] < 1:
-        raise ValueError("--seeds and --max-iters must be >= 1")
-    return cfg
+    def check(self):
+        _runner.check_depths(self, "depths")
+        _runner.check_at_least(self, 1, "seeds", "per_octave", "max_iters")
+        if not 0 < self.lr_lo < LR_TOP:
+            raise ValueError(f"lr_lo must lie in (0, {LR_TOP}), got {self.lr_lo}")
 
 
 def _median(its: list[float]) -> float:
@@ -120,17 +104,11 @@ def growth(depths: list[int], its: list[float]) -> dict:
                 superpolynomial=bool(upper > 2 and upper > 1.5 * lower))
 
 
-def main(args) -> dict:
-    cfg = _config(args)
-    out = prepare_out(args.out)
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    started = time.perf_counter()
-    lrs = tuple(lr_grid(cfg["lr_lo"], LR_TOP, cfg["per_octave"]))
-    grid = Grid(inits=INITS, targets=("neg-identity",), dims=(1,), depths=tuple(cfg["depths"]),
-                seeds=tuple(range(cfg["seeds"])), lrs=lrs, eps=1e-10,
-                max_iters=cfg["max_iters"])
+def run(cfg: Config, files=None) -> Outcome:
+    lrs = tuple(lr_grid(cfg.lr_lo, LR_TOP, cfg.per_octave))
+    grid = Grid(inits=INITS, targets=("neg-identity",), dims=(1,), depths=tuple(cfg.depths),
+                seeds=tuple(range(cfg.seeds)), lrs=lrs, eps=1e-10,
+                max_iters=cfg.max_iters)
     rows = sweep(grid, dtype="float64", progress=True)
     oracle = best_per_config(rows)
     summary: dict = {}
@@ -170,17 +148,23 @@ def main(args) -> dict:
                            y=[t["median_iterations"] for t in table]))
         success.append(dict(label=init, x=[t["depth"] for t in table],
                             y=[t["success_rate"] for t in table]))
-    summary["lr_grid"] = dict(lo=cfg["lr_lo"], top=LR_TOP, per_octave=cfg["per_octave"],
+    summary["lr_grid"] = dict(lo=cfg.lr_lo, top=LR_TOP, per_octave=cfg.per_octave,
                               rule="per (init, depth): lowest median iterations over seeds "
                                    "(not converged = ∞), then most converged, then larger η")
-    summary["settings"] = dict(target=-1.0, dim=1, eps=1e-10, max_iters=cfg["max_iters"],
-                               seeds=cfg["seeds"], depths=list(cfg["depths"]),
+    summary["settings"] = dict(target=-1.0, dim=1, eps=1e-10, max_iters=cfg.max_iters,
+                               seeds=cfg.seeds, depths=list(cfg.depths),
                                dtype="float64")
-    scaling_lines(series, f"{out}/shamir.png", logx=False,
+    csv_rows = [dict(r, chosen=(r["init"], r["depth"], r["lr"]) in chosen) for r in rows]
+    return Outcome(summary, csv_rows, COLUMNS, plot=(series, success, cfg.max_iters))
+
+
+def figure(outcome: Outcome, folder) -> None:
+    """Median iterations vs L, log-y (`shamir.png`), and success vs L (`shamir_success.png`)."""
+    series, success, max_iters = outcome.plot
+    scaling_lines(series, f"{folder}/shamir.png", logx=False,
                   title="1-D deep linear net, Φ = −1: iterations to 1e-10",
                   ylabel="median iterations at the chosen η")
-    scaling_lines(success, f"{out}/shamir_success.png", logx=False, logy=False,
-                  title=f"Success within {cfg['max_iters']:,} iterations",
+    scaling_lines(success, f"{folder}/shamir_success.png", logx=False, logy=False,
+                  title=f"Success within {max_iters:,} iterations",
                   ylabel="fraction of seeds converged")
-    csv_rows = [dict(r, chosen=(r["init"], r["depth"], r["lr"]) in chosen) for r in rows]
-    return write_outputs(out, "shamir", summary, csv_rows, COLUMNS, cfg["quick"], started)
+

@@ -36,8 +36,7 @@ SGD against width and depth, for each transform and the plain net), `zou.csv`
 
 from __future__ import annotations
 
-import argparse
-import time
+import dataclasses
 from functools import partial
 
 import jax
@@ -46,8 +45,11 @@ import numpy as np
 
 from .._inits import make_init
 from .._network import pad_square, support_mask
-from .._run import DIVERGED, run
-from ._common import prepare_out, write_outputs
+from .._plots import pyplot, save
+from .._run import run as gd_run
+from .._status import DIVERGED, name as status_name
+from . import _runner
+from ._runner import Outcome, option
 
 DESCRIPTION = ("Zou-Long-Gu (ICLR 2020): deep linear ResNets with fixed Gaussian / modified-"
                "identity transforms, GD and SGD from zero init, vs a plain linear net")
@@ -56,63 +58,37 @@ METHODS = ("resnet-gd", "resnet-sgd", "plain-gd")
 COLUMNS = ("model", "transform", "optimizer", "width", "depth", "lr_factor", "lr",
            "initial_loss", "final_loss", "relative_loss", "iterations_to_tol", "status",
            "chosen")
-_FULL = dict(widths=(12, 16, 32, 64), depths=(2, 8, 32), steps=1000, d=8, k=4, n=64,
-             batch_size=16)
-_QUICK = dict(widths=(12, 48), depths=(4, 16), steps=300, d=8, k=4, n=64, batch_size=16)
 LR_FACTORS = (0.5, 1.0, 1.5)
 RECORD_EVERY = 10
 #: relative loss ℓ(t)/ℓ(0) whose first crossing is reported as `iterations_to_tol`
 TOL = 1e-10
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v.strip())
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(_runner.Config):
+    widths: tuple[int, ...] = option((12, 16, 32, 64), "comma list of widths m >= d + k for "
+                                     "the Gaussian transforms; the modified identity always "
+                                     "uses m = d + k")
+    depths: tuple[int, ...] = option((2, 8, 32), "comma list of hidden depths L")
+    steps: int = option(1000, "GD/SGD iterations")
+    d: int = option(8, "input dimension")
+    k: int = option(4, "output dimension")
+    n: int = option(64, "training samples")
+    batch_size: int = option(16, "SGD minibatch size b")
+    lr_factors: tuple[float, ...] = option(
+        LR_FACTORS, "grid of c in η = c / (L σ²_max(A) σ²_max(B) ‖X‖²)")
+    seed: int = option(0, "PRNG seed")
 
+    QUICK = dict(widths=(12, 48), depths=(4, 16), steps=300)
 
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(",") if v.strip())
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--widths", type=_ints, default=None,
-                        help="comma list of widths m >= d + k for the Gaussian transforms "
-                             "(default 12,16,32,64; quick 12,48); the modified identity "
-                             "always uses m = d + k")
-    parser.add_argument("--depths", type=_ints, default=None,
-                        help="comma list of hidden depths L (default 2,8,32; quick 4,16)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="GD/SGD iterations (default 1000; quick 300)")
-    parser.add_argument("--d", type=int, default=None, help="input dimension (default 8)")
-    parser.add_argument("--k", type=int, default=None, help="output dimension (default 4)")
-    parser.add_argument("--n", type=int, default=None, help="training samples (default 64)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="SGD minibatch size b (default 16)")
-    parser.add_argument("--lr-factors", type=_floats, default=LR_FACTORS,
-                        help="grid of c in η = c / (L σ²_max(A) σ²_max(B) ‖X‖²) "
-                             "(default 0.5,1,1.5)")
-    parser.add_argument("--seed", type=int, default=0)
-
-
-def _config(args) -> dict:
-    base = _QUICK if getattr(args, "quick", False) else _FULL
-    cfg = {k: (base[k] if getattr(args, k, None) is None else getattr(args, k)) for k in base}
-    cfg["widths"] = tuple(int(v) for v in cfg["widths"])
-    cfg["depths"] = tuple(int(v) for v in cfg["depths"])
-    cfg.update(lr_factors=tuple(float(v) for v in getattr(args, "lr_factors", LR_FACTORS)),
-               seed=int(getattr(args, "seed", 0)), quick=bool(getattr(args, "quick", False)))
-    for name in ("d", "k", "n", "batch_size", "steps"):
-        if cfg[name] < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {cfg[name]}")
-    if cfg["batch_size"] > cfg["n"]:
-        raise ValueError(f"--batch-size must be <= n = {cfg['n']}, got {cfg['batch_size']}")
-    if not cfg["depths"] or min(cfg["depths"]) < 1:
-        raise ValueError(f"depths must be integers >= 1, got {cfg['depths']}")
-    if not cfg["widths"] or min(cfg["widths"]) < cfg["d"] + cfg["k"]:
-        raise ValueError(f"widths must be >= d + k = {cfg['d'] + cfg['k']}, "
-                         f"got {cfg['widths']}")
-    if not cfg["lr_factors"] or not all(v > 0 for v in cfg["lr_factors"]):
-        raise ValueError(f"--lr-factors must be positive, got {cfg['lr_factors']}")
-    return cfg
+    def check(self):
+        _runner.check_at_least(self, 1, "d", "k", "n", "batch_size", "steps")
+        if self.batch_size > self.n:
+            raise ValueError(f"batch_size must be <= n = {self.n}, got {self.batch_size}")
+        _runner.check_depths(self, "depths")
+        if not self.widths or min(self.widths) < self.d + self.k:
+            raise ValueError(f"widths must be >= d + k = {self.d + self.k}, got {self.widths}")
+        _runner.check_positive(self, "lr_factors")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,14 +96,14 @@ def _config(args) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def gaussian_transforms(key: jax.Array, d: int, k: int, m: int, dtype=jnp.float64):
+def gaussian_transforms(key: jax.Array, d: int, k: int, m: int, dtype=None):
     """A: (m, d), B: (k, m) with iid N(0, 1/m) entries."""
     ka, kb = jax.random.split(key)
     return (jax.random.normal(ka, (m, d), dtype) / jnp.sqrt(m),
             jax.random.normal(kb, (k, m), dtype) / jnp.sqrt(m))
 
 
-def identity_transforms(d: int, k: int, m: int | None = None, dtype=jnp.float64):
+def identity_transforms(d: int, k: int, m: int | None = None, dtype=None):
     """The modified identity: A = [I_d; 0]: (m, d), B = [0, I_k]: (k, m), m ≥ d + k (default
     d + k). Input and output use disjoint coordinates, so BA = 0."""
     m = d + k if m is None else m
@@ -147,13 +123,13 @@ def resnet(A: jax.Array, B: jax.Array, depth: int) -> tuple[jax.Array, jax.Array
     return W0, mask
 
 
-def plain_net(key: jax.Array, d: int, k: int, m: int, depth: int, dtype=jnp.float64):
+def plain_net(key: jax.Array, d: int, k: int, m: int, depth: int, dtype=None):
     """Xavier-initialised linear net of widths (d, m, …, m, k), L + 2 layers, all trainable."""
     widths = (d,) + (m,) * (depth + 1) + (k,)
     return make_init("xavier", key, widths, dtype=dtype), support_mask(widths, m, dtype)
 
 
-def make_data(key: jax.Array, d: int, k: int, n: int, dtype=jnp.float64):
+def make_data(key: jax.Array, d: int, k: int, n: int, dtype=None):
     """X: (d, n) iid N(0, 1); Y = Φ X with Φ: (k, d) iid N(0, 1/d)."""
     kx, kp = jax.random.split(key)
     X = jax.random.normal(kx, (d, n), dtype)
@@ -179,7 +155,7 @@ def resnet_lr_unit(A, B, X, depth: int) -> float:
 def _grid_run(W0, mask, X, Y, lrs, key, steps, optimizer, batch_size):
     """One run per learning rate in `lrs: (g,)`: final W, status, final loss, and the loss
     every RECORD_EVERY iterations `(g, records)` (NaN once a run stopped)."""
-    res = jax.vmap(lambda lr: run(W0, X=X, Y=Y, lr=lr, mask=mask, optimizer=optimizer,
+    res = jax.vmap(lambda lr: gd_run(W0, X=X, Y=Y, lr=lr, mask=mask, optimizer=optimizer,
                                   batch_size=batch_size, key=key, eps=1e-300,
                                   max_iters=steps, record_every=RECORD_EVERY))(lrs)
     return res.W, res.status, res.final_loss, res.losses
@@ -197,9 +173,9 @@ def train_grid(W0, mask, X, Y, lrs, steps: int, optimizer: str = "gd",
                      None if optimizer == "gd" else int(batch_size))
 
 
-def study_one(model: str, transform: str, optimizer: str, m: int, depth: int, cfg: dict,
+def study_one(model: str, transform: str, optimizer: str, m: int, depth: int, cfg: Config,
               X, Y, key) -> tuple[list[dict], dict]:
-    d, k = cfg["d"], cfg["k"]
+    d, k = cfg.d, cfg.k
     if model == "resnet":
         A, B = (identity_transforms(d, k, m) if transform == "identity"
                 else gaussian_transforms(jax.random.fold_in(key, m), d, k, m))
@@ -208,9 +184,9 @@ def study_one(model: str, transform: str, optimizer: str, m: int, depth: int, cf
     else:
         W0, mask = plain_net(jax.random.fold_in(key, 1000 * m + depth), d, k, m, depth)
         unit = 1.0 / ((depth + 2) * _spec(X) ** 2)
-    lrs = [c * unit for c in cfg["lr_factors"]]
-    _, status, final, losses = train_grid(W0, mask, X, Y, lrs, cfg["steps"], optimizer,
-                                          cfg["batch_size"], jax.random.fold_in(key, 7))
+    lrs = [c * unit for c in cfg.lr_factors]
+    _, status, final, losses = train_grid(W0, mask, X, Y, lrs, cfg.steps, optimizer,
+                                          cfg.batch_size, jax.random.fold_in(key, 7))
     status, final, losses = np.asarray(status), np.asarray(final, float), np.asarray(losses,
                                                                                       float)
     initial = losses[:, 0]
@@ -222,10 +198,10 @@ def study_one(model: str, transform: str, optimizer: str, m: int, depth: int, cf
     rows = [dict(model=model, transform=transform, optimizer=optimizer, width=m, depth=depth,
                  lr_factor=c, lr=lrs[i], initial_loss=float(initial[i]),
                  final_loss=float(final[i]), relative_loss=float(final[i] / initial[i]),
-                 iterations_to_tol=hit[i], status=int(status[i]), chosen=i == best)
-            for i, c in enumerate(cfg["lr_factors"])]
+                 iterations_to_tol=hit[i], status=status_name(status[i]), chosen=i == best)
+            for i, c in enumerate(cfg.lr_factors)]
     entry = dict(model=model, transform=transform, optimizer=optimizer, width=m, depth=depth,
-                 lr=lrs[best], lr_factor=cfg["lr_factors"][best],
+                 lr=lrs[best], lr_factor=cfg.lr_factors[best],
                  initial_loss=float(initial[best]), final_loss=float(final[best]),
                  relative_loss=float(final[best] / initial[best]),
                  iterations_to_tol=hit[best], diverged_lrs=int((~ok).sum()))
@@ -234,10 +210,10 @@ def study_one(model: str, transform: str, optimizer: str, m: int, depth: int, cf
 
 def configurations(cfg: dict) -> list[tuple[str, str, str, int]]:
     """(model, transform, optimizer, width) for every line of the study."""
-    d, k = cfg["d"], cfg["k"]
+    d, k = cfg.d, cfg.k
     out = [("resnet", "identity", opt, d + k) for opt in ("gd", "sgd")]
-    out += [("resnet", "gaussian", opt, m) for m in cfg["widths"] for opt in ("gd", "sgd")]
-    out += [("plain", "xavier", "gd", m) for m in cfg["widths"]]
+    out += [("resnet", "gaussian", opt, m) for m in cfg.widths for opt in ("gd", "sgd")]
+    out += [("plain", "xavier", "gd", m) for m in cfg.widths]
     return out
 
 
@@ -253,15 +229,13 @@ def _tables(entries: list[dict]) -> dict:
     return tables
 
 
-def main(args) -> dict:
-    cfg = _config(args)
-    jax.config.update("jax_enable_x64", True)  # relative losses down to ~1e-20 need float64
-    out = prepare_out(args.out)
-    started = time.perf_counter()
-    key = jax.random.key(cfg["seed"])
-    X, Y = make_data(jax.random.fold_in(key, 1), cfg["d"], cfg["k"], cfg["n"])
+def run(cfg: Config, files=None) -> Outcome:
+    # float64 (the runner's default, and the default float of every array below): relative
+    # losses down to ~1e-20 need it.
+    key = jax.random.key(cfg.seed)
+    X, Y = make_data(jax.random.fold_in(key, 1), cfg.d, cfg.k, cfg.n)
     rows, entries = [], []
-    for depth in cfg["depths"]:
+    for depth in cfg.depths:
         for model, transform, optimizer, m in configurations(cfg):
             r, e = study_one(model, transform, optimizer, m, depth, cfg, X, Y,
                              jax.random.fold_in(key, 2))
@@ -273,18 +247,43 @@ def main(args) -> dict:
     svals = np.linalg.svd(np.asarray(X), compute_uv=False)
     summary = dict(
         paper="Zou, Long & Gu, ICLR 2020 (arXiv:2003.01094)",
-        setting=dict(d=cfg["d"], k=cfg["k"], n=cfg["n"], steps=cfg["steps"],
-                     batch_size=cfg["batch_size"], widths=cfg["widths"], depths=cfg["depths"],
-                     lr_factors=cfg["lr_factors"], tol=TOL,
+        setting=dict(d=cfg.d, k=cfg.k, n=cfg.n, steps=cfg.steps,
+                     batch_size=cfg.batch_size, widths=cfg.widths, depths=cfg.depths,
+                     lr_factors=cfg.lr_factors, tol=TOL,
                      x_condition_number=float(svals[0] / svals[-1]),
                      lr_rule="resnet: c / (L σ²_max(A) σ²_max(B) ‖X‖²); "
                              "plain: c / ((L + 2) ‖X‖²); best c per configuration"),
         tables=_tables(entries), results=entries)
-    full = write_outputs(out, "zou", summary, rows, COLUMNS, cfg["quick"], started)
-    from .._plots import zou_final_loss
+    return Outcome(summary, rows, COLUMNS, plot=entries)
 
-    zou_final_loss(entries, f"{out}/zou.png")
-    return full
+
+def figure(outcome: Outcome, folder) -> None:
+    """Relative training loss (final / initial) against width m, one panel per depth L, one
+    line per (model, transform, optimizer); the modified identity has a single width
+    m = d + k and shows as a star (`zou.png`)."""
+    entries = outcome.plot
+    plt = pyplot()
+    depths = sorted({e["depth"] for e in entries})
+    fig, axes = plt.subplots(1, len(depths), figsize=(4.6 * len(depths), 4.2), squeeze=False)
+    names = sorted({(e["model"], e["transform"], e["optimizer"]) for e in entries})
+    for ax, L in zip(axes[0], depths):
+        for i, name in enumerate(names):
+            es = sorted((e for e in entries if (e["model"], e["transform"], e["optimizer"])
+                         == name and e["depth"] == L), key=lambda e: e["width"])
+            if not es:
+                continue
+            style = "*" if len(es) == 1 else ("o-" if name[2] == "gd" else "s--")
+            ax.plot([e["width"] for e in es],
+                    [max(e["relative_loss"], 1e-32) for e in es], style, color=f"C{i}",
+                    ms=10 if len(es) == 1 else 5, label="-".join(name))
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("width m")
+        ax.set_ylabel("final / initial training loss")
+        ax.set_title(f"L = {L} hidden layers")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    save(fig, f"{folder}/zou.png")
 
 
 __all__ = ["gaussian_transforms", "identity_transforms", "resnet", "plain_net", "make_data",

@@ -1,0 +1,294 @@
+"""The one way a study runs: its config in, `summary.json`, a tidy CSV and figures out.
+
+A study module declares
+
+* `DESCRIPTION`: one line for `zasjax reproduce NAME --help`;
+* `Config`: a frozen dataclass derived from `Config` below, checked on construction
+  (`check`), whose defaults are the full study and whose `quick()` form is the CI size;
+* `run(cfg, files=None) -> Outcome`: the computation, returning the summary, the CSV
+  rows and whatever its figure needs (`files`, when given, lets a long study write partial
+  results and keep checkpoints in the output folder);
+* `figure(outcome, folder)`: its own figure(s).
+
+`run` here owns everything around that: the checks that need the filesystem (before the
+output folder is created), the output folder, the dtype (it switches x64 on for a float64
+study; library modules never do), timing, the summary's metadata (study, quick, versions,
+device) and the files. `main` builds the command line from the config's fields, so an
+option exists exactly when a field does and is checked by the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal, NamedTuple
+
+from .. import _store
+
+SIZES = ("full", "quick")
+
+
+def option(default, help: str, *, flag: str | None = None):
+    """A config field with its command-line help (`flag` overrides `--field-name`)."""
+    return dataclasses.field(default=default, metadata={"help": help, "flag": flag})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    """Base of every study's configuration.
+
+    `size` says which defaults it started from ("full" or "quick"); it is recorded as the
+    summary's `quick` flag. Subclasses put the full study's values in their field
+    defaults, the quick form's in `QUICK`, and their checks in `check`. List fields are
+    stored as tuples, so a config is hashable and safe to share.
+    """
+
+    size: Literal["full", "quick"] = dataclasses.field(default="full",
+                                                       metadata={"cli": False})
+    #: field -> value of the quick (CI-sized) form.
+    QUICK: ClassVar[Mapping[str, Any]] = {}
+
+    def __post_init__(self):
+        if self.size not in SIZES:
+            raise ValueError(f"size must be one of {SIZES}, got {self.size!r}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+        self.check()
+
+    def check(self) -> None:
+        """ValueError for a value the study cannot use (override; called on construction)."""
+
+    @classmethod
+    def quick(cls, **changes):
+        """The CI-sized form of the study, with `changes` on top."""
+        return cls(size="quick", **{**cls.QUICK, **changes})
+
+    @classmethod
+    def from_options(cls, base, options: Mapping[str, Any]):
+        """`base` with the command-line `options` (field -> value) given."""
+        return dataclasses.replace(base, **options)
+
+    @property
+    def dtype(self) -> str:
+        """Array dtype of the study ("float64" or "float32")."""
+        return "float64"
+
+    def asdict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks shared by the studies' configs
+# ---------------------------------------------------------------------------------------------
+
+
+def check_at_least(cfg, minimum: int, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if int(value) != value or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_positive(cfg, *names: str, allow_none: bool = False) -> None:
+    """Each named field is a finite number > 0 (or a non-empty tuple of them)."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value is None and allow_none:
+            continue
+        values = value if isinstance(value, tuple) else (value,)
+        if not values or not all(v == v and 0 < v < float("inf") for v in values):
+            raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+
+
+def check_depths(cfg, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not value or min(value) < 1:
+            raise ValueError(f"{name} must be positive integers, got {value!r}")
+
+
+def check_known(cfg, name: str, known: Sequence[str]) -> None:
+    value = getattr(cfg, name)
+    unknown = [v for v in value if v not in known]
+    if unknown or not value:
+        raise ValueError(f"unknown {name} {unknown}; expected a non-empty list from "
+                         f"{list(known)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a study
+# ---------------------------------------------------------------------------------------------
+
+
+class Outcome(NamedTuple):
+    """What a study's `run` returns: the summary, the tidy CSV (`csv` defaults to
+    `<study>.csv`) and whatever its `figure` draws from."""
+
+    summary: dict
+    rows: list
+    columns: tuple
+    plot: Any = None
+    csv: str | None = None
+
+
+class Files:
+    """The output folder of one study run, and the one writer of its summary and CSV."""
+
+    def __init__(self, folder: str | os.PathLike, study: str, cfg: Config):
+        self.folder, self.study, self.cfg = Path(folder), study, cfg
+        self.started = time.perf_counter()
+
+    def path(self, *parts: str) -> Path:
+        return self.folder.joinpath(*parts)
+
+    def write(self, summary: Mapping[str, Any], rows: Sequence[Mapping], columns: Sequence[str],
+              csv: str | None = None) -> dict:
+        """Atomically write `summary.json` (with the run's metadata) and the CSV; returns
+        the summary as written."""
+        import jax
+
+        from .. import __version__
+
+        full = {"study": self.study, "quick": self.cfg.size == "quick", **summary,
+                "meta": {"seconds": round(time.perf_counter() - self.started, 2),
+                         "zasjax": __version__, "jax": jax.__version__,
+                         "device": str(jax.devices()[0].device_kind),
+                         "x64": bool(jax.config.jax_enable_x64)}}
+        _store.write_csv(self.path(csv or f"{self.study}.csv"), rows, columns)
+        _store.write_json(self.path("summary.json"), full)
+        return full
+
+
+def study_of(cfg: Config) -> types.ModuleType:
+    """The module that defines `cfg`'s class: its study."""
+    module = sys.modules[type(cfg).__module__]
+    for name in ("run", "figure"):
+        if not callable(getattr(module, name, None)):
+            raise TypeError(f"{module.__name__} defines no `{name}`: not a study")
+    return module
+
+
+def use_dtype(name: str) -> None:
+    """Switch x64 on for a float64 study (a float32 study names its dtype explicitly)."""
+    if name == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+
+
+def run(cfg: Config, out: str | os.PathLike) -> dict:
+    """Run the study `cfg` belongs to and write its outputs to `out`; returns the summary.
+
+    Nothing is created until the config and the study's `preflight(cfg)` (checks that need
+    the filesystem, e.g. a data folder) have passed, so bad input leaves no folder behind.
+    """
+    if not isinstance(cfg, Config):
+        raise TypeError(f"expected a study config, got {type(cfg).__name__}")
+    study = study_of(cfg)
+    preflight = getattr(study, "preflight", None)
+    if preflight is not None:
+        preflight(cfg)
+    os.makedirs(out, exist_ok=True)
+    use_dtype(cfg.dtype)
+    files = Files(out, study.__name__.rsplit(".", 1)[-1], cfg)
+    outcome = study.run(cfg, files)
+    summary = files.write(outcome.summary, outcome.rows, outcome.columns, outcome.csv)
+    study.figure(outcome, files.folder)
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line, derived from the config
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_list(kind: type) -> Callable[[str], tuple]:
+    """`"a,b,c"` -> a tuple of `kind`; argparse reports a bad item as a usage error."""
+
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {kind.__name__} values separated by commas, got {text!r}") from None
+
+    parse.__name__ = f"list of {kind.__name__}"
+    return parse
+
+
+def _strip_none(tp):
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _argument(tp) -> dict:
+    """argparse keywords for a field of type `tp`."""
+    tp = _strip_none(tp)
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return dict(action=argparse.BooleanOptionalAction)
+    if origin is Literal:
+        return dict(choices=typing.get_args(tp))
+    if origin is tuple:
+        return dict(type=parse_list(typing.get_args(tp)[0]), metavar="A,B,...")
+    if tp in (int, float, str):
+        return dict(type=tp)
+    raise TypeError(f"no command-line form for a config field of type {tp}")
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(_show(v) for v in value) if value else "none"
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser, config: type[Config]) -> list[str]:
+    """One option per field of `config` (default None: not given); returns the fields."""
+    hints = typing.get_type_hints(config)
+    full, quick = config(), config.quick()
+    names = []
+    for f in dataclasses.fields(config):
+        if not f.metadata.get("cli", True):
+            continue
+        a, b = getattr(full, f.name), getattr(quick, f.name)
+        default = f"default {_show(a)}" + (f"; quick {_show(b)}" if a != b else "")
+        help = f"{f.metadata.get('help', '')} ({default})".strip()
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        parser.add_argument(flag, dest=f.name, default=None, help=help.replace("%", "%%"),
+                            **_argument(hints[f.name]))
+        names.append(f.name)
+    return names
+
+
+def main(name: str, argv: Sequence[str] | None = None) -> dict:
+    """`zasjax reproduce NAME [--quick] [--out DIR] [options]`: parse, run, report."""
+    from . import load
+
+    study = load(name)
+    parser = argparse.ArgumentParser(prog=f"zasjax reproduce {name}",
+                                     description=getattr(study, "DESCRIPTION", None))
+    parser.add_argument("--quick", action="store_true", help="the small CI-sized version")
+    parser.add_argument("--out", default=f"runs/{name}", help="output folder")
+    fields = add_arguments(parser, study.Config)
+    args = parser.parse_args(argv)
+    base = study.Config.quick() if args.quick else study.Config()
+    given = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    summary = run(study.Config.from_options(base, given), args.out)
+    print(f"wrote {args.out}/summary.json")
+    return summary
+
+
+__all__ = ["Config", "Outcome", "Files", "option", "run", "main", "add_arguments",
+           "parse_list", "check_at_least", "check_positive", "check_depths", "check_known"]
