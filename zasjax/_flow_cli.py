@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -24,9 +25,12 @@ import numpy as np
 from ._flow import compare_gd_flow
 from ._inits import INITS, make_init
 from ._run import STATUS_NAMES
-from ._store import write_csv, write_json
+from ._store import check_folder, write_csv, write_json
 from ._targets import TARGETS, load_target, make_target
 from ._theory import flow_rate_ratios, zas_lr_bound
+
+#: Most rows of flow.csv: each row holds every learning rate's loss.
+MAX_SAVES = 1_000_000
 
 #: ODE tolerances when none are given: tight in float64, what float32 can resolve otherwise.
 DEFAULT_TOLERANCES = {"float64": (1e-8, 1e-10), "float32": (1e-5, 1e-7)}
@@ -83,9 +87,9 @@ def _validate(args) -> dict:
         raise ValueError(f"--dim must be >= 1, got {args.dim}")
     if not (math.isfinite(args.t_max) and args.t_max > 0):
         raise ValueError(f"--t-max must be a finite number > 0, got {args.t_max}")
-    if args.n_save < 2:
-        raise ValueError(f"--n-save must be >= 2 (the rows include t = 0 and t = t-max), "
-                         f"got {args.n_save}")
+    if not 2 <= args.n_save <= MAX_SAVES:
+        raise ValueError(f"--n-save must be in [2, {MAX_SAVES:,}] (the rows include t = 0 and "
+                         f"t = t-max), got {args.n_save}")
     if args.init not in INITS:
         raise ValueError(f"--init must be one of {sorted(INITS)}, got {args.init!r}")
     if (args.target is None) == (args.target_file is None):
@@ -97,6 +101,11 @@ def _validate(args) -> dict:
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ValueError(f"--{name} must be a finite number > 0, got {value}")
     lrs = _parse_lrs(args.lrs)
+    too_big = [lr for lr in lrs if lr >= args.t_max]
+    if too_big:
+        raise ValueError(f"--lrs {too_big} are not below --t-max {args.t_max}: GD would take "
+                         "no step within the horizon")
+    check_folder(args.out)
     phi_file = None
     if args.target_file is not None:
         phi_file = load_target(args.target_file, (args.dim, args.dim))
@@ -161,6 +170,10 @@ def main(args: argparse.Namespace) -> dict:
                    "rtol": rtol, "atol": atol, "dtype": dname, "solver": "Tsit5+PID"},
         "files": files,
     }
+    diverged = [s for s, v in zip(labels, cmp.gd_status) if STATUS_NAMES[int(v)] == "diverged"]
+    if diverged:
+        print(f"zasjax flow: warning: GD diverged at η = {', '.join(diverged)}, beyond its "
+              "stability limit; its gap to the flow says nothing about O(η)", file=sys.stderr)
     write_csv(files["flow.csv"], rows, columns)
     from ._plots import flow_vs_gd
 

@@ -23,6 +23,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results follow the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -32,6 +33,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -96,3 +103,72 @@ def append_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
     """Atomically append rows: the file is rewritten whole, so it is never half-written."""
     old = read_csv(path)
     write_csv(path, [*old, *rows], columns)
+
+
+def prepare_folder(folder: str, option: str = "--out") -> None:
+    """Create `folder` for writing; ValueError (one line) if that is impossible."""
+    if not str(folder).strip():
+        raise ValueError(f"{option} must name a folder, got an empty string")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"{option} {str(folder)!r} exists and is not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"cannot write into {option} {str(folder)!r}: {e.strerror or e}"
+                         ) from None
+
+
+def check_folder(folder: str, option: str = "--out") -> None:
+    """ValueError if `folder` could not become an output folder; creates nothing."""
+    if not str(folder).strip():
+        raise ValueError(f"{option} must name a folder, got an empty string")
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {str(folder)!r} exists and is not a folder")
+    parent = next((p for p in [path, *path.parents] if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ValueError(f"{option} {str(folder)!r} lies under {str(parent)!r}, which is a file")
+    if parent is not None and not os.access(parent, os.W_OK):
+        raise ValueError(f"cannot write into {option} {str(folder)!r}: {str(parent)!r} is not "
+                         "writable")
+
+
+class OutputLock:
+    """An exclusive lock on an output folder, held while one process writes into it.
+
+    `flock` on `<folder>/.lock`, released by the kernel when the process ends (even by
+    SIGKILL), so a stale lock never blocks a resume. The file names its holder, so a second
+    writer is refused with a line that says who holds the folder.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.path = Path(folder) / ".lock"
+        self.fd = None
+
+    def __enter__(self) -> OutputLock:
+        import fcntl
+        import socket
+        import time
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ValueError(f"{str(self.path.parent)!r} is in use by {holder}; wait for it "
+                             "to finish or choose another output folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                      f"{time.strftime('%FT%T%z')}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the flock
+            self.fd = None

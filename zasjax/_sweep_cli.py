@@ -47,11 +47,13 @@ def grids_from_args(args) -> tuple[list[Grid], bool]:
         args.x64 = args.x64 or x64
         return make(), tune
     dims = parse_ints(args.dim, "dim")
-    targets = parse_names(args.target)
+    targets = parse_names(args.target or "neg-identity")
     target_matrix = None
     if args.target_file:
         from ._targets import load_target
 
+        if args.target:
+            raise ValueError("give --target or --target-file, not both")
         if len(dims) != 1:
             raise ValueError("--target-file fixes the shape, so give exactly one --dim")
         target_matrix = load_target(args.target_file, (dims[0], dims[0]))
@@ -102,15 +104,21 @@ def run_config(args, grids: list[Grid], tune: bool) -> dict:
     }
 
 
+def _identity(config: dict) -> dict:
+    # Everything that changes a row of results.csv: compared when a sweep is resumed.
+    return {k: config[k] for k in ("grids", "tune_lr", "dtype", "preset")}
+
+
 def main(args) -> int:
+    if args.out is not None and not args.out.strip():
+        raise ValueError("--out must name a folder, got an empty string")
     grids, tune = grids_from_args(args)
-    for g in grids:
-        g.check()
     if args.chunk < 1:
         raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
     if args.bucket_ratio is not None and not args.bucket_ratio >= 1:  # also refuses nan
         raise ValueError(f"--bucket-ratio must be a number >= 1, got {args.bucket_ratio}")
     out = args.out or os.path.join("runs", args.preset or "sweep")
+    _store.check_folder(out)
     runs_csv = os.path.join(out, "runs.csv")
     if os.path.exists(runs_csv) and not args.resume:
         raise ValueError(f"{out!r} already holds a sweep; pass --resume to continue it, "
@@ -118,30 +126,58 @@ def main(args) -> int:
 
     import jax
 
+    from ._sweep._driver import check_target_fits
+    from ._sweep._plan import check_fits, memory_budget
+
     if args.distributed:
         jax.distributed.initialize()
     if args.x64:
         jax.config.update("jax_enable_x64", True)
+    dtype = np.dtype("float64" if args.x64 else "float32")
+    for g in grids:
+        check_target_fits(g, dtype)
+        check_fits(g.dims, g.depths, dtype.itemsize, g.optimizer, memory_budget(jax.devices()))
     config = run_config(args, grids, tune)
     config_path = os.path.join(out, "config.json")
-    if args.resume and os.path.exists(config_path):
-        before = _store.read_json(config_path)
-        if before.get("grids") != _store._json_safe(config["grids"]):
-            raise ValueError(f"{out!r} holds a different sweep than these options describe; "
-                             "resume it with the options it was started with")
     writer = jax.process_index() == 0
-    if writer:
-        _store.write_json(config_path, {**config, "started": time.strftime("%FT%T%z")})
+    if not writer:
+        return _run(args, grids, tune, out, config, config_path, writer=False)
+    from ._store import OutputLock
 
+    _store.prepare_folder(out)
+    with OutputLock(out):
+        if args.resume and os.path.exists(config_path):
+            try:
+                before = _store.read_json(config_path)
+            except ValueError:
+                raise ValueError(f"{config_path!r} is not readable JSON; it cannot be resumed"
+                                 ) from None
+            if before.get("identity") != _store._json_safe(_identity(config)):
+                raise ValueError(f"{out!r} holds a different sweep than these options describe "
+                                 "(grid, dtype or learning-rate tuning differ); resume it with "
+                                 "the options it was started with")
+        return _run(args, grids, tune, out, config, config_path, writer=True)
+
+
+def _run(args, grids, tune, out, config, config_path, writer) -> int:
     from ._compilation import Timer, enable_persistent_cache
 
+    config = {**config, "identity": _identity(config)}
+    if writer:
+        _store.write_json(config_path, {**config, "started": time.strftime("%FT%T%z")})
     cache_dir = enable_persistent_cache()
     timer = Timer()
     rows = []
-    for i, grid in enumerate(grids):
-        rows += sweep(grid, out, resume=args.resume or i > 0, chunk=args.chunk,
-                      bucket_ratio=args.bucket_ratio, progress=not args.no_progress,
-                      dtype="float64" if args.x64 else "float32", prune=tune)
+    try:
+        for i, grid in enumerate(grids):
+            rows += sweep(grid, out, resume=args.resume or i > 0, chunk=args.chunk,
+                          bucket_ratio=args.bucket_ratio, progress=not args.no_progress,
+                          dtype="float64" if args.x64 else "float32", prune=tune)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\nzasjax: interrupted; finished runs are in {out}/runs.csv and runs "
+                         f"in flight are checkpointed: continue with the same command and "
+                         f"--resume\n")
+        return 130
     timing = {**timer.record(), "cache_dir": cache_dir}
     elapsed = timing["wall_s"]
     table = best_per_config(rows) if tune else rows

@@ -75,10 +75,16 @@ def load_target(path: str | os.PathLike, shape: tuple[int, int] | None = None) -
     """
     if not os.path.exists(path):
         raise ValueError(f"target file {str(path)!r} does not exist")
+    expected = "a .npy array of shape (d, d)" if shape is None else \
+        f"a .npy array of shape {tuple(shape)}"
     try:
-        phi = np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise ValueError(f"target file {str(path)!r} is not a readable .npy array: {e}") from e
+        phi = np.load(path, allow_pickle=False)  # never unpickle a user's file
+    except Exception:  # noqa: BLE001 - any unreadable file is the same user error
+        raise ValueError(f"target file {str(path)!r} is not readable: expected {expected}"
+                         ) from None
+    if not isinstance(phi, np.ndarray):  # an .npz archive
+        phi.close()
+        raise ValueError(f"target file {str(path)!r} is an archive, expected {expected}")
     phi = np.asarray(phi)
     if phi.ndim < 2 and phi.size == 1:
         phi = phi.reshape(1, 1)

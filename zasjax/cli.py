@@ -55,7 +55,8 @@ def _sweep_parser(sub) -> None:
                                    "DIR/results.csv, DIR/config.json and a plot.")
     p.add_argument("--preset", help="a named study (e.g. fig2-quick); replaces the grid options")
     p.add_argument("--init", default="zas", help="comma list of initialisations")
-    p.add_argument("--target", default="neg-identity", help="comma list of targets")
+    p.add_argument("--target", default=None,
+                   help="comma list of targets (default neg-identity)")
     p.add_argument("--target-file", help="a .npy matrix used as the target (d × d)")
     p.add_argument("--dim", default="1", help="comma list of widths d")
     p.add_argument("--depths", default="1,2,4,8,16", help="depths: 1,2,8 or a:b")
@@ -129,8 +130,18 @@ def _bench_parser(sub) -> None:
     p.set_defaults(handler=lambda args, rest: importlib.import_module("zasjax._bench").main(rest))
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("zasjax")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zasjax", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"zasjax {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _sweep_parser(sub)
     _flow_parser(sub)
@@ -159,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError) as e:
         print(f"zasjax: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nzasjax: interrupted", file=sys.stderr)
+        return 130
     return status if isinstance(status, int) else 0
 
 

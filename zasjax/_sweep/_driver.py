@@ -26,7 +26,7 @@ from .._run import PRUNED, RUNNING, STATUS_NAMES, Settings
 from . import _inflight
 from ._devices import make_mesh, put, to_host
 from ._grid import COLUMNS, Grid, config_key
-from ._plan import DEFAULT_RATIO, Slice, check_ratio, memory_budget, plan
+from ._plan import DEFAULT_RATIO, Slice, check_fits, check_ratio, memory_budget, plan
 from ._programs import Spec, advance_chunk, batch_axis, start
 from ._tuning import fastest, tuning_group
 
@@ -142,6 +142,8 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
         enable_persistent_cache()
     mesh = make_mesh(devices)
     n_dev = mesh.devices.size
+    budget = memory_budget(list(mesh.devices.flat))
+    check_fits(grid.dims, grid.depths, dtype.itemsize, grid.optimizer, budget)
     configs = grid.configs()
     runs_csv = os.path.join(out, "runs.csv") if out else None
     inflight = os.path.join(out, "inflight") if out else None
@@ -161,7 +163,6 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
     ctx = _Context(grid, dtype, mesh, matmul, prefix, batching, chunk, prune, run_id,
                    _Progress(len(configs), len(configs) - len(pending), progress),
                    runs_csv if write else None, inflight if write else None, saved, finished)
-    budget = memory_budget(list(mesh.devices.flat))
     for i, sl in enumerate(plan(pending, ratio, n_dev, budget, dtype.itemsize, grid.optimizer,
                                 max_batch)):
         _run_slice(ctx, sl, f"{sl.tag}-{i}-{os.getpid()}")
@@ -257,6 +258,13 @@ def _start(ctx: _Context, spec: Spec, rows: list[dict]):
                  _replicated(matrix, mesh), spec=spec)
 
 
+def _save_running(ctx, checkpoint, rows, padded, state, axis) -> None:
+    running = np.zeros(len(padded), bool)
+    running[: len(rows)] = to_host(state.status)[: len(rows)] == RUNNING
+    if running.any():
+        _inflight.save(checkpoint, padded, state, axis, running, ctx.run_id)
+
+
 def _run_slice(ctx: _Context, sl: Slice, name: str) -> None:
     g, mesh = ctx.grid, ctx.mesh
     rows = list(sl.rows)
@@ -306,10 +314,11 @@ def _run_slice(ctx: _Context, sl: Slice, name: str) -> None:
                               loop_mesh)
         cfg_steps = settings.record_every * int((~done).sum())
         if checkpoint:
-            running = np.zeros(len(padded), bool)
-            running[: len(rows)] = to_host(state.status)[: len(rows)] == RUNNING
-            if running.any():
-                _inflight.save(checkpoint, padded, state, axis, running, ctx.run_id)
+            try:
+                _save_running(ctx, checkpoint, rows, padded, state, axis)
+            except KeyboardInterrupt:  # finish this save, so the chunk is not lost
+                _save_running(ctx, checkpoint, rows, padded, state, axis)
+                raise
     if checkpoint and os.path.exists(checkpoint):
         os.unlink(checkpoint)
 

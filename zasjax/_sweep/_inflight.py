@@ -82,6 +82,8 @@ def load_all(folder: str, run_id: str) -> dict[str, dict[str, np.ndarray]]:
 
 def remove_run(folder: str, run_id: str) -> None:
     """Delete the checkpoints of run `run_id` (all its configurations have finished)."""
+    for tmp in glob.glob(os.path.join(folder, ".*.tmp")):
+        os.unlink(tmp)  # torn writes of a killed process
     for path in glob.glob(os.path.join(folder, "*.npz")):
         try:
             _, meta = _checkpoint.load(path)

@@ -108,6 +108,17 @@ def memory_budget(devices) -> int:
     return int(limit) // 4
 
 
+def check_fits(dims, depths, itemsize: int, optimizer: str, budget: int) -> None:
+    """ValueError if one configuration of the deepest class would not fit a device."""
+    for d in dims:
+        C = capacity(max(depths), 2.0)
+        need = bytes_per_config(C, d, itemsize, optimizer)
+        if need > 4 * budget:
+            raise ValueError(f"width {d} at depth {max(depths)} needs about {need / 2**30:,.1f} "
+                             f"GiB per configuration, more than the {4 * budget / 2**30:,.1f} "
+                             "GiB a device has")
+
+
 @dataclass(frozen=True)
 class Slice:
     """Configurations run by one call of one program: `rows` padded to `batch`, their layer
