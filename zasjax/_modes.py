@@ -42,6 +42,16 @@ compiled program serves every depth and `jax.vmap` sweeps depths, learning rates
 targets alike. Zero-padded singular values (s = 0) never move, so targets of several sizes
 can share one padded d.
 
+Floating point. The reduction is exact in exact arithmetic. In floating point the full
+engine's lower layers differ at rounding level, and above the convergent range of η the
+mode manifold is transversally unstable, so there the full engine's outcome (a late
+divergence, an oscillation) is rounding noise that a 1e-14 nudge of W_0 changes; wherever it
+is not, the two engines agree in status, iterations and losses (tests/test_modes.py). Use
+float64 at large L: a ≈ 1 + O(1/L) moves by less than float32's resolution near 1.
+
+Stability. At a minimum, λ_max = Σ_l ‖∂p/∂W_l‖² = s²((L−1)/a² + 1/b²) ≥ s²(L−1) for the mode
+of largest s (p = a^{L−1} b), so every stable η is below ≈ 2/(s_max² L).
+
 Gradient flow. The flow dW/dt = −∇R from ZAS keeps the same form (the argument above
 never used η), and reduces to the 2d scalar ODEs
 
