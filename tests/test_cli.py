@@ -66,7 +66,7 @@ def test_target_file(tmp_path):
     (["--target", "minus-one"], "unknown target 'minus-one'"),
     (["--lr", "-0.1"], "learning rate must be a finite number > 0"),
     (["--lr", "0"], "learning rate must be a finite number > 0"),
-    (["--eps", "0"], "eps must be > 0"),
+    (["--eps", "0"], "eps must be a finite number > 0"),
     (["--depths", "a,b"], "--depths expects integers"),
     (["--seeds", "3:1"], "--seeds expects at least one value"),
     (["--optimizer", "lbfgs"], "unknown optimizer"),
@@ -103,3 +103,16 @@ def test_existing_sweep_is_not_overwritten_without_resume(tmp_path, capsys):
                  "--no-progress"]) == 2
     assert "different sweep" in capsys.readouterr().err
     assert os.path.exists(out / "config.json")
+
+
+def test_engines_full_and_modes_write_the_same_results(tmp_path):
+    args = ["sweep", "--init", "zas", "--target", "neg-identity,gaussian", "--dim", "2",
+            "--depths", "1,3,8", "--seeds", "0,1", "--lr", "0.01,0.02", "--x64", "--no-progress"]
+    for engine in ("full", "modes"):
+        assert main([*args, "--engine", engine, "--out", str(tmp_path / engine)]) == 0
+    full, modes = (_rows(tmp_path / e / "results.csv") for e in ("full", "modes"))
+    columns = ("init", "target", "dim", "depth", "seed", "lr", "status", "iterations", "steps")
+    assert [[r[c] for c in columns] for r in full] == [[r[c] for c in columns] for r in modes]
+    assert main([*args, "--engine", "modes", "--init", "xavier", "--out",
+                 str(tmp_path / "refused")]) == 2
+    assert not (tmp_path / "refused").exists()

@@ -157,7 +157,7 @@ def test_checkpoints_restore_per_configuration_whatever_the_grouping(tmp_path, m
         _sweep.sweep(grid, out, chunk=300, bucket_ratio=1.1, cache=False)
     monkeypatch.setattr(_inflight, "save", save)
     saved = _inflight.load_all(f"{out}/inflight", _driver.run_identity(
-        grid, jnp.dtype("float64"), "auto", "sequential"))
+        grid, jnp.dtype("float64"), _sweep._engines.FullEngine()))
     assert saved and all(int(v["step"]) > 0 for v in saved.values())
     resumed = _sweep.sweep(grid, out, resume=True, chunk=300, cache=False)
     _assert_same(resumed, full)
@@ -256,3 +256,37 @@ def test_inputs_are_make_init_padded_by_pad_depth():
         # The same configuration in a deeper class draws the same numbers.
         deeper = build_inputs(grid, [cfg], 4 * L, jnp.float64)
         assert np.array_equal(deeper["W"][0][:L], host["W"][0][:L])
+
+
+def test_modes_engine_gives_the_full_engines_rows():
+    # GD from ZAS reduces exactly to d scalar pairs (zasjax._modes): the same status,
+    # iterations and steps in every row, losses to rounding. Rates well inside the stable
+    # range, where the full engine's own result does not hinge on rounding.
+    grid = _sweep.Grid(inits=("zas",), targets=("neg-identity", "gaussian", "psd"), dims=(1, 2),
+                       depths=(1, 2, 5, 16), seeds=(0, 3), lrs=(0.01, 0.02), max_iters=4000)
+    full = _sweep.sweep(grid, chunk=500, **{k: v for k, v in OPTS.items() if k != "chunk"})
+    modes = _sweep.sweep(grid, chunk=500, engine="modes", cache=False)
+    assert [_sweep.config_key(r) for r in modes] == [_sweep.config_key(r) for r in full]
+    for m, f in zip(modes, full):
+        assert (m["status"], m["iterations"], m["steps"]) == (f["status"], f["iterations"],
+                                                              f["steps"]), (m, f)
+        # Rounding in E = W_{L:1} − Φ is absolute, hence the floor near R ≈ ε.
+        assert abs(m["final_loss"] - f["final_loss"]) <= 1e-9 * f["final_loss"] + 1e-18
+    assert {r["status"] for r in modes} == {"converged"}
+
+
+def test_modes_engine_refuses_what_it_cannot_represent():
+    for grid, what in ((_sweep.Grid(inits=("zas", "near-identity")), "near-identity"),
+                       (_sweep.Grid(optimizer="adam"), "optimizer adam")):
+        with pytest.raises(ValueError, match=what):
+            _sweep.sweep(grid, engine="modes", cache=False)
+    with pytest.raises(ValueError, match="unknown engine"):
+        _sweep.sweep(GRID, engine="exact", cache=False)
+
+
+def test_default_tuning_grid_follows_depth():
+    # Stable rates shrink like 1/L: the default grid reaches 2/L at every depth.
+    grid = _sweep.Grid(depths=(1, 1024), lrs=_sweep.AUTO_LRS)
+    lrs = {L: sorted(r["lr"] for r in grid.configs() if r["depth"] == L) for L in (1, 1024)}
+    assert lrs[1][0] == 2.0**-14 and lrs[1][-1] == 1.0
+    assert lrs[1024][0] == 2.0**-24 and lrs[1024][-1] == 2.0 / 1024

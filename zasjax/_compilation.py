@@ -86,6 +86,8 @@ def use_cache_dir(path: str) -> str | None:
         max_size = -1
     else:
         max_size = CACHE_MAX_BYTES
+    if max_size > 0:
+        _heal_access_times(path)
     jax.config.update("jax_compilation_cache_max_size", max_size)
     # Our programs compile in well under JAX's 1 s default threshold; cache them all.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -95,6 +97,24 @@ def use_cache_dir(path: str) -> str | None:
 
     compilation_cache.reset_cache()  # re-read the settings even if JAX compiled before
     return path
+
+
+def _heal_access_times(path: str) -> None:
+    # JAX's size-bounded cache keeps an access-time file beside every entry and fails to
+    # write new entries if one is missing, which happens to entries written without the
+    # bound (by JAX with its default settings, or without filelock installed).
+    try:
+        names = set(os.listdir(path))
+    except OSError:
+        return
+    stamp = time.time_ns().to_bytes(8, "little")
+    for name in names:
+        if name.endswith("-cache") and name[: -len("-cache")] + "-atime" not in names:
+            try:
+                with open(os.path.join(path, name[: -len("-cache")] + "-atime"), "wb") as f:
+                    f.write(stamp)
+            except OSError:
+                return
 
 
 # ---------------------------------------------------------------------------------------------

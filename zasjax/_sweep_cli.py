@@ -5,7 +5,6 @@ Everything is validated before the output folder is touched, so bad input writes
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
 import shlex
@@ -15,7 +14,8 @@ import time
 import numpy as np
 
 from . import _plots, _store
-from ._sweep import COLUMNS, Grid, best_per_config, lr_grid, sweep
+from ._sweep import AUTO_LRS, COLUMNS, Grid, best_per_config, lr_grid, sweep
+from ._sweep._engines import check_engine
 
 
 def _fig2_quick() -> list[Grid]:
@@ -61,7 +61,7 @@ def grids_from_args(args) -> tuple[list[Grid], bool]:
     if args.lr is not None:
         lrs = parse_floats(args.lr, "lr")
     else:
-        lrs = lr_grid() if args.tune_lr else [0.01]
+        lrs = AUTO_LRS if args.tune_lr else [0.01]
     hyper = {}
     for item in args.opt_arg:
         name, sep, value = item.partition("=")
@@ -73,17 +73,11 @@ def grids_from_args(args) -> tuple[list[Grid], bool]:
             raise ValueError(f"--opt-arg {name} expects a number, got {value!r}") from None
     grid = Grid(inits=tuple(parse_names(args.init)), targets=tuple(targets), dims=tuple(dims),
                 depths=tuple(parse_ints(args.depths, "depths")),
-                seeds=tuple(parse_ints(args.seeds, "seeds")), lrs=tuple(lrs),
+                seeds=tuple(parse_ints(args.seeds, "seeds")), lrs=lrs,
                 optimizer=args.optimizer, hyper=tuple(sorted(hyper.items())), eps=args.eps,
                 max_iters=args.max_iters, init_scale=args.init_scale,
                 target_matrix=target_matrix)
     return [grid], args.tune_lr
-
-
-def _grid_record(grid: Grid) -> dict:
-    rec = {f.name: getattr(grid, f.name) for f in dataclasses.fields(grid)}
-    rec["target_matrix"] = None if grid.target_matrix is None else grid.target_matrix.tolist()
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in rec.items()}
 
 
 def run_config(args, grids: list[Grid], tune: bool) -> dict:
@@ -95,7 +89,8 @@ def run_config(args, grids: list[Grid], tune: bool) -> dict:
 
     return {
         "command": shlex.join(["zasjax", *getattr(args, "argv", sys.argv[1:])]),
-        "preset": args.preset, "tune_lr": tune, "grids": [_grid_record(g) for g in grids],
+        "preset": args.preset, "tune_lr": tune, "grids": [g.identity() for g in grids],
+        "engine": args.engine,
         "dtype": "float64" if args.x64 else "float32",
         "versions": {"zasjax": __version__, "jax": jax.__version__,
                      "jaxlib": jaxlib.__version__, "python": platform.python_version()},
@@ -106,7 +101,7 @@ def run_config(args, grids: list[Grid], tune: bool) -> dict:
 
 def _identity(config: dict) -> dict:
     # Everything that changes a row of results.csv: compared when a sweep is resumed.
-    return {k: config[k] for k in ("grids", "tune_lr", "dtype", "preset")}
+    return {k: config[k] for k in ("grids", "tune_lr", "dtype", "preset", "engine")}
 
 
 def main(args) -> int:
@@ -135,6 +130,7 @@ def main(args) -> int:
         jax.config.update("jax_enable_x64", True)
     dtype = np.dtype("float64" if args.x64 else "float32")
     for g in grids:
+        check_engine(g, args.engine)
         check_target_fits(g, dtype)
         check_fits(g.dims, g.depths, dtype.itemsize, g.optimizer, memory_budget(jax.devices()))
     config = run_config(args, grids, tune)
@@ -172,7 +168,8 @@ def _run(args, grids, tune, out, config, config_path, writer) -> int:
         for i, grid in enumerate(grids):
             rows += sweep(grid, out, resume=args.resume or i > 0, chunk=args.chunk,
                           bucket_ratio=args.bucket_ratio, progress=not args.no_progress,
-                          dtype="float64" if args.x64 else "float32", prune=tune)
+                          dtype="float64" if args.x64 else "float32", prune=tune,
+                          engine=args.engine)
     except KeyboardInterrupt:
         sys.stderr.write(f"\nzasjax: interrupted; finished runs are in {out}/runs.csv and runs "
                          f"in flight are checkpointed: continue with the same command and "

@@ -64,7 +64,8 @@ def _sweep_parser(sub) -> None:
     p.add_argument("--lr", default=None, help="learning rate(s), comma list (default 0.01)")
     p.add_argument("--tune-lr", action="store_true",
                    help="try a log grid of learning rates (or the --lr list) in one batch and "
-                        "keep the fastest that converges")
+                        "keep the fastest that converges; the default grid is 2^-14/L..2/L "
+                        "(capped at 1), two per octave, at each depth L")
     p.add_argument("--eps", type=float, default=1e-10, help="convergence threshold on R")
     p.add_argument("--max-iters", type=int, default=10_000)
     p.add_argument("--optimizer", default="gd", help="gd, sgd, momentum, nesterov, adam")
@@ -78,6 +79,9 @@ def _sweep_parser(sub) -> None:
     p.add_argument("--bucket-ratio", type=float, default=None,
                    help="split each width into depth classes ceil(ratio^k), each compiled "
                         "on its own (default: one class per width; 1 = one per depth)")
+    p.add_argument("--engine", default="full", choices=("full", "modes"),
+                   help="full: every layer; modes: the exact mode reduction of GD from ZAS, "
+                        "O(d) a step at any depth (zas init and plain gd only)")
     p.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() first (multi-host jobs)")
     p.add_argument("--no-progress", action="store_true")

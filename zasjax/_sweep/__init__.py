@@ -2,7 +2,8 @@
 
 - `_grid`: the `Grid` and a configuration's identity;
 - `_plan`: capacity classes of depth, fixed batch sizes, memory;
-- `_programs`: the compiled programs (initial state; a chunk of iterations);
+- `_engines`: what is batched, the full network or the exact mode reduction from ZAS;
+- `_programs`: the full engine's compiled programs (initial state; a chunk of iterations);
 - `_devices`: the configuration axis on the device mesh;
 - `_inflight`: per-configuration checkpoints;
 - `_tuning`: learning-rate grids, the best rate, pruning;
@@ -11,15 +12,18 @@
 
 from ._driver import BATCHINGS as BATCHINGS, sweep as sweep
 from ._grid import (
+    AUTO_LRS as AUTO_LRS,
     COLUMNS as COLUMNS,
     FILE_TARGET as FILE_TARGET,
     KEY_COLUMNS as KEY_COLUMNS,
     Grid as Grid,
     config_key as config_key,
+    depth_lrs as depth_lrs,
+    lr_grid as lr_grid,
 )
 from ._plan import (
     DEFAULT_RATIO as DEFAULT_RATIO,
     capacity as capacity,
     depth_classes as depth_classes,
 )
-from ._tuning import best_per_config as best_per_config, lr_grid as lr_grid
+from ._tuning import best_per_config as best_per_config

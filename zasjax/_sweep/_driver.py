@@ -20,25 +20,15 @@ import numpy as np
 
 from .. import _store
 from .._compilation import enable_persistent_cache
-from .._inits import depth_coef
 from .._network import MATMULS
-from .._run import PRUNED, RUNNING, STATUS_NAMES, Settings
+from .._run import PRUNED, RUNNING, STATUS_NAMES
 from . import _inflight
 from ._devices import make_mesh, put, to_host
+from ._engines import BATCHINGS, FullEngine, ModesEngine, check_engine
 from ._grid import COLUMNS, Grid, config_key
-from ._plan import DEFAULT_RATIO, Slice, check_fits, check_ratio, memory_budget, plan
-from ._programs import Spec, advance_chunk, batch_axis, start
+from ._plan import DEFAULT_RATIO, Slice, check_ratio, memory_budget
 from ._tuning import fastest, tuning_group
 
-#: Below this width the unrolled multiply-add formulation with the batch as the last axis
-#: beats batched dot products (measured by `zasjax bench`).
-UNROLLED_MAX_DIM = 8
-
-#: From this width on, XLA:CPU runs one configuration's D × D products faster than a batch
-#: of them (batched dots of D ≥ 64 lose 20-45% against plain ones on the 2-core machine), so
-#: on CPU the configurations of a device are looped over inside the compiled program.
-LOOP_MIN_DIM = 48
-BATCHINGS = ("auto", "vmap", "loop")
 PREFIXES = ("sequential", "associative")
 
 
@@ -74,11 +64,9 @@ class _Context:
     """What every slice of one sweep shares."""
 
     grid: Grid
+    engine: FullEngine | ModesEngine
     dtype: np.dtype
     mesh: object
-    matmul: str
-    prefix: str
-    batching: str
     chunk: int
     prune: bool
     run_id: str
@@ -90,18 +78,17 @@ class _Context:
     compiled: set = field(default_factory=set)
 
 
-def run_identity(grid: Grid, dtype, matmul: str, prefix: str) -> str:
+def run_identity(grid: Grid, dtype, engine) -> str:
     """A digest of everything that changes a result: checkpoints carry it."""
-    text = json.dumps([grid.identity(), str(dtype), matmul, prefix], sort_keys=True,
-                      default=str)
+    text = json.dumps([grid.identity(), str(dtype), repr(engine)], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: int = 1000,
           bucket_ratio: float = DEFAULT_RATIO, devices=None, max_batch: int | None = None,
           matmul: str = "auto", prefix: str = "sequential", batching: str = "auto",
-          dtype=None, progress: bool = False, prune: bool = False,
-          cache: bool = True) -> list[dict]:
+          dtype=None, progress: bool = False, prune: bool = False, cache: bool = True,
+          engine: str = "full") -> list[dict]:
     """Run every configuration of `grid`; return one row dict per configuration (`COLUMNS`).
 
     With `out`, finished rows are appended to `out/runs.csv` after every chunk and the
@@ -122,6 +109,10 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
     `batching` says how the configurations of one device share a program when the batch is
     not last (`matmul="dot"`): `"vmap"` (batched products), `"loop"` (one configuration
     after another, `lax.map`) or `"auto"` (loop on CPU from width `LOOP_MIN_DIM`, else vmap).
+
+    `engine="modes"` runs GD from ZAS as its exact mode reduction (`zasjax._modes`): O(d) a
+    step at any depth, the same rows as the full engine; it refuses any configuration it
+    cannot represent exactly (another init, an optax optimiser).
     """
     if not isinstance(grid, Grid):
         raise ValueError(f"grid must be a zasjax Grid, got {type(grid).__name__}")
@@ -136,6 +127,8 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
     if prefix not in PREFIXES:
         raise ValueError(f"unknown prefix {prefix!r}; expected one of {PREFIXES}")
     ratio = check_ratio(bucket_ratio)
+    check_engine(grid, engine)
+    eng = FullEngine(matmul, prefix, batching) if engine == "full" else ModesEngine()
     dtype = jnp.dtype(dtype or jnp.zeros(()).dtype)
     check_target_fits(grid, dtype)
     if cache:
@@ -143,11 +136,10 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
     mesh = make_mesh(devices)
     n_dev = mesh.devices.size
     budget = memory_budget(list(mesh.devices.flat))
-    check_fits(grid.dims, grid.depths, dtype.itemsize, grid.optimizer, budget)
     configs = grid.configs()
     runs_csv = os.path.join(out, "runs.csv") if out else None
     inflight = os.path.join(out, "inflight") if out else None
-    run_id = run_identity(grid, dtype, matmul, prefix)
+    run_id = run_identity(grid, dtype, eng)
 
     finished: dict[tuple, dict] = {}
     saved: dict = {}
@@ -160,11 +152,10 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
                          "(--resume) to continue it, or choose another output folder")
     pending = [c for c in configs if config_key(c) not in finished]
     write = out is not None and jax.process_index() == 0
-    ctx = _Context(grid, dtype, mesh, matmul, prefix, batching, chunk, prune, run_id,
+    ctx = _Context(grid, eng, dtype, mesh, chunk, prune, run_id,
                    _Progress(len(configs), len(configs) - len(pending), progress),
                    runs_csv if write else None, inflight if write else None, saved, finished)
-    for i, sl in enumerate(plan(pending, ratio, n_dev, budget, dtype.itemsize, grid.optimizer,
-                                max_batch)):
+    for i, sl in enumerate(eng.plan(pending, ratio, n_dev, budget, dtype, grid, max_batch)):
         _run_slice(ctx, sl, f"{sl.tag}-{i}-{os.getpid()}")
     ctx.bar.close()
     if write and os.path.isdir(inflight):
@@ -211,77 +202,35 @@ def _result_row(row: dict, host: dict, i: int) -> dict:
             "steps": int(host["step"][i])}
 
 
-def _layout(ctx: _Context, dim: int) -> tuple[Settings, int, object]:
-    mm = ("unrolled" if dim <= UNROLLED_MAX_DIM else "dot") if ctx.matmul == "auto" \
-        else ctx.matmul
-    axis = batch_axis(mm)
-    settings = Settings(ctx.grid.optimizer, tuple(ctx.grid.hyper), mm, ctx.prefix, ctx.chunk)
-    loop = axis == 0 and (ctx.batching == "loop" or ctx.batching == "auto" and
-                          dim >= LOOP_MIN_DIM and ctx.mesh.devices.flat[0].platform == "cpu")
-    return settings, axis, ctx.mesh if loop else None
-
-
-def _inputs(ctx: _Context, rows: list[dict]) -> dict[str, np.ndarray]:
-    g = ctx.grid
-    return dict(
-        seeds=np.asarray([r["seed"] for r in rows], np.uint32),
-        depths=np.asarray([r["depth"] for r in rows], np.int32),
-        coefs=np.asarray([depth_coef(r["init"], r["dim"], r["depth"], g.init_scale)
-                          for r in rows], np.float64),
-        init_index=np.asarray([g.inits.index(r["init"]) for r in rows], np.int32),
-        target_index=np.asarray([g.targets.index(r["target"]) for r in rows], np.int32),
-        lr=np.asarray([r["lr"] for r in rows], np.float64))
-
-
-def _replicated(x: np.ndarray, mesh) -> jax.Array:
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    return jax.make_array_from_callback(x.shape, NamedSharding(mesh, PartitionSpec()),
-                                        lambda idx: x[idx])
-
-
 def _stop(state, stop: np.ndarray, n_padded: int, mesh):
     flags = np.zeros(n_padded, bool)
     flags[: len(stop)] = stop
     return state._replace(status=jnp.where(put(flags, mesh, 0), PRUNED, state.status))
 
 
-def _start(ctx: _Context, spec: Spec, rows: list[dict]):
-    g, mesh = ctx.grid, ctx.mesh
-    host = _inputs(ctx, rows)
-    host["lr"] = host["lr"].astype(ctx.dtype)
-    host["coefs"] = host["coefs"].astype(ctx.dtype)
-    matrix = np.zeros((spec.dim, spec.dim), ctx.dtype) if g.target_matrix is None else \
-        np.asarray(g.target_matrix, ctx.dtype)
-    return start(*(put(host[k], mesh, 0) for k in ("seeds", "depths", "coefs", "init_index",
-                                                   "target_index", "lr")),
-                 _replicated(matrix, mesh), spec=spec)
-
-
-def _save_running(ctx, checkpoint, rows, padded, state, axis) -> None:
+def _save_running(ctx: _Context, checkpoint, rows, padded, state, dim) -> None:
     running = np.zeros(len(padded), bool)
     running[: len(rows)] = to_host(state.status)[: len(rows)] == RUNNING
     if running.any():
-        _inflight.save(checkpoint, padded, state, axis, running, ctx.run_id)
+        _inflight.save(checkpoint, padded, ctx.engine.to_host(state, dim), running, ctx.run_id)
 
 
 def _run_slice(ctx: _Context, sl: Slice, name: str) -> None:
-    g, mesh = ctx.grid, ctx.mesh
     rows = list(sl.rows)
     padded = rows + [rows[-1]] * (sl.batch - len(rows))  # duplicates fill the batch
-    settings, axis, loop_mesh = _layout(ctx, sl.dim)
-    spec = Spec(tuple(g.inits), tuple(g.targets), sl.dim, sl.capacity, g.init_scale,
-                ctx.dtype.name, settings, axis, mesh)
+    key = (sl.dim, sl.capacity, sl.batch)
+    if key not in ctx.compiled:
+        ctx.bar.note(f"compiling the {ctx.engine.name} programs of width {sl.dim}"
+                     + (f", depths <= {sl.capacity}" if sl.capacity else "")
+                     + f", {sl.batch} configurations")
+        ctx.compiled.add(key)
     label = f"d={sl.dim} L<={sl.active} ({sl.batch} configs)"
-    if (spec, sl.batch) not in ctx.compiled:
-        ctx.bar.note(f"compiling the programs of width {sl.dim}, depths <= {sl.capacity}, "
-                     f"{sl.batch} configurations")
-        ctx.compiled.add((spec, sl.batch))
-    state, phi, mask, lr = _start(ctx, spec, padded)
-    state = _inflight.restore(state, padded, ctx.saved, axis, mesh)
-    eps = jnp.asarray(g.eps, ctx.dtype)
-    max_iters = jnp.asarray(g.max_iters, jnp.int32)
-    active = _replicated(np.asarray(sl.active, np.int32), mesh)
+    prepared = ctx.engine.start(ctx.grid, sl, padded, ctx.dtype, ctx.mesh, ctx.chunk)
+    state = prepared.state
+    if ctx.saved:
+        host = {k: np.array(v) for k, v in ctx.engine.to_host(state, sl.dim).items()}
+        if _inflight.restore(host, padded, ctx.saved, ctx.engine.restore_row):
+            state = ctx.engine.from_host(host, state, sl.dim, ctx.mesh)
     checkpoint = os.path.join(ctx.inflight, name + ".npz") if ctx.inflight else None
     reported = np.zeros(len(rows), bool)
     cfg_steps = 0
@@ -308,16 +257,15 @@ def _run_slice(ctx: _Context, sl: Slice, name: str) -> None:
             stop = ~done & np.asarray([steps[i] > best.get(tuning_group(r), np.inf)
                                        for i, r in enumerate(rows)])
             if stop.any():  # they cannot beat a rate that already converged: report them
-                state = _stop(state, stop, len(padded), mesh)
+                state = _stop(state, stop, len(padded), ctx.mesh)
                 continue
-        state = advance_chunk(state, phi, mask, lr, active, eps, max_iters, settings, axis,
-                              loop_mesh)
-        cfg_steps = settings.record_every * int((~done).sum())
+        state = prepared.advance(state)
+        cfg_steps = ctx.chunk * int((~done).sum())
         if checkpoint:
             try:
-                _save_running(ctx, checkpoint, rows, padded, state, axis)
+                _save_running(ctx, checkpoint, rows, padded, state, sl.dim)
             except KeyboardInterrupt:  # finish this save, so the chunk is not lost
-                _save_running(ctx, checkpoint, rows, padded, state, axis)
+                _save_running(ctx, checkpoint, rows, padded, state, sl.dim)
                 raise
     if checkpoint and os.path.exists(checkpoint):
         os.unlink(checkpoint)
@@ -329,12 +277,10 @@ def build_inputs(grid: Grid, rows: list[dict], capacity: int, dtype,
     padded to `capacity`, on the host (batch first): for tests and benchmarks."""
     dtype = jnp.dtype(dtype)
     mesh = make_mesh(jax.devices()[:1])
-    ctx = _Context(grid, dtype, mesh, matmul, "sequential", "vmap", 1, False, "",
-                   _Progress(0, 0, False), None, None)
-    settings, axis, _ = _layout(ctx, rows[0]["dim"])
-    spec = Spec(tuple(grid.inits), tuple(grid.targets), rows[0]["dim"], capacity,
-                grid.init_scale, dtype.name, settings, axis, mesh)
-    state, phi, mask, lr = _start(ctx, spec, rows)
+    engine = FullEngine(matmul, "sequential", "vmap")
+    sl = Slice(rows[0]["dim"], capacity, len(rows), max(r["depth"] for r in rows), tuple(rows))
+    state, phi, mask, lr = engine.initial(grid, sl, rows, dtype, mesh, 1)
+    axis = engine._axis(sl.dim)
     return dict(W=to_host(state.W, axis), phi=to_host(phi, axis), mask=to_host(mask, axis),
                 lr=to_host(lr))
 
@@ -343,19 +289,11 @@ def slice_program(grid: Grid, rows: list[dict], capacity: int, *, dtype, chunk: 
                   matmul: str, prefix: str = "sequential", batching: str = "auto", devices=None):
     """The compiled programs of one slice, as a sweep runs them: `(state, advance)`, where
     `advance(state)` is one chunk of `chunk` iterations. The benchmark's entry point."""
-    dtype = jnp.dtype(dtype)
     mesh = make_mesh(devices)
-    n_dev = mesh.devices.size
-    if len(rows) % n_dev:
-        raise ValueError(f"{len(rows)} configurations do not split over {n_dev} devices")
-    ctx = _Context(grid, dtype, mesh, matmul, prefix, batching, chunk, False, "",
-                   _Progress(0, 0, False), None, None)
-    settings, axis, loop_mesh = _layout(ctx, rows[0]["dim"])
-    spec = Spec(tuple(grid.inits), tuple(grid.targets), rows[0]["dim"], capacity,
-                grid.init_scale, dtype.name, settings, axis, mesh)
-    state, phi, mask, lr = _start(ctx, spec, rows)
-    eps = jnp.asarray(grid.eps, dtype)
-    max_iters = jnp.asarray(grid.max_iters, jnp.int32)
-    active = _replicated(np.asarray(max(r["depth"] for r in rows), np.int32), mesh)
-    return state, lambda state: advance_chunk(state, phi, mask, lr, active, eps, max_iters,
-                                              settings, axis, loop_mesh)
+    if len(rows) % mesh.devices.size:
+        raise ValueError(f"{len(rows)} configurations do not split over {mesh.devices.size} "
+                         "devices")
+    sl = Slice(rows[0]["dim"], capacity, len(rows), max(r["depth"] for r in rows), tuple(rows))
+    prepared = FullEngine(matmul, prefix, batching).start(grid, sl, rows, jnp.dtype(dtype),
+                                                          mesh, chunk)
+    return prepared.state, prepared.advance

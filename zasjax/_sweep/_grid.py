@@ -21,6 +21,25 @@ FILE_TARGET = "file"
 #: Seeds and iteration counts live in int32 arrays on the device.
 INT32_MAX = 2**31 - 1
 
+#: `Grid(lrs=AUTO_LRS)`: each depth gets its own learning rates, `depth_lrs(L)`.
+AUTO_LRS = "auto"
+
+
+def lr_grid(lo: float = 2.0**-14, hi: float = 1.0, per_octave: int = 2) -> list[float]:
+    """Log-spaced learning rates from `lo` to `hi`, `per_octave` per factor of two."""
+    n = round(math.log2(hi / lo) * per_octave)
+    return [float(lo * 2.0 ** (i / per_octave)) for i in range(n + 1)]
+
+
+def depth_lrs(depth: int) -> list[float]:
+    """The default tuning grid at depth L: 2⁻¹⁴/L .. 2/L, two per octave, capped at 1.
+
+    The stable learning rates shrink like 1/L (the sharpness at a solution grows like L
+    s_max², see `zasjax._sharpness`), so a fixed grid would stop far above them at large
+    depth. At L = 1 this is 2⁻¹⁴..1; η = 1 solves any target in one step from ZAS.
+    """
+    return [lr for lr in (x / depth for x in lr_grid(2.0**-14, 2.0)) if lr <= 1.0]
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -35,7 +54,7 @@ class Grid:
     dims: Sequence[int] = (1,)
     depths: Sequence[int] = (1, 2, 4, 8)
     seeds: Sequence[int] = (0,)
-    lrs: Sequence[float] = (0.01,)
+    lrs: Sequence[float] | str = (0.01,)   # or AUTO_LRS: `depth_lrs(L)` at each depth
     optimizer: str = "gd"
     hyper: tuple = ()
     eps: float = 1e-10
@@ -45,7 +64,8 @@ class Grid:
 
     def __post_init__(self):
         for name in ("inits", "targets", "dims", "depths", "seeds", "lrs"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+            if not (name == "lrs" and self.lrs == AUTO_LRS):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "hyper", tuple(sorted(tuple(h) for h in self.hyper)))
         self.check()
 
@@ -60,8 +80,11 @@ class Grid:
                     raise ValueError(f"unknown {name} {v!r}; expected one of {sorted(table)}")
         if FILE_TARGET in self.targets and self.target_matrix is None:
             raise ValueError("target 'file' needs a target matrix (--target-file)")
+        lrs = (1.0,) if self.lrs == AUTO_LRS else self.lrs
+        if isinstance(self.lrs, str) and self.lrs != AUTO_LRS:
+            raise ValueError(f"lrs must be numbers or {AUTO_LRS!r}, got {self.lrs!r}")
         for name, values in (("init", self.inits), ("target", self.targets), ("dim", self.dims),
-                             ("depth", self.depths), ("seed", self.seeds), ("lr", self.lrs)):
+                             ("depth", self.depths), ("seed", self.seeds), ("lr", lrs)):
             if not len(values):
                 raise ValueError(f"give at least one {name}")
             seen = set()
@@ -77,9 +100,9 @@ class Grid:
         if min(self.seeds) < 0 or max(self.seeds) > INT32_MAX:
             raise ValueError(f"seeds must be in [0, {INT32_MAX}], got "
                              f"{min(self.seeds)}..{max(self.seeds)}")
-        if not all(lr > 0 and math.isfinite(lr) for lr in self.lrs):
+        if not all(lr > 0 and math.isfinite(lr) for lr in lrs):
             raise ValueError(f"every learning rate must be a finite number > 0, got "
-                             f"{list(self.lrs)}")
+                             f"{list(lrs)}")
         if not (self.eps > 0 and math.isfinite(self.eps)):
             raise ValueError(f"eps must be a finite number > 0, got {self.eps}")
         if not 1 <= self.max_iters <= INT32_MAX - 1:
@@ -99,8 +122,9 @@ class Grid:
         """Every configuration as a row dict with the `KEY_COLUMNS`, in a fixed order."""
         return [dict(init=i, target=t, dim=int(d), depth=int(L), seed=int(s), lr=float(lr),
                      optimizer=self.optimizer)
-                for i, t, d, L, s, lr in itertools.product(self.inits, self.targets, self.dims,
-                                                            self.depths, self.seeds, self.lrs)]
+                for i, t, d, L, s in itertools.product(self.inits, self.targets, self.dims,
+                                                       self.depths, self.seeds)
+                for lr in (depth_lrs(L) if self.lrs == AUTO_LRS else self.lrs)]
 
     def identity(self) -> dict:
         """Everything that changes a result, as JSON-able values (compared on resume)."""

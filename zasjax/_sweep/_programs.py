@@ -46,7 +46,7 @@ class Spec(NamedTuple):
     mesh: Mesh
 
 
-def _select(index, options):
+def select(index, options):
     # options: one stacked array per name; index picks one per configuration.
     if len(options) == 1:
         return options[0]
@@ -67,11 +67,11 @@ def start(seeds, depths, coefs, init_index, target_index, lr, target_matrix, spe
     keys = jax.vmap(jax.random.key)(seeds)
     init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
     target_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-    W = _select(init_index, [
+    W = select(init_index, [
         jax.vmap(lambda k, L, c, name=name: uniform_init(name, k, D, L, C, c, spec.scale,
                                                            dtype))(init_keys, depths, coefs)
         for name in spec.inits])
-    phi = _select(target_index, [
+    phi = select(target_index, [
         jnp.broadcast_to(target_matrix.astype(dtype), (len(seeds), D, D)) if name == FILE_TARGET
         else jax.vmap(lambda k, name=name: make_target(name, k, (D, D), dtype))(target_keys)
         for name in spec.targets])

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ._grid import KEY_COLUMNS, config_key
-
-
-def lr_grid(lo: float = 2.0**-14, hi: float = 1.0, per_octave: int = 2) -> list[float]:
-    """Log-spaced learning rates from `lo` to `hi`, `per_octave` per factor of two."""
-    n = round(math.log2(hi / lo) * per_octave)
-    return [float(lo * 2.0 ** (i / per_octave)) for i in range(n + 1)]
+from ._grid import KEY_COLUMNS, config_key, depth_lrs, lr_grid  # noqa: F401 (re-exported)
 
 
 def best_per_config(rows: list[dict]) -> list[dict]:

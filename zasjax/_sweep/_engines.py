@@ -1,0 +1,263 @@
+"""The engines a sweep batches: the full network (`full`) and the exact mode reduction from
+ZAS (`modes`, see `zasjax._modes`). The driver does not care which: an engine plans its
+slices, builds a slice's initial state and chunk program, and moves states to and from the
+host (configurations first) for checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from .. import _modes
+from .._inits import depth_coef
+from .._run import RUNNING, RunState, Settings
+from .._targets import make_target
+from ._devices import put, sharding, to_host
+from ._grid import FILE_TARGET, Grid
+from ._plan import Slice, batch_cap, batch_size, check_fits, plan
+from ._programs import Spec, advance_chunk, batch_axis, select, start
+
+#: Below this width the unrolled multiply-add formulation with the batch as the last axis
+#: beats batched dot products (measured by `zasjax bench`).
+UNROLLED_MAX_DIM = 8
+
+#: From this width on, XLA:CPU runs one configuration's D × D products faster than a batch
+#: of them (batched dots of D ≥ 64 lose 20-45% against plain ones on the 2-core machine), so
+#: on CPU the configurations of a device are looped over inside the compiled program.
+LOOP_MIN_DIM = 48
+BATCHINGS = ("auto", "vmap", "loop")
+
+
+@dataclass
+class Prepared:
+    """A slice ready to run: its state and one chunk of iterations as `advance(state)`."""
+
+    state: object
+    advance: Callable
+
+
+def replicated(x, mesh) -> jax.Array:
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, NamedSharding(mesh, PartitionSpec()),
+                                        lambda idx: x[idx])
+
+
+def _seed_and_target_inputs(grid: Grid, rows: list[dict], dtype, dim: int):
+    matrix = np.zeros((dim, dim), dtype) if grid.target_matrix is None else \
+        np.asarray(grid.target_matrix, dtype)
+    return (np.asarray([r["seed"] for r in rows], np.uint32),
+            np.asarray([r["depth"] for r in rows], np.int32),
+            np.asarray([grid.targets.index(r["target"]) for r in rows], np.int32),
+            np.asarray([r["lr"] for r in rows], dtype), matrix)
+
+
+# ---------------------------------------------------------------------------------------------
+# The full network
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FullEngine:
+    """Every layer of every configuration, padded to its class's capacity (`_programs`)."""
+
+    matmul: str = "auto"
+    prefix: str = "sequential"
+    batching: str = "auto"
+    name: str = "full"
+
+    def check(self, grid: Grid) -> None:
+        pass
+
+    def plan(self, rows, ratio, n_dev, budget, dtype, grid: Grid, max_batch) -> list[Slice]:
+        check_fits(grid.dims, grid.depths, dtype.itemsize, grid.optimizer, budget)
+        return plan(rows, ratio, n_dev, budget, dtype.itemsize, grid.optimizer, max_batch)
+
+    def layout(self, dim: int, chunk: int, grid: Grid, mesh) -> tuple[Settings, int, object]:
+        mm = ("unrolled" if dim <= UNROLLED_MAX_DIM else "dot") if self.matmul == "auto" \
+            else self.matmul
+        axis = batch_axis(mm)
+        settings = Settings(grid.optimizer, tuple(grid.hyper), mm, self.prefix, chunk)
+        loop = axis == 0 and (self.batching == "loop" or self.batching == "auto" and
+                              dim >= LOOP_MIN_DIM and mesh.devices.flat[0].platform == "cpu")
+        return settings, axis, mesh if loop else None
+
+    def initial(self, grid: Grid, sl: Slice, rows: list[dict], dtype, mesh, chunk: int):
+        """(state, phi, mask, lr) of `rows` (already padded to the batch) on the mesh."""
+        settings, axis, _ = self.layout(sl.dim, chunk, grid, mesh)
+        spec = Spec(tuple(grid.inits), tuple(grid.targets), sl.dim, sl.capacity,
+                    grid.init_scale, dtype.name, settings, axis, mesh)
+        seeds, depths, targets, lr, matrix = _seed_and_target_inputs(grid, rows, dtype, sl.dim)
+        coefs = np.asarray([depth_coef(r["init"], r["dim"], r["depth"], grid.init_scale)
+                            for r in rows], dtype)
+        inits = np.asarray([grid.inits.index(r["init"]) for r in rows], np.int32)
+        return start(*(put(x, mesh, 0) for x in (seeds, depths, coefs, inits, targets, lr)),
+                     replicated(matrix, mesh), spec=spec)
+
+    def start(self, grid: Grid, sl: Slice, rows: list[dict], dtype, mesh, chunk: int
+              ) -> Prepared:
+        settings, axis, loop_mesh = self.layout(sl.dim, chunk, grid, mesh)
+        state, phi, mask, lr = self.initial(grid, sl, rows, dtype, mesh, chunk)
+        eps = jnp.asarray(grid.eps, dtype)
+        max_iters = jnp.asarray(grid.max_iters, jnp.int32)
+        active = replicated(np.int32(sl.active), mesh)
+        return Prepared(state, lambda state: advance_chunk(
+            state, phi, mask, lr, active, eps, max_iters, settings, axis, loop_mesh))
+
+    def to_host(self, state: RunState, dim: int) -> dict[str, np.ndarray]:
+        axis = self._axis(dim)
+        out = {"W": to_host(state.W, axis), "key": to_host(jax.random.key_data(state.key))}
+        for name in _COUNTERS:
+            out[name] = to_host(getattr(state, name))
+        for i, leaf in enumerate(jax.tree.leaves(state.opt_state)):
+            out[f"opt{i}"] = to_host(leaf, axis if np.ndim(leaf) > 1 else 0)
+        return out
+
+    def from_host(self, host: dict, template: RunState, dim: int, mesh) -> RunState:
+        axis = self._axis(dim)
+        leaves = [put(host[f"opt{i}"], mesh, axis if host[f"opt{i}"].ndim > 1 else 0)
+                  for i in range(len(jax.tree.leaves(template.opt_state)))]
+        opt_state = jax.tree.unflatten(jax.tree.structure(template.opt_state), leaves)
+        key = jax.device_put(jax.random.wrap_key_data(host["key"]), sharding(mesh, 1, 0))
+        return RunState(put(host["W"], mesh, axis), opt_state,
+                        *(put(host[n], mesh, 0) for n in _COUNTERS), key)
+
+    @staticmethod
+    def restore_row(host: dict, i: int, old: dict, depth: int) -> bool:
+        """Copy a saved configuration into row `i`: layers 1..depth of W and of W-shaped
+        optimiser state (the padding above stays identity / 0, as it would), the rest whole.
+        False (and nothing copied) if it does not fit."""
+        W = host["W"]
+        if W.shape[2:] != old["W"].shape[1:] or W.shape[1] < depth or set(old) != set(host):
+            return False
+        for name, value in old.items():
+            dst = host[name]
+            if dst[i].shape == value.shape:
+                continue
+            if not (dst.ndim > 1 and dst.shape[2:] == value.shape[1:] and dst.shape[1] >= depth):
+                return False
+        for name, value in old.items():
+            if host[name][i].shape == value.shape:
+                host[name][i] = value
+            else:  # the layers above `depth` keep their padding
+                host[name][i, :depth] = value[:depth]
+        return True
+
+    def _axis(self, dim: int) -> int:
+        mm = ("unrolled" if dim <= UNROLLED_MAX_DIM else "dot") if self.matmul == "auto" \
+            else self.matmul
+        return batch_axis(mm)
+
+
+_COUNTERS = ("step", "loss", "status", "iterations", "blowup")
+
+
+# ---------------------------------------------------------------------------------------------
+# The exact mode reduction from ZAS
+# ---------------------------------------------------------------------------------------------
+
+
+@partial(jax.jit, static_argnames=("targets", "dim", "dtype", "mesh"))
+def start_modes(seeds, depths, target_index, lr, target_matrix, targets, dim, dtype, mesh):
+    """The ZAS mode state (a = 1, b = 0) of every configuration, batch last: `a, b, s:
+    (d, B)`, counters `(B,)`; Φ drawn exactly as the full engine draws it."""
+    dtype = jnp.dtype(dtype)
+    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 1))(seeds)
+    phi = select(target_index, [
+        jnp.broadcast_to(target_matrix.astype(dtype), (len(seeds), dim, dim))
+        if name == FILE_TARGET
+        else jax.vmap(lambda k, name=name: make_target(name, k, (dim, dim), dtype))(keys)
+        for name in targets])
+    s = jax.vmap(lambda p: _modes.mode_svd(p)[1])(phi).T
+    depth = depths.astype(dtype)
+    state = _modes.init_state(s, depth)
+    place = lambda x: lax.with_sharding_constraint(x, sharding(mesh, x.ndim, x.ndim - 1))
+    return jax.tree.map(place, state), place(s), place(depth), place(lr.astype(dtype))
+
+
+@partial(jax.jit, static_argnames=("chunk",), donate_argnums=(0,))
+def advance_modes(state, s, depth, lr, eps, max_iters, chunk):
+    """Up to `chunk` mode iterations of every configuration; stops once all have finished."""
+    def going(carry):
+        i, st = carry
+        return (i < chunk) & jnp.any(st.status == RUNNING)
+
+    def body(carry):
+        i, st = carry
+        return i + 1, _modes.step(st, s, depth, lr, eps, max_iters)
+
+    return lax.while_loop(going, body, (jnp.zeros((), jnp.int32), state))[1]
+
+
+@dataclass(frozen=True)
+class ModesEngine:
+    """GD from ZAS as d scalar pairs per configuration: O(d) a step at any depth."""
+
+    name: str = "modes"
+
+    def check(self, grid: Grid) -> None:
+        problems = []
+        if set(grid.inits) != {"zas"}:
+            problems.append(f"init {', '.join(i for i in grid.inits if i != 'zas')}")
+        if grid.optimizer != "gd":
+            problems.append(f"optimizer {grid.optimizer}")
+        if problems:
+            raise ValueError(f"engine 'modes' is exact only for plain GD from ZAS on the "
+                             f"whitened loss; it cannot run {' and '.join(problems)} "
+                             "(use --engine full)")
+
+    def plan(self, rows, ratio, n_dev, budget, dtype, grid: Grid, max_batch) -> list[Slice]:
+        slices = []
+        for dim in sorted({r["dim"] for r in rows}):
+            members = [r for r in rows if r["dim"] == dim]
+            cap = batch_cap(8 * dim * dtype.itemsize, budget, n_dev, max_batch)
+            batch = batch_size(len(members), n_dev, cap)
+            for i0 in range(0, len(members), batch):
+                part = tuple(members[i0:i0 + batch])
+                slices.append(Slice(dim, 0, batch, max(r["depth"] for r in part), part))
+        return slices
+
+    def start(self, grid: Grid, sl: Slice, rows: list[dict], dtype, mesh, chunk: int
+              ) -> Prepared:
+        seeds, depths, targets, lr, matrix = _seed_and_target_inputs(grid, rows, dtype, sl.dim)
+        state, s, depth, lr = start_modes(
+            *(put(x, mesh, 0) for x in (seeds, depths, targets, lr)), replicated(matrix, mesh),
+            targets=tuple(grid.targets), dim=sl.dim, dtype=dtype.name, mesh=mesh)
+        eps = jnp.asarray(grid.eps, dtype)
+        max_iters = jnp.asarray(grid.max_iters, jnp.int32)
+        return Prepared(state, lambda state: advance_modes(state, s, depth, lr, eps, max_iters,
+                                                           chunk))
+
+    def to_host(self, state, dim: int) -> dict[str, np.ndarray]:
+        return {name: to_host(value, value.ndim - 1)
+                for name, value in state._asdict().items()}
+
+    def from_host(self, host: dict, template, dim: int, mesh):
+        return type(template)(**{name: put(host[name], mesh, host[name].ndim - 1)
+                                 for name in template._fields})
+
+    @staticmethod
+    def restore_row(host: dict, i: int, old: dict, depth: int) -> bool:
+        if set(old) != set(host) or any(host[n][i].shape != v.shape for n, v in old.items()):
+            return False
+        for name, value in old.items():
+            host[name][i] = value
+        return True
+
+
+ENGINES = {"full": FullEngine, "modes": ModesEngine}
+
+
+def check_engine(grid: Grid, engine: str) -> None:
+    """ValueError if `engine` is unknown or cannot run `grid` exactly."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; expected one of {sorted(ENGINES)}")
+    ENGINES[engine]().check(grid)
+
