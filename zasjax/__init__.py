@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import reproduce as reproduce
+from . import _compilation as _compilation, reproduce as reproduce  # _compilation first: XLA flags
 from ._data import load_fashion_mnist as load_fashion_mnist
 from ._diagnostics import (
     EdgeOfStability as EdgeOfStability,
@@ -88,7 +88,6 @@ from ._theory import (
     check_gd_rate as check_gd_rate,
     zas_lr_bound as zas_lr_bound,
 )
-
 from ._train import TrainResult as TrainResult, train_resnet as train_resnet
 
 flow = gradient_flow  # the short name used in notebooks and the README
