@@ -34,7 +34,7 @@ def test_support_mask_defaults_to_the_default_float():
 def test_library_modules_never_switch_x64():
     # Only entry points (the CLI, the study runner, scripts, tests) may flip global switches.
     root = pathlib.Path(zasjax.__file__).parent
-    entry_points = {"cli.py", "_sweep_cli.py", "_flow_cli.py", "_runner.py", "__main__.py"}
+    entry_points = {"_runner.py", "__main__.py"}
     flip = re.compile(r"config\.update\(\s*[\"']jax_enable_x64")
     for path in root.rglob("*.py"):
         if path.name in entry_points or "cli" in path.relative_to(root).parts:

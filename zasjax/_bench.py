@@ -1,7 +1,7 @@
 """Side-by-side benchmark: zasjax sweeps against PyTorch, the machine's matmul rate, and
 the padding cost of depth buckets.
 
-    python -m zasjax._bench [--quick] [--json OUT.json]
+    zasjax bench [--quick] [--json OUT.json]
 
 Cases (depth L = 100): d = 2 with B = 1024 configurations, d = 10 with B = 64, d = 100 with
 B = 4. A configuration-step is one GD iteration of one configuration; GFLOP/s counts the 3L
@@ -11,7 +11,6 @@ torch`); without it the ratios are null.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import platform
@@ -201,25 +200,13 @@ def depth_sweep(max_depth: int, seeds: int, iters: int, samples: int | None = No
 # ---------------------------------------------------------------------------------------------
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zasjax bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="small sizes for CI (< 2 minutes)")
-    p.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
-    p.add_argument("--sweep-depth", type=int, default=None,
-                   help="largest depth of the depth-sweep comparison (default 512, quick 16)")
-    p.add_argument("--per-depth-samples", type=int, default=None,
-                   help="depths on which the one-program-per-depth baseline is measured and "
-                        "extrapolated from (default 24; quick: every depth)")
-    return p
-
-
 def _ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
-def main(argv=None) -> dict:
-    args = parser().parse_args(argv)
-    quick = args.quick
+def run(quick: bool = False, json_path: str | None = None, sweep_depth: int | None = None,
+        per_depth_samples: int | None = None) -> dict:
+    """Measure everything, print it, write it to `json_path` if given; return the figures."""
     repeats = 2 if quick else 5
     peak = matmul_peak_gflops(repeats=repeats)
     torch = _torch()
@@ -248,11 +235,11 @@ def main(argv=None) -> dict:
                            ratio_vs_torch_bmm=_ratio(rate, bmm), gflops=gflops,
                            fraction_of_matmul_peak=gflops / peak)
         print(f"measured {name}: {rate:,.0f} config-steps/s ({best})", flush=True)
-    max_depth = args.sweep_depth or (16 if quick else 512)
+    max_depth = sweep_depth or (16 if quick else 512)
     if max_depth < 1:
         raise ValueError(f"--sweep-depth must be >= 1, got {max_depth}")
     print(f"depth sweep 1..{max_depth}: cold, warm, and one program per depth ...", flush=True)
-    samples = args.per_depth_samples or (None if quick else 24)
+    samples = per_depth_samples or (None if quick else 24)
     sweep = {"max_depth": max_depth, **depth_sweep(max_depth, 4 if quick else 8,
                                                    10 if quick else 50, samples)}
     result = {
@@ -266,8 +253,8 @@ def main(argv=None) -> dict:
         "quick": quick,
     }
     _print(result)
-    if args.json:
-        with open(args.json, "w") as f:
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump(result, f, indent=2)
     return result
 
@@ -303,6 +290,3 @@ def _print(r: dict) -> None:
           f"  one program per depth ({how}): compile {p['compile_s']:.1f} s, run "
           f"{p['run_s']:.2f} s; run overhead of the classes {s['run_overhead']:.2f}x, cold total "
           f"{s['cold_total_vs_per_depth']:.2f}x of it")
-
-if __name__ == "__main__":
-    main()

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from . import _store
+from ._errors import InputError
 
 _META = "__meta__"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint file that cannot be read, or that belongs to another run."""
 
 

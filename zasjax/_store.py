@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._errors import InputError
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` atomically (temp file in the same folder + `os.replace`)."""
@@ -118,7 +120,7 @@ def prepare_folder(folder: str, option: str = "--out") -> None:
             pass
         os.unlink(probe)
     except OSError as e:
-        raise ValueError(f"cannot write into {option} {str(folder)!r}: {e.strerror or e}"
+        raise InputError(f"cannot write into {option} {str(folder)!r}: {e.strerror or e}"
                          ) from None
 
 
@@ -160,7 +162,7 @@ class OutputLock:
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise ValueError(f"{str(self.path.parent)!r} is in use by {holder}; wait for it "
+            raise InputError(f"{str(self.path.parent)!r} is in use by {holder}; wait for it "
                              "to finish or choose another output folder") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import _store
 from .._compilation import enable_persistent_cache
+from .._errors import InputError
 from .._network import MATMULS
 from .._run import PRUNED, RUNNING, STATUS_NAMES
 from . import _inflight
@@ -148,7 +149,7 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
             finished[config_key(r)] = r
         saved = _inflight.load_all(inflight, run_id) if os.path.isdir(inflight) else {}
     elif out and os.path.exists(runs_csv):
-        raise ValueError(f"{out!r} already holds a sweep (runs.csv); pass resume=True "
+        raise InputError(f"{out!r} already holds a sweep (runs.csv); pass resume=True "
                          "(--resume) to continue it, or choose another output folder")
     pending = [c for c in configs if config_key(c) not in finished]
     write = out is not None and jax.process_index() == 0
@@ -181,7 +182,7 @@ def read_runs(path: str) -> list[dict]:
         rows = _store.read_csv(path)
         return [as_row(r) for r in rows]
     except (KeyError, ValueError, TypeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path!r} is not a readable runs.csv ({type(e).__name__}: {e}); "
+        raise InputError(f"{path!r} is not a readable runs.csv ({type(e).__name__}: {e}); "
                          "move it away to start afresh") from None
 
 

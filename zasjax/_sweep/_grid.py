@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +45,9 @@ def depth_lrs(depth: int) -> list[float]:
 class Grid:
     """One product grid of configurations. Shapes (dims, depths) are static; the rest sweeps.
 
+    `lrs`: one list for every depth; `AUTO_LRS` for `depth_lrs(L)` at each depth L; or a
+    mapping depth → its own list (stored as sorted `(depth, lrs)` pairs).
+
     Checked on construction: a value no run can use raises `ValueError` before anything is
     traced or written.
     """
@@ -54,7 +57,7 @@ class Grid:
     dims: Sequence[int] = (1,)
     depths: Sequence[int] = (1, 2, 4, 8)
     seeds: Sequence[int] = (0,)
-    lrs: Sequence[float] | str = (0.01,)   # or AUTO_LRS: `depth_lrs(L)` at each depth
+    lrs: Sequence[float] | str | Mapping[int, Sequence[float]] = (0.01,)
     optimizer: str = "gd"
     hyper: tuple = ()
     eps: float = 1e-10
@@ -63,9 +66,13 @@ class Grid:
     target_matrix: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
-        for name in ("inits", "targets", "dims", "depths", "seeds", "lrs"):
-            if not (name == "lrs" and self.lrs == AUTO_LRS):
-                object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name in ("inits", "targets", "dims", "depths", "seeds"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if isinstance(self.lrs, Mapping):
+            object.__setattr__(self, "lrs", tuple(sorted((int(L), tuple(v))
+                                                         for L, v in self.lrs.items())))
+        elif self.lrs != AUTO_LRS:
+            object.__setattr__(self, "lrs", tuple(self.lrs))
         object.__setattr__(self, "hyper", tuple(sorted(tuple(h) for h in self.hyper)))
         self.check()
 
@@ -80,11 +87,15 @@ class Grid:
                     raise ValueError(f"unknown {name} {v!r}; expected one of {sorted(table)}")
         if FILE_TARGET in self.targets and self.target_matrix is None:
             raise ValueError("target 'file' needs a target matrix (--target-file)")
-        lrs = (1.0,) if self.lrs == AUTO_LRS else self.lrs
         if isinstance(self.lrs, str) and self.lrs != AUTO_LRS:
             raise ValueError(f"lrs must be numbers or {AUTO_LRS!r}, got {self.lrs!r}")
+        if self._per_depth() and sorted(L for L, _ in self.lrs) != sorted(self.depths):
+            raise ValueError(f"learning rates per depth must list exactly the depths "
+                             f"{sorted(self.depths)}, got {[L for L, _ in self.lrs]}")
+        lists = [self.lrs_at(L) for L in self.depths] if self.depths else [()]
         for name, values in (("init", self.inits), ("target", self.targets), ("dim", self.dims),
-                             ("depth", self.depths), ("seed", self.seeds), ("lr", lrs)):
+                             ("depth", self.depths), ("seed", self.seeds)) + tuple(
+                                 ("lr", v) for v in lists):
             if not len(values):
                 raise ValueError(f"give at least one {name}")
             seen = set()
@@ -100,9 +111,10 @@ class Grid:
         if min(self.seeds) < 0 or max(self.seeds) > INT32_MAX:
             raise ValueError(f"seeds must be in [0, {INT32_MAX}], got "
                              f"{min(self.seeds)}..{max(self.seeds)}")
-        if not all(lr > 0 and math.isfinite(lr) for lr in lrs):
-            raise ValueError(f"every learning rate must be a finite number > 0, got "
-                             f"{list(lrs)}")
+        for lrs in lists:
+            if not all(lr > 0 and math.isfinite(lr) for lr in lrs):
+                raise ValueError(f"every learning rate must be a finite number > 0, got "
+                                 f"{list(lrs)}")
         if not (self.eps > 0 and math.isfinite(self.eps)):
             raise ValueError(f"eps must be a finite number > 0, got {self.eps}")
         if not 1 <= self.max_iters <= INT32_MAX - 1:
@@ -124,7 +136,18 @@ class Grid:
                      optimizer=self.optimizer)
                 for i, t, d, L, s in itertools.product(self.inits, self.targets, self.dims,
                                                        self.depths, self.seeds)
-                for lr in (depth_lrs(L) if self.lrs == AUTO_LRS else self.lrs)]
+                for lr in self.lrs_at(L)]
+
+    def _per_depth(self) -> bool:
+        return bool(self.lrs) and self.lrs != AUTO_LRS and isinstance(self.lrs[0], tuple)
+
+    def lrs_at(self, depth: int) -> tuple[float, ...]:
+        """The learning rates of depth `depth`."""
+        if self.lrs == AUTO_LRS:
+            return tuple(depth_lrs(depth))
+        if self._per_depth():
+            return dict(self.lrs).get(depth, ())
+        return self.lrs
 
     def identity(self) -> dict:
         """Everything that changes a result, as JSON-able values (compared on resume)."""
@@ -132,7 +155,8 @@ class Grid:
         for f in self.__dataclass_fields__:
             v = getattr(self, f)
             out[f] = (None if v is None else np.asarray(v).tolist()) if f == "target_matrix" \
-                else list(v) if isinstance(v, tuple) else v
+                else [list(x) if isinstance(x, tuple) else x for x in v] if isinstance(v, tuple) \
+                else v
         out["hyper"] = [list(h) for h in self.hyper]
         return out
 

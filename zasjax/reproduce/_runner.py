@@ -272,8 +272,10 @@ def add_arguments(parser: argparse.ArgumentParser, config: type[Config]) -> list
     return names
 
 
-def main(name: str, argv: Sequence[str] | None = None) -> dict:
-    """`zasjax reproduce NAME [--quick] [--out DIR] [options]`: parse, run, report."""
+def parse(name: str, argv: Sequence[str] | None = None) -> tuple[Config, str]:
+    """The config and output folder that `zasjax reproduce NAME [options]` asks for, checked
+    (the study's `preflight` included) before anything is written."""
+    from .. import _store
     from . import load
 
     study = load(name)
@@ -285,10 +287,21 @@ def main(name: str, argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     base = study.Config.quick() if args.quick else study.Config()
     given = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
-    summary = run(study.Config.from_options(base, given), args.out)
-    print(f"wrote {args.out}/summary.json")
+    cfg = study.Config.from_options(base, given)
+    preflight = getattr(study, "preflight", None)
+    if preflight is not None:
+        preflight(cfg)
+    _store.check_folder(args.out)
+    return cfg, args.out
+
+
+def main(name: str, argv: Sequence[str] | None = None) -> dict:
+    """`zasjax reproduce NAME [--quick] [--out DIR] [options]`: parse, run, report."""
+    cfg, out = parse(name, argv)
+    summary = run(cfg, out)
+    print(f"wrote {out}/summary.json")
     return summary
 
 
-__all__ = ["Config", "Outcome", "Files", "option", "run", "main", "add_arguments",
+__all__ = ["Config", "Outcome", "Files", "option", "run", "parse", "main", "add_arguments",
            "parse_list", "check_at_least", "check_positive", "check_depths", "check_known"]

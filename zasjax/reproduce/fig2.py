@@ -120,6 +120,22 @@ def lrs_for(depth: int, target: str, dim: int, per_octave: int) -> tuple[float, 
     return tuple(x for x in lr_grid(2.0**-40, ONE_STEP_LR, per_octave) if x >= floor * 0.9999)
 
 
+def grids(cfg: Config, top: float | None = None) -> list[Grid]:
+    """The study's sweeps as `Grid`s, one per case, each depth with its own η grid
+    (`lrs_for`), capped at `top` if given. The `fig2-quick` preset of `zasjax sweep` is
+    `grids(Config.quick(), top=Config.quick().lr_top)`."""
+    out = []
+    for case in cfg.cases:
+        target, dim = CASES[case]
+        depths = cfg.depths if dim <= 2 else cfg.depths_wide
+        seeds = (0,) if target == "neg-identity" else tuple(range(cfg.seeds))
+        lrs = {L: tuple(x for x in lrs_for(L, target, dim, cfg.per_octave)
+                        if top is None or x <= top * 1.0001) for L in depths}
+        out.append(Grid(inits=("zas",), targets=(target,), dims=(dim,), depths=depths,
+                        seeds=seeds, lrs=lrs, eps=EPS, max_iters=cfg.max_iters))
+    return out
+
+
 def _table(best: list[dict]) -> list[dict]:
     """Per depth: median best η and median iterations over seeds (NaN unless most converged)."""
     out = []

@@ -1,33 +1,75 @@
-"""`zasjax sweep`: command-line options → grids → `sweep` → results.csv, config.json, plot.
+"""`zasjax sweep`: options → grids → `sweep` → results.csv, config.json, a plot.
 
-Everything is validated before the output folder is touched, so bad input writes nothing.
+Everything is checked in `prepare`, before the output folder is touched, so bad input
+writes nothing; `execute` takes the folder's lock, compares a resumed sweep's identity and
+runs. Run `zasjax sweep -h` for the options.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import _plots, _store
-from ._sweep import AUTO_LRS, COLUMNS, Grid, best_per_config, lr_grid, sweep
-from ._sweep._engines import check_engine
+from .. import _plots, _store
+from .._errors import InputError
+from .._lists import parse_floats, parse_ints, parse_names
+from .._sweep import AUTO_LRS, COLUMNS, Grid, best_per_config, sweep
+from .._sweep._engines import check_engine
+
+HELP = "run a grid of GD configurations"
+DESCRIPTION = ("Run init × target × dim × depth × seed × lr, write DIR/results.csv, "
+               "DIR/config.json and a plot.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `zasjax sweep`."""
+    p.add_argument("--preset", help="a named study (e.g. fig2-quick); replaces the grid options")
+    p.add_argument("--init", default="zas", help="comma list of initialisations")
+    p.add_argument("--target", default=None,
+                   help="comma list of targets (default neg-identity)")
+    p.add_argument("--target-file", help="a .npy matrix used as the target (d × d)")
+    p.add_argument("--dim", default="1", help="comma list of widths d")
+    p.add_argument("--depths", default="1,2,4,8,16", help="depths: 1,2,8 or a:b")
+    p.add_argument("--seeds", default="0", help="seeds: 0,1 or 0:64")
+    p.add_argument("--lr", default=None, help="learning rate(s), comma list (default 0.01)")
+    p.add_argument("--tune-lr", action="store_true",
+                   help="try a log grid of learning rates (or the --lr list) in one batch and "
+                        "keep the fastest that converges; the default grid is 2^-14/L..2/L "
+                        "(capped at 1), two per octave, at each depth L")
+    p.add_argument("--eps", type=float, default=1e-10, help="convergence threshold on R")
+    p.add_argument("--max-iters", type=int, default=10_000)
+    p.add_argument("--optimizer", default="gd", help="gd, sgd, momentum, nesterov, adam")
+    p.add_argument("--opt-arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="optimizer hyper-parameter, e.g. --opt-arg momentum=0.95")
+    p.add_argument("--init-scale", type=float, help="noise/scale parameter of the init")
+    p.add_argument("--x64", action="store_true", help="float64 (needed for eps=1e-10 at d=100)")
+    p.add_argument("--out", help="output folder (default runs/<preset or 'sweep'>)")
+    p.add_argument("--resume", action="store_true", help="continue the sweep in --out")
+    p.add_argument("--chunk", type=int, default=1000, help="iterations per compiled chunk")
+    p.add_argument("--bucket-ratio", type=float, default=None,
+                   help="split each width into depth classes ceil(ratio^k), each compiled "
+                        "on its own (default: one class per width; 1 = one per depth)")
+    p.add_argument("--engine", default="full", choices=("full", "modes"),
+                   help="full: every layer; modes: the exact mode reduction of GD from ZAS, "
+                        "O(d) a step at any depth (zas init and plain gd only)")
+    p.add_argument("--distributed", action="store_true",
+                   help="call jax.distributed.initialize() first (multi-host jobs)")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def _fig2_quick() -> list[Grid]:
-    # A small Wu-Wang-Ma Figure 2: ZAS, iterations to 1e-10 vs depth, η tuned per depth.
-    depths = (1, 2, 4, 8, 16, 32, 64)
-    lrs = tuple(lr_grid(2.0**-12, 0.5, per_octave=2))
-    return [
-        Grid(inits=("zas",), targets=("neg-identity",), dims=(1,), depths=depths, seeds=(0,),
-             lrs=lrs, eps=1e-10, max_iters=20_000),
-        Grid(inits=("zas",), targets=("gaussian",), dims=(2,), depths=depths, seeds=(0, 1, 2),
-             lrs=lrs, eps=1e-10, max_iters=20_000),
-    ]
+    # Wu-Wang-Ma's Figure 2 at its quick size: the study's own grids (reproduce/fig2.py).
+    from ..reproduce import fig2
+
+    cfg = fig2.Config.quick()
+    return fig2.grids(cfg, top=cfg.lr_top)
 
 
 #: name -> (grids, tune_lr, x64)
@@ -38,19 +80,18 @@ PRESETS = {
 
 def grids_from_args(args) -> tuple[list[Grid], bool]:
     """The grids and whether to tune the learning rate; ValueError on bad input."""
-    from .cli import parse_floats, parse_ints, parse_names
-
     if args.preset:
         if args.preset not in PRESETS:
-            raise ValueError(f"unknown preset {args.preset!r}; expected one of {sorted(PRESETS)}")
+            raise ValueError(f"unknown preset {args.preset!r}; expected one of "
+                             f"{sorted(PRESETS)}")
         make, tune, x64 = PRESETS[args.preset]
         args.x64 = args.x64 or x64
         return make(), tune
     dims = parse_ints(args.dim, "dim")
-    targets = parse_names(args.target or "neg-identity")
+    targets = parse_names(args.target or "neg-identity", "target")
     target_matrix = None
     if args.target_file:
-        from ._targets import load_target
+        from .._targets import load_target
 
         if args.target:
             raise ValueError("give --target or --target-file, not both")
@@ -71,7 +112,8 @@ def grids_from_args(args) -> tuple[list[Grid], bool]:
             hyper[name] = float(value)
         except ValueError:
             raise ValueError(f"--opt-arg {name} expects a number, got {value!r}") from None
-    grid = Grid(inits=tuple(parse_names(args.init)), targets=tuple(targets), dims=tuple(dims),
+    grid = Grid(inits=tuple(parse_names(args.init, "init")), targets=tuple(targets),
+                dims=tuple(dims),
                 depths=tuple(parse_ints(args.depths, "depths")),
                 seeds=tuple(parse_ints(args.seeds, "seeds")), lrs=lrs,
                 optimizer=args.optimizer, hyper=tuple(sorted(hyper.items())), eps=args.eps,
@@ -85,7 +127,7 @@ def run_config(args, grids: list[Grid], tune: bool) -> dict:
     import jax
     import jaxlib
 
-    from . import __version__
+    from .. import __version__
 
     return {
         "command": shlex.join(["zasjax", *getattr(args, "argv", sys.argv[1:])]),
@@ -104,7 +146,19 @@ def _identity(config: dict) -> dict:
     return {k: config[k] for k in ("grids", "tune_lr", "dtype", "preset", "engine")}
 
 
-def main(args) -> int:
+@dataclass
+class Job:
+    """A checked sweep, ready to run."""
+
+    args: argparse.Namespace
+    grids: list
+    tune: bool
+    out: str
+    config: dict
+
+
+def prepare(args) -> Job:
+    """Every check that needs no lock and writes nothing (ValueError: a usage error)."""
     if args.out is not None and not args.out.strip():
         raise ValueError("--out must name a folder, got an empty string")
     grids, tune = grids_from_args(args)
@@ -121,8 +175,8 @@ def main(args) -> int:
 
     import jax
 
-    from ._sweep._driver import check_target_fits
-    from ._sweep._plan import check_fits, memory_budget
+    from .._sweep._driver import check_target_fits
+    from .._sweep._plan import check_fits, memory_budget
 
     if args.distributed:
         jax.distributed.initialize()
@@ -133,32 +187,36 @@ def main(args) -> int:
         check_engine(g, args.engine)
         check_target_fits(g, dtype)
         check_fits(g.dims, g.depths, dtype.itemsize, g.optimizer, memory_budget(jax.devices()))
-    config = run_config(args, grids, tune)
-    config_path = os.path.join(out, "config.json")
-    writer = jax.process_index() == 0
-    if not writer:
-        return _run(args, grids, tune, out, config, config_path, writer=False)
-    from ._store import OutputLock
+    return Job(args, grids, tune, out, run_config(args, grids, tune))
 
-    _store.prepare_folder(out)
-    with OutputLock(out):
-        if args.resume and os.path.exists(config_path):
+
+def execute(job: Job) -> int:
+    """Lock the output folder (process 0), check a resumed sweep's identity, run, write."""
+    import jax
+
+    config_path = os.path.join(job.out, "config.json")
+    if jax.process_index() != 0:
+        return _run(job, config_path, writer=False)
+    _store.prepare_folder(job.out)
+    with _store.OutputLock(job.out):
+        if job.args.resume and os.path.exists(config_path):
             try:
                 before = _store.read_json(config_path)
             except ValueError:
-                raise ValueError(f"{config_path!r} is not readable JSON; it cannot be resumed"
+                raise InputError(f"{config_path!r} is not readable JSON; it cannot be resumed"
                                  ) from None
-            if before.get("identity") != _store._json_safe(_identity(config)):
-                raise ValueError(f"{out!r} holds a different sweep than these options describe "
-                                 "(grid, dtype or learning-rate tuning differ); resume it with "
-                                 "the options it was started with")
-        return _run(args, grids, tune, out, config, config_path, writer=True)
+            if before.get("identity") != _store._json_safe(_identity(job.config)):
+                raise InputError(f"{job.out!r} holds a different sweep than these options "
+                                 "describe (grid, dtype, engine or learning-rate tuning "
+                                 "differ); resume it with the options it was started with")
+        return _run(job, config_path, writer=True)
 
 
-def _run(args, grids, tune, out, config, config_path, writer) -> int:
-    from ._compilation import Timer, enable_persistent_cache
+def _run(job: Job, config_path: str, writer: bool) -> int:
+    from .._compilation import Timer, enable_persistent_cache
 
-    config = {**config, "identity": _identity(config)}
+    args, grids, tune, out = job.args, job.grids, job.tune, job.out
+    config = {**job.config, "identity": _identity(job.config)}
     if writer:
         _store.write_json(config_path, {**config, "started": time.strftime("%FT%T%z")})
     cache_dir = enable_persistent_cache()

@@ -22,18 +22,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._flow import compare_gd_flow
-from ._inits import INITS, make_init
-from ._run import STATUS_NAMES
-from ._store import check_folder, write_csv, write_json
-from ._targets import TARGETS, load_target, make_target
-from ._theory import flow_rate_ratios, zas_lr_bound
+from .._flow import compare_gd_flow
+from .._inits import INITS, make_init
+from .._run import STATUS_NAMES
+from .._store import check_folder, write_csv, write_json
+from .._targets import TARGETS, load_target, make_target
+from .._theory import flow_rate_ratios, zas_lr_bound
 
 #: Most rows of flow.csv: each row holds every learning rate's loss.
 MAX_SAVES = 1_000_000
 
 #: ODE tolerances when none are given: tight in float64, what float32 can resolve otherwise.
 DEFAULT_TOLERANCES = {"float64": (1e-8, 1e-10), "float32": (1e-5, 1e-7)}
+
+
+HELP = "gradient flow via diffrax, beside GD"
+DESCRIPTION = "Solve dW/dt = -∇R(W) with diffrax and compare GD at t = ηk."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,9 +116,22 @@ def _validate(args) -> dict:
     return {"lrs": lrs, "phi_file": phi_file}
 
 
+def prepare(args: argparse.Namespace):
+    """Every check, before any work or file (ValueError: a usage error)."""
+    return args, _validate(args)
+
+
+def execute(job) -> int:
+    run(*job)
+    return 0
+
+
 def main(args: argparse.Namespace) -> dict:
     """Run `zasjax flow`; returns the summary that is also written to flow_summary.json."""
-    checked = _validate(args)
+    return run(args, _validate(args))
+
+
+def run(args: argparse.Namespace, checked: dict) -> dict:
     if args.x64:
         jax.config.update("jax_enable_x64", True)
     dtype = jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
@@ -175,7 +192,7 @@ def main(args: argparse.Namespace) -> dict:
         print(f"zasjax flow: warning: GD diverged at η = {', '.join(diverged)}, beyond its "
               "stability limit; its gap to the flow says nothing about O(η)", file=sys.stderr)
     write_csv(files["flow.csv"], rows, columns)
-    from ._plots import flow_vs_gd
+    from .._plots import flow_vs_gd
 
     flow_vs_gd(files["flow.png"], ts, loss_flow, bound,
                {f"η={s}": (lr * np.arange(len(cmp.gd_losses[i])), cmp.gd_losses[i])
@@ -185,4 +202,4 @@ def main(args: argparse.Namespace) -> dict:
     return summary
 
 
-__all__ = ["add_arguments", "main", "DEFAULT_TOLERANCES"]
+__all__ = ["add_arguments", "prepare", "execute", "main", "DEFAULT_TOLERANCES"]

@@ -1,0 +1,87 @@
+"""The `zasjax` command: gradient-descent dynamics of deep linear networks.
+
+    zasjax sweep ...            a grid of GD runs -> results.csv, config.json, a plot
+    zasjax flow ...             gradient flow (diffrax) beside GD
+    zasjax reproduce NAME ...   one of the papers' experiments
+    zasjax bench ...            the side-by-side benchmark
+
+One module per subcommand, each with `add_arguments(parser)`, `prepare(args)` (every
+check; nothing written) and `execute(job)`. Exit status: 0 done; 2 a usage error
+(argparse's, any error `prepare` raises, or an `InputError` found later), reported as one line with nothing written; 130 interrupted;
+1 an internal error, reported with a hint to file it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from .._errors import InputError
+
+#: subcommand -> module (imported when the parser is built; each imports JAX lazily).
+COMMANDS = {name: f"zasjax.cli.{name}" for name in ("sweep", "flow", "reproduce", "bench")}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("zasjax")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zasjax", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"zasjax {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, path in COMMANDS.items():
+        module = importlib.import_module(path)
+        p = sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION)
+        module.add_arguments(p)
+        p.set_defaults(module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    try:
+        job = args.module.prepare(args)
+    except ValueError as e:  # every check of the input, before anything is written
+        return _usage(e)
+    except KeyboardInterrupt:
+        return _interrupted()
+    try:
+        return int(args.module.execute(job) or 0)
+    except InputError as e:  # found later: a lock held, a file that cannot be resumed
+        return _usage(e)
+    except KeyboardInterrupt:
+        return _interrupted()
+    except Exception as e:  # noqa: BLE001 - reported, with the traceback, as our bug
+        return _internal(e)
+
+
+def _interrupted() -> int:
+    print("\nzasjax: interrupted", file=sys.stderr)
+    return 130
+
+
+def _usage(e: BaseException) -> int:
+    print(f"zasjax: error: {e}", file=sys.stderr)
+    return 2
+
+
+def _internal(e: BaseException) -> int:
+    traceback.print_exception(e, file=sys.stderr)
+    print(f"zasjax: internal error: {type(e).__name__}: {e}\nThis is a bug in zasjax, not in "
+          "your input: please file it with the command and the traceback above.",
+          file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
