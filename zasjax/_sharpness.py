@@ -238,14 +238,19 @@ def sharpness(W: jax.Array, objective, k: int = 1, *, mask: jax.Array | None = N
 
 def _zas_mode(s: jax.Array, L: int, c) -> jax.Array:
     """x = a² with x^{L−1}(x − c) = s², x ≥ c, for 0 < c ≤ 1: bisection on [c, c + s²/c^{L−1}],
-    where the left side is increasing."""
+    where the left side is increasing.
+
+    Compared in log space, (L−1) log x + log(x − c) against 2 log s: x^{L−1} overflows at
+    large L, and XLA:CPU evaluated x**1023 inside this loop as NaN (jax 0.10.2).
+    """
     lo = jnp.full_like(s, c)
     hi = c + s * s / c ** (L - 1)
+    target = 2.0 * jnp.log(s)
 
     def body(_, bracket):
         lo, hi = bracket
         mid = 0.5 * (lo + hi)
-        above = mid ** (L - 1) * (mid - c) > s * s
+        above = (L - 1) * jnp.log(mid) + jnp.log(mid - c) > target
         return jnp.where(above, lo, mid), jnp.where(above, mid, hi)
 
     lo, hi = lax.fori_loop(0, 200, body, (lo, hi))
@@ -301,7 +306,7 @@ def zas_minimum_sharpness(s_max, L: int, c=1.0) -> jax.Array:
     if L == 1:
         return jnp.ones_like(s_max)
     x = _zas_mode(s_max, L, c)
-    return x ** (L - 2) * (L * x - (L - 1) * c)
+    return jnp.exp((L - 2) * jnp.log(x)) * (L * x - (L - 1) * c)  # x^{L−2} may overflow alone
 
 
 __all__ = ["Sharpness", "sharpness", "hessian_vector_product", "zas_minimum",
