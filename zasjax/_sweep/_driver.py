@@ -24,7 +24,7 @@ from .._errors import InputError
 from .._network import MATMULS
 from .._run import PRUNED, RUNNING, STATUS_NAMES
 from . import _inflight
-from ._devices import make_mesh, put, to_host
+from ._devices import is_writer, make_mesh, on_writer, put, to_host
 from ._engines import BATCHINGS, FullEngine, ModesEngine, check_engine
 from ._grid import COLUMNS, Grid, config_key
 from ._plan import DEFAULT_RATIO, Slice, check_ratio, memory_budget
@@ -74,7 +74,9 @@ class _Context:
     bar: _Progress
     runs_csv: str | None              # None: this process does not write
     inflight: str | None
-    saved: dict = field(default_factory=dict)
+    checkpoints: bool                 # the same on every process: they gather states together
+    saved: dict = field(default_factory=dict)   # process 0's checkpoints (empty elsewhere)
+    has_saved: bool = False           # whether process 0 has any (known to every process)
     finished: dict = field(default_factory=dict)
     compiled: set = field(default_factory=set)
 
@@ -142,21 +144,32 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
     inflight = os.path.join(out, "inflight") if out else None
     run_id = run_identity(grid, dtype, eng)
 
-    finished: dict[tuple, dict] = {}
-    saved: dict = {}
-    if out and resume:
-        for r in read_runs(runs_csv):
-            finished[config_key(r)] = r
-        saved = _inflight.load_all(inflight, run_id) if os.path.isdir(inflight) else {}
-    elif out and os.path.exists(runs_csv):
-        raise InputError(f"{out!r} already holds a sweep (runs.csv); pass resume=True "
-                         "(--resume) to continue it, or choose another output folder")
-    pending = [c for c in configs if config_key(c) not in finished]
-    write = out is not None and jax.process_index() == 0
+    write = out is not None and is_writer()
+
+    saved: dict = {}  # checkpoints stay with process 0, which restores them
+
+    def read_folder():
+        # Process 0 alone reads the folder; every process gets the rows, the plan and
+        # whether checkpoints exist, so all run the same slices in the same order.
+        finished: dict[tuple, dict] = {}
+        if out and resume:
+            for r in read_runs(runs_csv):
+                finished[config_key(r)] = r
+            if os.path.isdir(inflight):
+                saved.update(_inflight.load_all(inflight, run_id))
+        elif out and os.path.exists(runs_csv):
+            raise InputError(f"{out!r} already holds a sweep (runs.csv); pass resume=True "
+                             "(--resume) to continue it, or choose another output folder")
+        pending = [c for c in configs if config_key(c) not in finished]
+        slices = eng.plan(pending, ratio, n_dev, budget, dtype, grid, max_batch)
+        return finished, bool(saved), slices
+
+    finished, has_saved, slices = on_writer(read_folder)
     ctx = _Context(grid, eng, dtype, mesh, chunk, prune, run_id,
-                   _Progress(len(configs), len(configs) - len(pending), progress),
-                   runs_csv if write else None, inflight if write else None, saved, finished)
-    for i, sl in enumerate(eng.plan(pending, ratio, n_dev, budget, dtype, grid, max_batch)):
+                   _Progress(len(configs), len(finished), progress and is_writer()),
+                   runs_csv if write else None, inflight if write else None,
+                   out is not None, saved=saved, finished=finished, has_saved=has_saved)
+    for i, sl in enumerate(slices):
         _run_slice(ctx, sl, f"{sl.tag}-{i}-{os.getpid()}")
     ctx.bar.close()
     if write and os.path.isdir(inflight):
@@ -210,10 +223,18 @@ def _stop(state, stop: np.ndarray, n_padded: int, mesh):
 
 
 def _save_running(ctx: _Context, checkpoint, rows, padded, state, dim) -> None:
+    # Every process gathers (collectives); process 0 alone (checkpoint set) writes.
     running = np.zeros(len(padded), bool)
     running[: len(rows)] = to_host(state.status)[: len(rows)] == RUNNING
-    if running.any():
-        _inflight.save(checkpoint, padded, ctx.engine.to_host(state, dim), running, ctx.run_id)
+    if not running.any():
+        return
+    host = ctx.engine.to_host(state, dim)
+    if checkpoint:
+        try:
+            _inflight.save(checkpoint, padded, host, running, ctx.run_id)
+        except KeyboardInterrupt:  # finish this save, so the chunk is not lost
+            _inflight.save(checkpoint, padded, host, running, ctx.run_id)
+            raise
 
 
 def _run_slice(ctx: _Context, sl: Slice, name: str) -> None:
@@ -228,10 +249,12 @@ def _run_slice(ctx: _Context, sl: Slice, name: str) -> None:
     label = f"d={sl.dim} L<={sl.active} ({sl.batch} configs)"
     prepared = ctx.engine.start(ctx.grid, sl, padded, ctx.dtype, ctx.mesh, ctx.chunk)
     state = prepared.state
-    if ctx.saved:
+    if ctx.has_saved:
         host = {k: np.array(v) for k, v in ctx.engine.to_host(state, sl.dim).items()}
-        if _inflight.restore(host, padded, ctx.saved, ctx.engine.restore_row):
-            state = ctx.engine.from_host(host, state, sl.dim, ctx.mesh)
+        restored = on_writer(lambda: _inflight.restore(host, padded, ctx.saved,
+                                                       ctx.engine.restore_row) and host)
+        if restored:  # process 0's restored states, on every process
+            state = ctx.engine.from_host(restored, state, sl.dim, ctx.mesh)
     checkpoint = os.path.join(ctx.inflight, name + ".npz") if ctx.inflight else None
     reported = np.zeros(len(rows), bool)
     cfg_steps = 0
@@ -262,12 +285,8 @@ def _run_slice(ctx: _Context, sl: Slice, name: str) -> None:
                 continue
         state = prepared.advance(state)
         cfg_steps = ctx.chunk * int((~done).sum())
-        if checkpoint:
-            try:
-                _save_running(ctx, checkpoint, rows, padded, state, sl.dim)
-            except KeyboardInterrupt:  # finish this save, so the chunk is not lost
-                _save_running(ctx, checkpoint, rows, padded, state, sl.dim)
-                raise
+        if ctx.checkpoints:
+            _save_running(ctx, checkpoint, rows, padded, state, sl.dim)
     if checkpoint and os.path.exists(checkpoint):
         os.unlink(checkpoint)
 

@@ -8,6 +8,7 @@ runs. Run `zasjax sweep -h` for the options.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shlex
@@ -22,6 +23,12 @@ from .._errors import InputError
 from .._lists import parse_floats, parse_ints, parse_names
 from .._sweep import AUTO_LRS, COLUMNS, Grid, best_per_config, sweep
 from .._sweep._engines import check_engine
+
+#: From this width on, one CPU device per core runs a sweep faster than one device (d = 100,
+#: L = 100: ~1.6-1.9x on 2 cores, `zasjax bench`); at d = 2 it gains little, so `--devices
+#: auto` keeps one device there. It is the width from which the configurations of a device
+#: are looped over (`LOOP_MIN_DIM`): one core then runs one configuration's products.
+AUTO_MIN_DIM = 48
 
 HELP = "run a grid of GD configurations"
 DESCRIPTION = ("Run init × target × dim × depth × seed × lr, write DIR/results.csv, "
@@ -59,8 +66,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="full", choices=("full", "modes"),
                    help="full: every layer; modes: the exact mode reduction of GD from ZAS, "
                         "O(d) a step at any depth (zas init and plain gd only)")
-    p.add_argument("--distributed", action="store_true",
-                   help="call jax.distributed.initialize() first (multi-host jobs)")
+    g = p.add_argument_group("devices and processes")
+    g.add_argument("--devices", metavar="N|auto",
+                   help="CPU only: N XLA devices in this process, the configurations split "
+                        f"over them; auto: one per core from width {AUTO_MIN_DIM} on (where "
+                        "that is faster), else 1 (default: JAX's, one)")
+    g.add_argument("--processes", type=int, metavar="N",
+                   help="run the sweep as N processes on this machine (JAX's distributed "
+                        "runtime, as on a cluster); process 0 writes")
+    g.add_argument("--distributed", action="store_true",
+                   help="join a multi-process job found by JAX (SLURM, Open MPI, cloud TPU): "
+                        "jax.distributed.initialize() with no arguments")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="join a multi-process job: process 0's address (with --num-processes "
+                        "and --process-id; every process runs the same command)")
+    g.add_argument("--num-processes", type=int, metavar="N")
+    g.add_argument("--process-id", type=int, metavar="I")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -148,19 +169,96 @@ def _identity(config: dict) -> dict:
 
 @dataclass
 class Job:
-    """A checked sweep, ready to run."""
+    """A checked sweep, ready to run (`launch`: (workers, devices each) for `--processes`)."""
 
     args: argparse.Namespace
     grids: list
     tune: bool
     out: str
     config: dict
+    launch: tuple | None = None
+
+
+def _processes(args) -> str | None:
+    """How this process takes part: None (alone), "launch" (start --processes workers),
+    "worker" (one of them), "join" (--coordinator ...), "detect" (--distributed)."""
+    from .._launch import launched
+
+    explicit = [args.coordinator, args.num_processes, args.process_id]
+    given = [o for o, v in zip(("--coordinator", "--num-processes", "--process-id"), explicit)
+             if v is not None]
+    if args.processes is not None:
+        if args.processes < 1:
+            raise ValueError(f"--processes must be >= 1, got {args.processes}")
+        if args.distributed or given:
+            raise ValueError("--processes starts its own workers; give it without "
+                             "--distributed, --coordinator, --num-processes, --process-id")
+        if launched():
+            return "worker"
+        return "launch" if args.processes > 1 else None
+    if given:
+        if args.distributed:
+            raise ValueError("give --distributed (JAX finds the job) or --coordinator, "
+                             "--num-processes and --process-id, not both")
+        if len(given) < 3:
+            missing = sorted({"--coordinator", "--num-processes", "--process-id"} - set(given))
+            raise ValueError(f"{', '.join(given)} needs {' and '.join(missing)} too")
+        host, sep, port = args.coordinator.rpartition(":")
+        if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"--coordinator expects HOST:PORT, got {args.coordinator!r}")
+        if args.num_processes < 1:
+            raise ValueError(f"--num-processes must be >= 1, got {args.num_processes}")
+        if not 0 <= args.process_id < args.num_processes:
+            raise ValueError(f"--process-id must be in 0..{args.num_processes - 1}, got "
+                             f"{args.process_id}")
+        return "join"
+    return "detect" if args.distributed else None
+
+
+def _devices_option(text: str | None) -> int | str | None:
+    if text is None or text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"--devices expects a number >= 1 or 'auto', got {text!r}")
+    return n
+
+
+def device_count(option, grids: list[Grid], per_host: int = 1) -> int | None:
+    """CPU devices per process for `--devices` (None: leave JAX's default). `auto`: one
+    per core (shared by the `per_host` processes of this machine) for widths from
+    `AUTO_MIN_DIM`, where that is faster; one below it, where it is not."""
+    from .._launch import cores
+
+    if option != "auto":
+        return option
+    if max(d for g in grids for d in g.dims) < AUTO_MIN_DIM:
+        return None
+    return max(cores() // per_host, 1)
+
+
+def _start_devices(n: int | None) -> None:
+    # Before anything starts JAX's CPU backend: the count is fixed when it starts.
+    if n is None:
+        return
+    import jax
+
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:
+        raise ValueError("--devices: JAX's CPU backend had already started in this process; "
+                         "set it before any JAX computation") from None
 
 
 def prepare(args) -> Job:
     """Every check that needs no lock and writes nothing (ValueError: a usage error)."""
     if args.out is not None and not args.out.strip():
         raise ValueError("--out must name a folder, got an empty string")
+    mode = _processes(args)
+    devices = _devices_option(args.devices)
     grids, tune = grids_from_args(args)
     if args.chunk < 1:
         raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
@@ -172,44 +270,110 @@ def prepare(args) -> Job:
     if os.path.exists(runs_csv) and not args.resume:
         raise ValueError(f"{out!r} already holds a sweep; pass --resume to continue it, "
                          "or choose another --out")
+    for g in grids:
+        check_engine(g, args.engine)
+    if mode == "launch":  # the workers start JAX; this process only waits for them
+        return Job(args, grids, tune, out, {},
+                   launch=(args.processes, device_count(devices, grids, args.processes)))
+    if mode == "worker":
+        env = os.environ
+        devices = int(env["ZASJAX_DEVICES"]) if env.get("ZASJAX_DEVICES") else None
+    else:
+        devices = device_count(devices, grids)
+    _start_devices(devices)
 
     import jax
 
+    from .._launch import initialize
     from .._sweep._driver import check_target_fits
     from .._sweep._plan import check_fits, memory_budget
 
-    if args.distributed:
-        jax.distributed.initialize()
+    if mode == "worker":
+        initialize(os.environ["ZASJAX_COORDINATOR"], int(os.environ["ZASJAX_NUM_PROCESSES"]),
+                   int(os.environ["ZASJAX_PROCESS_ID"]))
+    elif mode == "join":
+        initialize(args.coordinator, args.num_processes, args.process_id)
+    elif mode == "detect":
+        initialize()
+    if isinstance(args.devices, str) and args.devices != "auto" and \
+            jax.default_backend() != "cpu":
+        raise ValueError(f"--devices sets the number of CPU devices; this process runs on "
+                         f"{jax.default_backend()}, where every visible device is used "
+                         "(choose them with CUDA_VISIBLE_DEVICES)")
     if args.x64:
         jax.config.update("jax_enable_x64", True)
     dtype = np.dtype("float64" if args.x64 else "float32")
     for g in grids:
-        check_engine(g, args.engine)
         check_target_fits(g, dtype)
         check_fits(g.dims, g.depths, dtype.itemsize, g.optimizer, memory_budget(jax.devices()))
     return Job(args, grids, tune, out, run_config(args, grids, tune))
 
 
 def execute(job: Job) -> int:
-    """Lock the output folder (process 0), check a resumed sweep's identity, run, write."""
+    """Lock the output folder (process 0), check a resumed sweep's identity, run, write.
+
+    With several processes, process 0's refusals reach the others (they exit 2 quietly), and
+    a process whose partner vanished stops with one line (`PEER_LOST`) instead of waiting.
+    """
+    if job.launch:
+        from .._launch import launch
+
+        n, per = job.launch
+        return launch(job.args.argv, n, per, job.out)
     import jax
+
+    if jax.process_count() == 1:
+        return _execute(job)
+    from .._launch import PEER_LOST, launched
+    from .._sweep._devices import WriterRefused
+
+    try:
+        code = _execute(job)
+    except WriterRefused:
+        return 2  # process 0 said why, in one line
+    except jax.errors.JaxRuntimeError as e:
+        if not launched():  # run by the launcher, the launcher names the failed worker
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            print(f"zasjax: error: process {jax.process_index()} of {jax.process_count()} "
+                  f"stopped: a collective failed, another process of the sweep is most "
+                  f"likely gone ({first}); finished runs are in {job.out}/runs.csv; run the "
+                  "same command with --resume to finish the sweep", file=sys.stderr)
+        code = PEER_LOST
+    if code != 0:
+        # Skip JAX's exit barrier: it would wait for processes that are gone, then abort.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _execute(job: Job) -> int:
+    import jax
+
+    from .._sweep._devices import on_writer
 
     config_path = os.path.join(job.out, "config.json")
     if jax.process_index() != 0:
+        on_writer(lambda: None)  # process 0's lock and identity checks
         return _run(job, config_path, writer=False)
-    _store.prepare_folder(job.out)
-    with _store.OutputLock(job.out):
-        if job.args.resume and os.path.exists(config_path):
-            try:
-                before = _store.read_json(config_path)
-            except ValueError:
-                raise InputError(f"{config_path!r} is not readable JSON; it cannot be resumed"
-                                 ) from None
-            if before.get("identity") != _store._json_safe(_identity(job.config)):
-                raise InputError(f"{job.out!r} holds a different sweep than these options "
-                                 "describe (grid, dtype, engine or learning-rate tuning "
-                                 "differ); resume it with the options it was started with")
+    with contextlib.ExitStack() as stack:
+        on_writer(lambda: _lock_and_check(job, config_path, stack))
         return _run(job, config_path, writer=True)
+
+
+def _lock_and_check(job: Job, config_path: str, stack: contextlib.ExitStack) -> None:
+    _store.prepare_folder(job.out)
+    stack.enter_context(_store.OutputLock(job.out))
+    if job.args.resume and os.path.exists(config_path):
+        try:
+            before = _store.read_json(config_path)
+        except ValueError:
+            raise InputError(f"{config_path!r} is not readable JSON; it cannot be resumed"
+                             ) from None
+        if before.get("identity") != _store._json_safe(_identity(job.config)):
+            raise InputError(f"{job.out!r} holds a different sweep than these options "
+                             "describe (grid, dtype, engine or learning-rate tuning "
+                             "differ); resume it with the options it was started with")
 
 
 def _run(job: Job, config_path: str, writer: bool) -> int:
@@ -225,10 +389,13 @@ def _run(job: Job, config_path: str, writer: bool) -> int:
     try:
         for i, grid in enumerate(grids):
             rows += sweep(grid, out, resume=args.resume or i > 0, chunk=args.chunk,
-                          bucket_ratio=args.bucket_ratio, progress=not args.no_progress,
+                          bucket_ratio=args.bucket_ratio,
+                          progress=writer and not args.no_progress,
                           dtype="float64" if args.x64 else "float32", prune=tune,
                           engine=args.engine)
     except KeyboardInterrupt:
+        if not writer:
+            return 130
         sys.stderr.write(f"\nzasjax: interrupted; finished runs are in {out}/runs.csv and runs "
                          f"in flight are checkpointed: continue with the same command and "
                          f"--resume\n")
@@ -244,7 +411,7 @@ def _run(job: Job, config_path: str, writer: bool) -> int:
         _store.write_json(config_path, {**config, "seconds": round(elapsed, 3),
                                         "timing": timing,
                                         "finished": time.strftime("%FT%T%z")})
-    _print_summary(table, out, elapsed)
+        _print_summary(table, out, elapsed)
     return 0
 
 
