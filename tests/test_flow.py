@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import zasjax as zj
 from zasjax import make_init, make_target
 from zasjax._flow import compare_gd_flow, gradient_flow_jit
+from zasjax.cli import main as zasjax_main
 from zasjax.cli.flow import add_arguments, main
 
 F64 = jnp.float64
@@ -102,3 +104,24 @@ def test_flow_cli_refuses_bad_input_before_writing(tmp_path, extra, match):
     with pytest.raises(ValueError, match=match):
         main(_args(tmp_path, *extra))
     assert not (tmp_path / "out").exists()
+
+
+def test_flow_modes_engine_equals_full_and_reaches_a_million_layers(tmp_path):
+    from zasjax._modes import compare_gd_flow_modes
+
+    key = jax.random.key(5)
+    phi = zj.make_target("gaussian", key, (3, 3))
+    lrs = [0.02, 0.01, 0.005, 0.0025]
+    full = zj.compare_gd_flow(zj.make_init("zas", key, (3,) * 5), phi, lrs, 4.0)
+    modes = compare_gd_flow_modes(phi, 4, lrs, 4.0)
+    np.testing.assert_allclose(modes.gaps, full.gaps, rtol=1e-6)
+    np.testing.assert_allclose(modes.gd_drifts, full.gd_drifts, rtol=1e-6)
+    assert abs(modes.slope - 1) < 0.05
+    out = tmp_path / "deep"
+    assert zasjax_main(["flow", "--engine", "modes", "--target", "neg-identity", "--dim", "2",
+                        "--depth", str(2**20), "--t-max", "0.001", "--x64", "--lrs",
+                        "1e-6,5e-7,2.5e-7,1.25e-7", "--out", str(out)]) == 0
+    summary = json.loads((out / "flow_summary.json").read_text())
+    assert summary["engine"] == "modes" and abs(summary["gd_gap_slope"] - 1) < 0.1
+    assert zasjax_main(["flow", "--engine", "modes", "--init", "xavier", "--target",
+                        "neg-identity", "--out", str(tmp_path / "no")]) == 2

@@ -160,7 +160,8 @@ def step(state: ModeState, s, depth, lr, eps, max_iters) -> ModeState:
     a = jnp.where(move, state.a - lr * g_a, state.a)
     b = jnp.where(move, state.b - lr * g_b, state.b)
     loss = jnp.where(going, loss, state.loss)
-    return ModeState(a, b, state.step + move, loss, status, iterations, state.blowup)
+    return ModeState(a, b, state.step + move.astype(state.step.dtype), loss, status, iterations,
+                     state.blowup)
 
 
 def advance(state: ModeState, s, depth, lr, eps, max_iters, n_records: int,

@@ -24,7 +24,9 @@ import numpy as np
 
 from .._flow import compare_gd_flow
 from .._inits import INITS, make_init
+from .._modes import compare_gd_flow_modes
 from .._run import STATUS_NAMES
+from .._sharpness import zas_minimum_sharpness
 from .._store import check_folder, write_csv, write_json
 from .._targets import TARGETS, load_target, make_target
 from .._theory import flow_rate_ratios, zas_lr_bound
@@ -59,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ODE relative tolerance (default 1e-8 in float64, 1e-5 in float32)")
     parser.add_argument("--atol", type=float, default=None,
                         help="ODE absolute tolerance (default 1e-10 in float64, 1e-7 in float32)")
+    parser.add_argument("--engine", default="full", choices=("full", "modes"),
+                        help="full: every layer; modes: the exact mode reduction from ZAS "
+                             "(--init zas only), at any depth")
     parser.add_argument("--x64", action="store_true", help="float64 (recommended)")
     parser.add_argument("--out", default="runs/flow", help="output folder (default runs/flow)")
 
@@ -104,6 +109,8 @@ def _validate(args) -> dict:
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ValueError(f"--{name} must be a finite number > 0, got {value}")
+    if args.engine == "modes" and args.init != "zas":
+        raise ValueError(f"--engine modes is exact only from ZAS, got --init {args.init}")
     lrs = _parse_lrs(args.lrs)
     too_big = [lr for lr in lrs if lr >= args.t_max]
     if too_big:
@@ -124,6 +131,21 @@ def prepare(args: argparse.Namespace):
 def execute(job) -> int:
     run(*job)
     return 0
+
+
+def _warn_unstable(args, phi, lrs, cmp) -> None:
+    """Learning rates GD cannot follow the flow with: they diverged, or (from ZAS) exceed
+    2/λ_max at the solution the flow reaches, so their gaps say nothing about O(η)."""
+    bad = {f"{lr:g}" for lr, v in zip(lrs, cmp.gd_status) if STATUS_NAMES[int(v)] == "diverged"}
+    if args.init == "zas":
+        s_max = float(np.linalg.svd(np.asarray(phi, float), compute_uv=False)[0])
+        limit = 2.0 / float(zas_minimum_sharpness(s_max, args.depth))
+        bad |= {f"{lr:g}" for lr in lrs if lr > limit}
+    if bad:
+        where = f" (2/λ_max at the solution is {limit:.3g})" if args.init == "zas" else ""
+        print(f"zasjax flow: warning: GD at η = {', '.join(sorted(bad))} is beyond its "
+              f"stability limit{where}; those gaps to the flow say nothing about O(η)",
+              file=sys.stderr)
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -148,10 +170,13 @@ def run(args: argparse.Namespace, checked: dict) -> dict:
     else:
         phi = make_target(args.target, k_target, (d, d), dtype)
         target_name = args.target
-    W0 = make_init(args.init, k_init, (d,) * (L + 1), dtype=dtype)
     ts = np.linspace(0.0, args.t_max, args.n_save)
-
-    cmp = compare_gd_flow(W0, phi, lrs, args.t_max, ts=ts, rtol=rtol, atol=atol)
+    if args.engine == "modes":
+        cmp = compare_gd_flow_modes(phi, L, lrs, args.t_max, ts=ts, rtol=rtol, atol=atol)
+    else:
+        W0 = make_init(args.init, k_init, (d,) * (L + 1), dtype=dtype)
+        cmp = compare_gd_flow(W0, phi, lrs, args.t_max, ts=ts, rtol=rtol, atol=atol)
+    _warn_unstable(args, phi, lrs, cmp)
     flow = cmp.flow
     loss_flow = np.asarray(flow.losses, float)
     ratios = np.asarray(flow_rate_ratios(jnp.asarray(ts, dtype), flow.losses), float)
@@ -182,15 +207,12 @@ def run(args: argparse.Namespace, checked: dict) -> dict:
         "final_loss_flow": float(loss_flow[-1]),
         "theorem_4_1_applies": args.init == "zas",
         "theorem_4_3_lr_bound": float(zas_lr_bound(L, phi)),
+        "engine": args.engine,
         "config": {"init": args.init, "target": target_name, "dim": d, "depth": L,
                    "t_max": args.t_max, "n_save": args.n_save, "lrs": lrs, "seed": args.seed,
                    "rtol": rtol, "atol": atol, "dtype": dname, "solver": "Tsit5+PID"},
         "files": files,
     }
-    diverged = [s for s, v in zip(labels, cmp.gd_status) if STATUS_NAMES[int(v)] == "diverged"]
-    if diverged:
-        print(f"zasjax flow: warning: GD diverged at η = {', '.join(diverged)}, beyond its "
-              "stability limit; its gap to the flow says nothing about O(η)", file=sys.stderr)
     write_csv(files["flow.csv"], rows, columns)
     from .._plots import flow_vs_gd
 
