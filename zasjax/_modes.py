@@ -73,7 +73,7 @@ from jax import lax
 
 from . import _status
 from ._flow import flow_status
-from ._run import DIVERGENCE_FACTOR, n_records_for, next_status
+from ._run import DIVERGENCE_FACTOR, check_schedule, n_records_for, next_status
 from ._status import CONVERGED, DIVERGED, FINISHED, MAX_ITERS, RUNNING
 
 # ---------------------------------------------------------------------------------------------
@@ -288,13 +288,7 @@ def check_modes_args(phi, depth, lr, eps, max_iters, record_every) -> None:
     """ValueError, before tracing, for input `run_modes` cannot use."""
     check_phi(phi)
     check_depth(depth)
-    if int(max_iters) < 0:
-        raise ValueError(f"max_iters must be >= 0, got {max_iters}")
-    if int(record_every) < 1:
-        raise ValueError(f"record_every must be >= 1, got {record_every}")
-    for name, value in (("lr", lr), ("eps", eps)):
-        if _concrete(value) and not np.all(np.asarray(value) > 0):
-            raise ValueError(f"{name} must be > 0, got {value}")
+    check_schedule(lr, eps, max_iters, record_every)
 
 
 def _float_dtype(phi):

@@ -200,19 +200,28 @@ def loss_and_grad(W: jax.Array, phi: jax.Array, matmul: Matmul = jnp.matmul,
 def _loss_and_grad_upto(W, phi, n, matmul):
     # `loss_and_grad` with loops of traced length n over the layers 1..n.
     eye = jnp.eye(W.shape[-1], dtype=W.dtype)
+    E, grads = _prefixes_then_gradients(W, phi, n, eye, matmul, lambda a: a.T)
+    return 0.5 * jnp.sum(E * E), grads
+
+
+def _prefixes_then_gradients(W, phi, n, eye, mm, tr):
+    """The recursion of `loss_and_grad` over layers 1..n (n may be traced): prefixes
+    P_l = W_l P_{l−1} into a preallocated stack, then down from B = P_n − Φ, ∇_l = B P_{l−1}ᵀ
+    and B ← W_lᵀ B. Layers above n get gradient 0. `mm`, `tr`: product and transpose of the
+    matrix axes. Returns (E, grads)."""
     P = jnp.zeros((W.shape[0] + 1, *W.shape[1:]), W.dtype).at[0].set(eye)
     P = lax.fori_loop(0, n, lambda l, P: lax.dynamic_update_index_in_dim(
-        P, matmul(W[l], P[l]), l + 1, 0), P)
+        P, mm(W[l], P[l]), l + 1, 0), P)
     E = lax.dynamic_index_in_dim(P, n, 0, keepdims=False) - phi
 
     def down(i, carry):
         B, grads = carry
         l = n - 1 - i
-        grads = lax.dynamic_update_index_in_dim(grads, matmul(B, P[l].T), l, 0)
-        return matmul(W[l].T, B), grads
+        grads = lax.dynamic_update_index_in_dim(grads, mm(B, tr(P[l])), l, 0)
+        return mm(tr(W[l]), B), grads
 
     _, grads = lax.fori_loop(0, n, down, (E, jnp.zeros_like(W)))
-    return 0.5 * jnp.sum(E * E), grads
+    return E, grads
 
 
 def data_loss_and_grad(W: jax.Array, X: jax.Array, Y: jax.Array,
@@ -259,20 +268,7 @@ def loss_and_grad_unrolled(W: jax.Array, phi: jax.Array,
     B ← W_lᵀ B. With `active` (may be traced) both loops stop at that layer (layers above it
     are identities; their gradients are 0).
     """
-    L = W.shape[0]
-    n = L if active is None else active
+    n = W.shape[0] if active is None else active
     eye = jnp.eye(W.shape[1], dtype=W.dtype).reshape(W.shape[1:3] + (1,) * (W.ndim - 3))
-    eye = jnp.broadcast_to(eye, W.shape[1:])
-    P = jnp.zeros((L + 1, *W.shape[1:]), W.dtype).at[0].set(eye)
-    P = lax.fori_loop(0, n, lambda l, P: lax.dynamic_update_index_in_dim(
-        P, _mm(W[l], P[l]), l + 1, 0), P)
-    E = lax.dynamic_index_in_dim(P, n, 0, keepdims=False) - phi
-
-    def down(i, carry):
-        B, grads = carry
-        l = n - 1 - i
-        grads = lax.dynamic_update_index_in_dim(grads, _mm(B, _t(P[l])), l, 0)
-        return _mm(_t(W[l]), B), grads
-
-    _, grads = lax.fori_loop(0, n, down, (E, jnp.zeros_like(W)))
+    E, grads = _prefixes_then_gradients(W, phi, n, jnp.broadcast_to(eye, W.shape[1:]), _mm, _t)
     return 0.5 * jnp.sum(E * E, axis=(0, 1)), grads

@@ -183,7 +183,8 @@ def step(state: RunState, objective, mask, lr, eps, max_iters,
                                  state.opt_state)
     W = jnp.where(move, W_new, state.W)
     loss = jnp.where(going, loss, state.loss)
-    return RunState(W, opt_state, state.step + move, loss, status, iterations, state.blowup, key)
+    step_ = state.step + move.astype(state.step.dtype)  # explicit: strict promotion
+    return RunState(W, opt_state, step_, loss, status, iterations, state.blowup, key)
 
 
 def advance(state: RunState, objective, mask, lr, eps, max_iters, n_records: int,
@@ -233,6 +234,11 @@ def check_run_args(W0, lr, eps, max_iters, record_every, optimizer, mask=None, p
         raise ValueError(f"X and Y must both have shape ({D}, n), got {jnp.shape(X)} and "
                          f"{jnp.shape(Y)}")
     check_optimizer(optimizer)
+    check_schedule(lr, eps, max_iters, record_every)
+
+
+def check_schedule(lr, eps, max_iters, record_every) -> None:
+    """ValueError, before tracing, for a step size, threshold or length no run can use."""
     if int(max_iters) < 0:
         raise ValueError(f"max_iters must be >= 0, got {max_iters}")
     if int(record_every) < 1:

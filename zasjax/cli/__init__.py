@@ -7,8 +7,9 @@
 
 One module per subcommand, each with `add_arguments(parser)`, `prepare(args)` (every
 check; nothing written) and `execute(job)`. Exit status: 0 done; 2 a usage error
-(argparse's, any error `prepare` raises, or an `InputError` found later), reported as one line with nothing written; 130 interrupted;
-1 an internal error, reported with a hint to file it.
+(argparse's, any error `prepare` raises, or an `InputError` found later), reported as one
+line with nothing written; 130 interrupted; 1 an internal error, reported with a hint to
+file it.
 """
 
 from __future__ import annotations
