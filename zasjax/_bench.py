@@ -4,8 +4,10 @@ the padding cost of depth buckets.
     zasjax bench [--quick] [--json OUT.json]
 
 Cases (depth L = 100): d = 2 with B = 1024 configurations, d = 10 with B = 64, d = 100 with
-B = 4. A configuration-step is one GD iteration of one configuration; GFLOP/s counts the 3L
-products of d × d matrices per step (2d³ flops each). PyTorch is optional (`pip install
+B = 4; the d = 100 case also on one CPU device beside one device per core (the per-core
+rate measured in a subprocess started with that many devices), in the same run. A
+configuration-step is one GD iteration of one configuration; GFLOP/s counts the 3L products
+of d × d matrices per step (2d³ flops each). PyTorch is optional (`pip install
 torch`); without it the ratios are null.
 """
 
@@ -13,8 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -51,16 +56,18 @@ def _flops_per_step(d: int) -> float:
 
 
 def zasjax_rate(d: int, B: int, matmul: str, steps: int, repeats: int,
-                prefix: str = "sequential", loop: bool = False) -> float:
+                prefix: str = "sequential", loop: bool = False, devices=None) -> float:
     """Configuration-steps per second of the sweep's compiled chunk (nothing finishes).
 
-    `loop=True` runs each device's configurations one after another (`batching="loop"`).
+    `loop=True` runs each device's configurations one after another (`batching="loop"`);
+    `devices`: the devices the B configurations are split over (default: one).
     """
     grid = _sweep.Grid(inits=("near-identity",), targets=("gaussian",), dims=(d,), depths=(L,),
                        seeds=tuple(range(B)), lrs=(1e-4,), max_iters=10**9 - 1, eps=1e-30)
     state, advance = slice_program(grid, grid.configs(), L, dtype=jnp.float32, chunk=steps,
                                    matmul=matmul, prefix=prefix,
-                                   batching="loop" if loop else "vmap")
+                                   batching="loop" if loop else "vmap",
+                                   devices=devices or jax.devices()[:1])
     state = [state]
 
     def chunk():
@@ -141,6 +148,46 @@ def matmul_peak_gflops(n: int = 1024, repeats: int = 10) -> float:
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
     f = jax.jit(jnp.matmul)
     return 2 * n**3 / _best(lambda: f(a, a).block_until_ready(), repeats) / 1e9
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _d100_rate(steps: int, repeats: int) -> float:
+    """The d = 100 case as a sweep runs it on CPU (each device loops over its
+    configurations), split over every device of this process."""
+    d, B = CASES["d100"]
+    return zasjax_rate(d, B, "dot", steps, repeats, loop=True, devices=jax.devices())
+
+
+def devices_d100(steps: int, repeats: int, peak: float, timeout: float = 600) -> dict | None:
+    """The d = 100 case on one CPU device beside one device per core (`zasjax sweep
+    --devices auto`), measured now: the per-core rate in a subprocess started with that
+    device count (it is fixed when JAX's CPU backend starts). None off CPU."""
+    if jax.default_backend() != "cpu":
+        return None
+    n = _cores()
+    one = zasjax_rate(*CASES["d100"], "dot", steps, repeats, loop=True)
+    code = (f"import json, jax; jax.config.update('jax_num_cpu_devices', {n}); "
+            f"from zasjax import _bench; print(json.dumps(_bench._d100_rate({steps}, "
+            f"{repeats})))")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=timeout)
+        per_core = float(proc.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        per_core = None
+    flops = _flops_per_step(CASES["d100"][0]) / 1e9
+    return {"devices": n, "one_device_cfg_steps_per_s": one,
+            "per_core_cfg_steps_per_s": per_core,
+            "speedup": _ratio(per_core, one),
+            "one_device_fraction_of_matmul_peak": one * flops / peak,
+            "per_core_fraction_of_matmul_peak": None if per_core is None
+            else per_core * flops / peak}
 
 
 def _timed_sweep(grid, iters: int, ratio: float, cache_dir: str) -> dict:
@@ -235,6 +282,7 @@ def run(quick: bool = False, json_path: str | None = None, sweep_depth: int | No
                            ratio_vs_torch_bmm=_ratio(rate, bmm), gflops=gflops,
                            fraction_of_matmul_peak=gflops / peak)
         print(f"measured {name}: {rate:,.0f} config-steps/s ({best})", flush=True)
+    devices = devices_d100(steps["d100"], repeats, peak)
     max_depth = sweep_depth or (16 if quick else 512)
     if max_depth < 1:
         raise ValueError(f"--sweep-depth must be >= 1, got {max_depth}")
@@ -248,6 +296,7 @@ def run(quick: bool = False, json_path: str | None = None, sweep_depth: int | No
         "device": f"{jax.devices()[0].device_kind} x{jax.device_count()} ({platform.machine()}, "
                   f"jax {jax.__version__})",
         "cases": cases,
+        "d100_devices": devices,
         "depth_sweep": sweep,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "quick": quick,
@@ -276,6 +325,14 @@ def _print(r: dict) -> None:
               f"{c['gflops']:8.2f} {c['fraction_of_matmul_peak']:8.1%}")
         others = ", ".join(f"{k} {v:,.0f}" for k, v in c["rates_by_strategy"].items())
         print(f"      strategies: {others}")
+    v = r.get("d100_devices")
+    if v:
+        print(f"d100 on CPU devices (one run): 1 device {_fmt(v['one_device_cfg_steps_per_s'])} "
+              f"config-steps/s ({v['one_device_fraction_of_matmul_peak']:.1%} of peak), "
+              f"{v['devices']} (one per core) {_fmt(v['per_core_cfg_steps_per_s'])} ("
+              + ("null" if v["per_core_fraction_of_matmul_peak"] is None else
+                 f"{v['per_core_fraction_of_matmul_peak']:.1%} of peak") +
+              f"), speedup {_fmt(v['speedup'], '.2f')}x")
     s = r["depth_sweep"]
     c, w, p = s["cold"], s["warm"], s["per_depth"]
     how = (f"extrapolated from {p['measured_depths']} depths" if p["extrapolated"]

@@ -125,7 +125,8 @@ class FullEngine:
         leaves = [put(host[f"opt{i}"], mesh, axis if host[f"opt{i}"].ndim > 1 else 0)
                   for i in range(len(jax.tree.leaves(template.opt_state)))]
         opt_state = jax.tree.unflatten(jax.tree.structure(template.opt_state), leaves)
-        key = jax.device_put(jax.random.wrap_key_data(host["key"]), sharding(mesh, 1, 0))
+        # Placed as raw data first: each process builds only its own shards (multi-host).
+        key = jax.random.wrap_key_data(put(host["key"], mesh, 0))
         return RunState(put(host["W"], mesh, axis), opt_state,
                         *(put(host[n], mesh, 0) for n in _COUNTERS), key)
 

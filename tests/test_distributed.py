@@ -1,0 +1,190 @@
+"""Multi-process sweeps on JAX's distributed runtime (gloo collectives on CPU), as a cluster
+runs them: N processes joined by `jax.distributed.initialize`, process 0 writing.
+
+Equality with one process, with several devices per process, a worker killed mid-sweep
+(reported in one line, no hang, resumed to the same table), and process 0's refusals
+reaching the others. Real subprocesses throughout; each sweep lasts a few seconds."""
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# 64 configurations of a few hundred to ~1300 iterations in chunks of 100: rows finish over
+# a dozen chunks, so a worker can be killed in the middle.
+GRID = ["sweep", "--depths", "1:9", "--seeds", "0:4", "--lr", "0.005,0.01", "--max-iters",
+        "3000", "--chunk", "100", "--x64", "--no-progress"]
+KEYS = ("init", "target", "dim", "depth", "seed", "lr", "optimizer")
+
+
+def _cli(args, env=None):
+    env = {**os.environ, "PYTHONPATH": ROOT, **(env or {})}
+    for name in ("ZASJAX_COORDINATOR", "ZASJAX_NUM_PROCESSES", "ZASJAX_PROCESS_ID",
+                 "ZASJAX_DEVICES"):
+        env.pop(name, None)  # never a worker of someone else's launcher
+    return subprocess.Popen([sys.executable, "-m", "zasjax", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc, timeout=120):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return sorted(csv.DictReader(f), key=lambda r: tuple(r[k] for k in KEYS))
+
+
+def _same_table(a, b, exact=False):
+    assert [tuple(r[k] for k in KEYS) for r in a] == [tuple(r[k] for k in KEYS) for r in b]
+    for r, e in zip(a, b):
+        assert (r["status"], r["iterations"], r["steps"]) == (e["status"], e["iterations"],
+                                                               e["steps"]), (r, e)
+        if exact:
+            assert r["final_loss"] == e["final_loss"], (r, e)
+        else:
+            assert abs(float(r["final_loss"]) - float(e["final_loss"])) <= 1e-12 * abs(
+                float(e["final_loss"])), (r, e)
+
+
+def _errors(err):
+    return [line for line in err.splitlines() if line.startswith("zasjax: error")]
+
+
+def _port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _workers(args, n, extra=()):
+    port = _port()
+    return [_cli([*args, "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n),
+                  "--process-id", str(i), *extra]) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one") / "run"
+    code, _, err = _finish(_cli([*GRID, "--out", str(out)]))
+    assert code == 0, err
+    rows = _rows(out / "results.csv")
+    assert {r["status"] for r in rows} == {"converged"}
+    assert len({r["iterations"] for r in rows}) > 10  # rows finish over many chunks
+    return rows
+
+
+def test_two_processes_equal_one(tmp_path, one_process):
+    out = tmp_path / "run"
+    code, stdout, err = _finish(_cli([*GRID, "--processes", "2", "--out", str(out)]))
+    assert code == 0, err
+    _same_table(_rows(out / "results.csv"), one_process)
+    assert len(_rows(out / "runs.csv")) == len(one_process)  # each row once: one writer
+    assert sorted(os.listdir(out)) == [".lock", "config.json", "iterations_vs_depth.png",
+                                       "results.csv", "runs.csv"]
+    assert stdout.count("configurations in") == 1  # process 0 alone reports
+
+
+def test_two_processes_of_two_devices_started_by_hand(tmp_path, one_process):
+    # The cluster's way: each process the same command with its id; 4 devices in all.
+    out = tmp_path / "run"
+    procs = _workers([*GRID, "--out", str(out)], 2, ["--devices", "2"])
+    for p in procs:
+        code, _, err = _finish(p)
+        assert code == 0, err
+    _same_table(_rows(out / "results.csv"), one_process)
+    # Against one process of 4 devices (the same batch per device): bit for bit.
+    four = tmp_path / "four"
+    code, _, err = _finish(_cli([*GRID, "--devices", "4", "--out", str(four)]))
+    assert code == 0, err
+    _same_table(_rows(out / "results.csv"), _rows(four / "results.csv"), exact=True)
+    import json
+
+    config = json.loads((out / "config.json").read_text())
+    assert (config["process_count"], config["device_count"]) == (2, 4)
+
+
+def _children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def _worker_pid(launcher, index):
+    for child in _children(launcher):
+        with open(f"/proc/{child}/environ", "rb") as f:
+            if f"ZASJAX_PROCESS_ID={index}".encode() in f.read().split(b"\0"):
+                return child
+    raise AssertionError(f"no worker {index} under {launcher}")
+
+
+def _wait_rows(out, proc, timeout=120):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None and not (out / "runs.csv").exists():
+        time.sleep(0.02)
+
+
+def test_killed_worker_is_one_line_then_resume_finishes(tmp_path, one_process):
+    out = tmp_path / "run"
+    args = [*GRID, "--processes", "2", "--out", str(out)]
+    launcher = _cli(args)
+    _wait_rows(out, launcher)
+    assert launcher.poll() is None, "the sweep ended before it could be interrupted"
+    os.kill(_worker_pid(launcher.pid, 1), signal.SIGKILL)
+    start = time.monotonic()
+    code, _, err = _finish(launcher, timeout=60)
+    assert code != 0 and time.monotonic() - start < 30
+    assert len(_errors(err)) == 1 and "Traceback" not in err, err
+    assert "worker 1 of 2" in err and "SIGKILL" in err and "--resume" in err
+    assert not (out / "results.csv").exists()
+    code, _, err = _finish(_cli([*args, "--resume"]))
+    assert code == 0, err
+    _same_table(_rows(out / "results.csv"), one_process)
+    assert len(_rows(out / "runs.csv")) == len(one_process)
+
+
+def test_survivor_started_by_hand_stops_with_one_line(tmp_path):
+    out = tmp_path / "run"
+    first, second = _workers([*GRID, "--out", str(out)], 2)
+    _wait_rows(out, first)
+    second.kill()
+    second.communicate()
+    code, _, err = _finish(first, timeout=60)
+    assert code == 75  # PEER_LOST
+    assert len(_errors(err)) == 1 and "Traceback" not in err, err
+    assert "process 0 of 2 stopped" in err and "--resume" in err
+
+
+def test_refusal_of_process_0_stops_every_process(tmp_path):
+    from zasjax._store import OutputLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with OutputLock(out):  # another writer holds the folder: process 0 refuses
+        code, _, err = _finish(_cli([*GRID, "--processes", "2", "--out", str(out)]), 60)
+    assert code == 2
+    assert len(_errors(err)) == 1 and "in use by" in err, err
+    assert sorted(os.listdir(out)) == [".lock"]
+
+
+@pytest.mark.parametrize("bad", [["--processes", "0"], ["--devices", "zero"],
+                                 ["--coordinator", "nohost", "--num-processes", "2",
+                                  "--process-id", "0"],
+                                 ["--coordinator", "127.0.0.1:1", "--num-processes", "2",
+                                  "--process-id", "2"],
+                                 ["--process-id", "0"],
+                                 ["--processes", "2", "--distributed"]])
+def test_bad_process_options_are_one_line(tmp_path, capsys, bad):
+    from zasjax.cli import main
+
+    out = tmp_path / "run"
+    assert main([*GRID, "--out", str(out), *bad]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("zasjax: error: "), err
+    assert not out.exists()
