@@ -77,9 +77,9 @@ if [ "$BACKEND" = gpu ] || [ "$BACKEND" = cuda ]; then
   DIM=100; DEPTHS="10 30 100 300 1000 3000 10000"; ITERS=20000; FIG2_S=240
   FIG4=(--depths 10000 --init mzas --steps 5 --record-every 1); FIG4_S=150
 else  # no GPU: the same steps, small, so the script itself is tested
-  BENCH=(--quick --json "$OUT_DIR/bench.json" --sweep-depth 4); BENCH_S=$((BUDGET / 3))
-  DIM=10; DEPTHS="2 4 8"; ITERS=2000; FIG2_S=$((BUDGET / 3))
-  FIG4=(--depths 20 --init mzas --steps 3 --record-every 1 --train-size 100); FIG4_S=$((BUDGET / 4))
+  BENCH=(--quick --json "$OUT_DIR/bench.json" --sweep-depth 4); BENCH_S=$((BUDGET / 2))
+  DIM=10; DEPTHS="2 4 8"; ITERS=2000; FIG2_S=$((BUDGET / 4))
+  FIG4=(--depths 20 --init mzas --steps 3 --record-every 1 --train-size 100); FIG4_S=$((BUDGET / 5))
 fi
 
 step bench "$BENCH_S" "$PY" -m zasjax bench "${BENCH[@]}"
