@@ -207,7 +207,7 @@ def _orth_scale(scale):
 
 def _dtype(dtype):
     # The caller chooses precision; by default JAX's default float (float64 under x64).
-    return jnp.zeros(()).dtype if dtype is None else jnp.dtype(dtype)
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(float) if dtype is None else dtype)
 
 
 INITS: dict[str, Init] = {

@@ -14,7 +14,7 @@ Target = Callable[[jax.Array, tuple[int, int]], jax.Array]
 
 def _dtype(dtype):
     # The caller chooses precision; by default JAX's default float (float64 under x64).
-    return jnp.zeros(()).dtype if dtype is None else jnp.dtype(dtype)
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(float) if dtype is None else dtype)
 
 
 def _square(name: str, shape: tuple[int, int]) -> int:

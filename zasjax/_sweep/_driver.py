@@ -132,7 +132,7 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
     ratio = check_ratio(bucket_ratio)
     check_engine(grid, engine)
     eng = FullEngine(matmul, prefix, batching) if engine == "full" else ModesEngine()
-    dtype = jnp.dtype(dtype or jnp.zeros(()).dtype)
+    dtype = jnp.dtype(dtype or jax.dtypes.canonicalize_dtype(float))
     check_target_fits(grid, dtype)
     if cache:
         enable_persistent_cache()

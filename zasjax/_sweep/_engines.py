@@ -105,8 +105,8 @@ class FullEngine:
               ) -> Prepared:
         settings, axis, loop_mesh = self.layout(sl.dim, chunk, grid, mesh)
         state, phi, mask, lr = self.initial(grid, sl, rows, dtype, mesh, chunk)
-        eps = jnp.asarray(grid.eps, dtype)
-        max_iters = jnp.asarray(grid.max_iters, jnp.int32)
+        eps = replicated(np.asarray(grid.eps, dtype), mesh)
+        max_iters = replicated(np.int32(grid.max_iters), mesh)
         active = replicated(np.int32(sl.active), mesh)
         return Prepared(state, lambda state: advance_chunk(
             state, phi, mask, lr, active, eps, max_iters, settings, axis, loop_mesh))
@@ -231,8 +231,8 @@ class ModesEngine:
         state, s, depth, lr = start_modes(
             *(put(x, mesh, 0) for x in (seeds, depths, targets, lr)), replicated(matrix, mesh),
             targets=tuple(grid.targets), dim=sl.dim, dtype=dtype.name, mesh=mesh)
-        eps = jnp.asarray(grid.eps, dtype)
-        max_iters = jnp.asarray(grid.max_iters, jnp.int32)
+        eps = replicated(np.asarray(grid.eps, dtype), mesh)
+        max_iters = replicated(np.int32(grid.max_iters), mesh)
         return Prepared(state, lambda state: advance_modes(state, s, depth, lr, eps, max_iters,
                                                            chunk))
 
