@@ -1,24 +1,41 @@
-"""Figure 2 of Wu, Wang & Ma (NeurIPS 2019): ZAS iterations to ε = 1e-10 against depth.
+"""Figure 2 of Wu, Wang & Ma (NeurIPS 2019): ZAS iterations to ε = 1e-10 against depth,
+here to L = 2^20 through the exact mode engine.
 
 Gradient descent from the zero-asymmetric initialisation (W_L = 0, W_l = I) on the whitened
-loss R = ½‖W_{L:1} − Φ‖²_F, float64, with η tuned per depth from a log grid that runs in one
-vmapped batch (`best_per_config` keeps the fastest converging η of each seed). Cases: Φ = −I
-(d = 1, d = 100) and Φ Gaussian (d = 2, d = 100). The paper reads iterations ∝ L^γ with
-γ ≈ 1/2 for −I and γ ≈ 1 for the Gaussian target.
+loss R = ½‖W_{L:1} − Φ‖²_F, float64, η tuned per depth. Cases: Φ = −I (d = 1, d = 100) and
+Φ Gaussian (d = 2, d = 100, several seeds). The paper reads iterations ∝ L^γ with γ ≈ 1/2 for
+−I and γ ≈ 1 for the Gaussian target.
 
-The η grid. At ZAS every gradient but the last layer's vanishes and ∇_{W_L}R = −Φ, so the
-first step sets W_L = ηΦ: η = 1 solves any target in one step at every depth. The sweep
-includes η = 1 (the summary records its one-step count), but the exponent uses η ≤ `--lr-top`
-(default 1/2, as the `fig2-quick` preset). A capped grid still distorts the shallow end: where
-the best η *is* the grid's top, the count measures the cap, not the depth. So γ is fitted on
-the depths whose best η lies strictly inside the grid ("interior" depths), and the summary
-shows how γ moves with the grid's top and with the depth range. At depth L the grid starts
-at 2⁻⁴/(L·4d) (4d ≈ ‖Φ‖₂² for a Gaussian Φ; 1 for −I): the stable η shrinks like 1/L, and
-a flag says if the best η ever sits on that floor.
+Engines. From ZAS, GD keeps W_l = V diag(a) Vᵀ (l < L), W_L = U diag(b) Vᵀ with Φ = U diag(s) Vᵀ,
+so the run is d scalar pairs (`zasjax._modes`), O(d) a step at any L. Each case is ONE
+`sweep` of the mode engine over every depth (`grids`: per-depth η lists); the full network
+engine reruns the chosen (best) η and its two grid neighbours at the depths ≤
+`full_max_depth` (`full_max_depth_wide` for d = 100) and the summary records whether both
+engines give the same status and count there (`cross_check`).
 
-Outputs in `--out`: `summary.json` (per case: `gamma`, the table of (L, best η, iterations),
-the investigation), `fig2.csv` (every run: case, depth, seed, η, iterations, status, chosen)
-and `fig2.png` (iterations vs depth, log-log, fitted slopes in the legend).
+The η grid at depth L: 2^{k/per_octave}/(L ν) for 2⁻⁴ ≤ 2^{k/per_octave} ≤ 2⁵, ν = 1 for −I and
+4d for a Gaussian Φ (≈ E s_max²), capped at `lr_top`, plus η = 1 for the record: η = 1 solves
+any target in one step from ZAS (W_L ← Φ). Which η count:
+
+* η ≤ `lr_top` (η = 1 is a shortcut, not depth scaling);
+* η · λ_max < 2, with λ_max = x^{L−2}(Lx − (L−1)) and x^{L−1}(x − 1) = s_max² the sharpness
+  at the minimum ZAS reaches (`zasjax._sharpness.zas_minimum_sharpness`). Above 2/λ_max no
+  minimum of that family is linearly stable, and a run that still reports R ≤ ε has passed
+  through the ε-ball of a chaotic orbit (the count takes the first t with R ≤ ε). Such hits
+  are counted in `unstable_hits`, not used.
+
+Local exponents. γ_loc(L₁, L₂) = log(N₂/N₁)/log(L₂/L₁) between consecutive depths and per
+octave (L, 2L), N the median over seeds of the best count. The explanation, checked in
+tests/test_reproduce_fig2_shamir.py and REPRODUCTION.md: along the flow a² − b² = 1, and a
+mode with L s² ≫ 1 needs time T → √(π/2)/(s√L) plus a linear tail ≈ log(s/e_ε)/(L s²); GD
+tracks the flow with η ≈ c/(L s_max²), c → 2/(1 + 1/log(L s_max²)), so N ≈ T/η ∝ √L s_max²/s_min
+(γ → ½, approached from below); a mode with L s² ≲ 1 stays linear, T = O(log 1/ε), N ∝ L
+(γ ≈ 1) until L ~ 1/s_min².
+
+Outputs in `--out`: `summary.json` (per case: the table of (L, best η, η·L·s_max²,
+η·λ_max, iterations), the local exponents per step and per octave, the cross-check),
+`fig2.csv` (every run: case, engine, depth, seed, η, iterations, status, chosen) and
+`fig2.png` (iterations vs L and the local exponent vs L).
 """
 
 from __future__ import annotations
@@ -28,17 +45,18 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from functools import cache
 from typing import Literal
 
 import numpy as np
 
 from .._fits import fit_power_law
-from .._plots import scaling_lines
-from .._sweep import Grid, best_per_config, lr_grid, sweep
+from .._plots import pyplot, save
+from .._sweep import Grid, best_per_config, sweep
 from . import _runner
 from ._runner import Outcome, option
 
-DESCRIPTION = "ZAS iterations to 1e-10 vs depth, η tuned per depth (Wu-Wang-Ma Fig. 2)"
+DESCRIPTION = "ZAS iterations to 1e-10 vs depth to L = 2^20, η tuned per depth (Wu-Wang-Ma Fig. 2)"
 
 #: case key -> (target, dim); the summary is keyed the same way.
 CASES: dict[str, tuple[str, int]] = {
@@ -51,50 +69,60 @@ QUICK_CASES = ("neg-identity_d1", "gaussian_d2")
 _QUICK_DEPTHS = (1, 2, 4, 8, 16, 32, 64)
 #: The one-step η: included in every sweep, left out of the fitted grid (see module doc).
 ONE_STEP_LR = 1.0
-#: Grid tops the summary compares (γ as a function of the largest η allowed).
-TOPS = (1.0, 0.5, 0.25, 0.125)
+#: The η grid spans [2^LO, 2^HI] / (L ν) (module doc).
+GRID_LO, GRID_HI = -4, 5
 EPS = 1e-10
-COLUMNS = ("case", "target", "dim", "depth", "seed", "lr", "iterations", "status",
+COLUMNS = ("case", "engine", "target", "dim", "depth", "seed", "lr", "iterations", "status",
            "final_loss", "chosen")
 
 
-def _sweep_engine(target: str, dim: int, depth: int, seeds: tuple[int, ...],
-                  lrs: tuple[float, ...], max_iters: int) -> list[dict]:
-    """Every (seed, η) at one depth through the full network engine (`_sweep.sweep`)."""
-    grid = Grid(inits=("zas",), targets=(target,), dims=(dim,), depths=(depth,), seeds=seeds,
-                lrs=lrs, eps=EPS, max_iters=max_iters)
-    return sweep(grid, dtype="float64")
+def _sweep_engine(name: str) -> Callable[[Grid], list[dict]]:
+    def run_grid(grid: Grid) -> list[dict]:
+        # prune: a rate still running past another rate's converged count cannot be the best
+        return sweep(grid, dtype="float64", engine=name, prune=True, max_batch=_batch(grid))
+    return run_grid
 
 
-#: engine name -> rows of one (case, depth): the sweep's rows (init, target, dim, depth,
-#: seed, lr, iterations, status, final_loss, …) for every seed and η.
-ENGINES: dict[str, Callable[..., list[dict]]] = {"sweep": _sweep_engine}
+def _batch(grid: Grid) -> int:
+    # Slices of about one depth each: a slice runs until its slowest member ends, so deep,
+    # slow depths must not hold the shallow ones' rows in the batch.
+    return max(len(grid.seeds) * max(len(grid.lrs_at(L)) for L in grid.depths), 1)
+
+
+#: engine name -> rows of one case's `Grid` (every depth, seed and η; the sweep's rows).
+ENGINES: dict[str, Callable[[Grid], list[dict]]] = {
+    "modes": _sweep_engine("modes"), "full": _sweep_engine("full")}
+
+_OCTAVES = lambda top, per: tuple(sorted({round(2 ** (k / per)) for k in range(top * per + 1)}))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config(_runner.Config):
     cases: tuple[str, ...] = option(tuple(CASES), f"comma list from {list(CASES)}")
     depths: tuple[int, ...] = option(
-        tuple(sorted({round(2 ** (k / 2)) for k in range(25)})),  # 1 .. 4096
-        "depths for d <= 2 (two per octave); --depths alone sets --depths-wide too")
-    depths_wide: tuple[int, ...] = option(tuple(2**k for k in range(11)),
-                                          "depths for d = 100")
-    seeds: int = option(5, "seeds per Gaussian case; −I is deterministic under ZAS, so it "
+        _OCTAVES(20, 2), "depths for d <= 2 (two per octave to 2^20); --depths alone sets "
+                         "--depths-wide too")
+    depths_wide: tuple[int, ...] = option(_OCTAVES(20, 1), "depths for d = 100")
+    seeds: int = option(8, "seeds per Gaussian case; −I is deterministic under ZAS, so it "
                            "runs one")
     lr_top: float = option(0.5, "largest η of the fitted grid (η = 1 is the one-step "
                                 "shortcut)")
     per_octave: int = option(4, "η grid points per factor of two")
-    max_iters: int = option(100_000, "iteration cap")
-    engine: Literal["sweep"] = option("sweep", "what runs each depth: the full network "
-                                               f"({'/'.join(ENGINES)})")
+    max_iters: int = option(3_000_000, "iteration cap")
+    engine: Literal["modes", "full"] = option(
+        "modes", f"what runs every depth ({'/'.join(ENGINES)}); 'full' only for small depths")
+    full_max_depth: int = option(64, "d <= 2: depths up to this are rerun by the full "
+                                     "network engine and must agree (0: no check)")
+    full_max_depth_wide: int = option(2, "the same for d = 100")
 
     QUICK = dict(cases=QUICK_CASES, depths=_QUICK_DEPTHS, depths_wide=_QUICK_DEPTHS, seeds=3,
-                 per_octave=2, max_iters=20_000)
+                 per_octave=2, max_iters=20_000, full_max_depth=16, full_max_depth_wide=2)
 
     def check(self):
         _runner.check_known(self, "cases", CASES)
         _runner.check_depths(self, "depths", "depths_wide")
         _runner.check_at_least(self, 1, "seeds", "per_octave", "max_iters")
+        _runner.check_at_least(self, 0, "full_max_depth", "full_max_depth_wide")
         if not 0 < self.lr_top <= ONE_STEP_LR:
             raise ValueError(f"lr_top must lie in (0, 1], got {self.lr_top}")
         if self.engine not in ENGINES:
@@ -108,16 +136,31 @@ class Config(_runner.Config):
         return super().from_options(base, options)
 
 
+def _nu(target: str, dim: int) -> float:
+    """ν ≈ s_max²: 1 for −I, 4d for a Gaussian Φ (its largest singular value ≈ 2√d)."""
+    return 1.0 if target == "neg-identity" else 4.0 * dim
+
+
 def lr_floor(depth: int, target: str, dim: int) -> float:
-    """Smallest η tried at `depth`: 2⁻⁴ below the stability scale 1/(L‖Φ‖₂²)."""
-    norm2 = 1.0 if target == "neg-identity" else 4.0 * dim
-    return 2.0**-4 / (depth * norm2)
+    """Smallest η tried at `depth`: 2⁻⁴ below the stability scale 1/(L ν)."""
+    return 2.0**GRID_LO / (depth * _nu(target, dim))
 
 
 def lrs_for(depth: int, target: str, dim: int, per_octave: int) -> tuple[float, ...]:
-    """The η grid at one depth: powers of 2^{1/per_octave} from the floor up to η = 1."""
-    floor = lr_floor(depth, target, dim)
-    return tuple(x for x in lr_grid(2.0**-40, ONE_STEP_LR, per_octave) if x >= floor * 0.9999)
+    """The η grid at one depth: 2^{k/per_octave}/(L ν) from 2⁻⁴ to 2⁵ (below η = 1), then
+    η = 1. Anchored at 1/(L ν), so every depth sees the same multiples of its own scale."""
+    scale = 1.0 / (depth * _nu(target, dim))
+    ks = range(GRID_LO * per_octave, GRID_HI * per_octave + 1)
+    return tuple(sorted({x for x in (scale * 2.0 ** (k / per_octave) for k in ks)
+                         if x < ONE_STEP_LR * 0.9999} | {ONE_STEP_LR}))
+
+
+def _case_depths(cfg: Config, dim: int) -> tuple[int, ...]:
+    return cfg.depths if dim <= 2 else cfg.depths_wide
+
+
+def _case_seeds(cfg: Config, target: str) -> tuple[int, ...]:
+    return (0,) if target == "neg-identity" else tuple(range(cfg.seeds))
 
 
 def grids(cfg: Config, top: float | None = None) -> list[Grid]:
@@ -127,115 +170,215 @@ def grids(cfg: Config, top: float | None = None) -> list[Grid]:
     out = []
     for case in cfg.cases:
         target, dim = CASES[case]
-        depths = cfg.depths if dim <= 2 else cfg.depths_wide
-        seeds = (0,) if target == "neg-identity" else tuple(range(cfg.seeds))
+        depths = _case_depths(cfg, dim)
         lrs = {L: tuple(x for x in lrs_for(L, target, dim, cfg.per_octave)
                         if top is None or x <= top * 1.0001) for L in depths}
         out.append(Grid(inits=("zas",), targets=(target,), dims=(dim,), depths=depths,
-                        seeds=seeds, lrs=lrs, eps=EPS, max_iters=cfg.max_iters))
+                        seeds=_case_seeds(cfg, target), lrs=lrs, eps=EPS,
+                        max_iters=cfg.max_iters))
     return out
 
 
+@cache
+def s_range(target: str, dim: int, seed: int) -> tuple[float, float]:
+    """(s_max, s_min) of Φ as the sweep draws it (key fold_in(key(seed), 1))."""
+    import jax
+
+    from .._targets import make_target
+
+    phi = make_target(target, jax.random.fold_in(jax.random.key(seed), 1), (dim, dim),
+                      dtype="float64")
+    s = np.linalg.svd(np.asarray(phi), compute_uv=False)
+    return float(s[0]), float(s[-1])
+
+
+@cache
+def lambda_max(s_max: float, depth: int) -> float:
+    """Sharpness at the minimum reached from ZAS (`zas_minimum_sharpness`, c = 1)."""
+    from .._sharpness import zas_minimum_sharpness
+
+    return float(zas_minimum_sharpness(np.float64(s_max), int(depth)))
+
+
+def _eligible(rows: list[dict], lr_top: float) -> tuple[list[dict], list[dict]]:
+    """Rows whose η may be chosen (η ≤ lr_top and η·λ_max < 2, module doc) and the rest
+    below lr_top (η·λ_max ≥ 2)."""
+    ok, unstable = [], []
+    for r in rows:
+        if r["lr"] > lr_top * 1.0001:
+            continue
+        s_max, _ = s_range(r["target"], r["dim"], r["seed"])
+        (ok if r["lr"] * lambda_max(s_max, r["depth"]) < 2 else unstable).append(r)
+    return ok, unstable
+
+
+def _median(values) -> float:
+    return float(np.median(values)) if len(values) else math.nan
+
+
 def _table(best: list[dict]) -> list[dict]:
-    """Per depth: median best η and median iterations over seeds (NaN unless most converged)."""
+    """Per depth, medians over seeds of the best η, of η·L·s_max² and η·λ_max (what sets
+    the best η), of the count N (NaN unless most seeds converged) and of the time η·N."""
     out = []
     for L in sorted({r["depth"] for r in best}):
         rs = [r for r in best if r["depth"] == L]
         its = [r["iterations"] if r["status"] == "converged" else math.inf for r in rs]
-        med = float(np.median(its))
-        out.append(dict(depth=L, lr=float(np.median([r["lr"] for r in rs])),
-                        iterations=med if math.isfinite(med) else math.nan,
-                        converged=sum(math.isfinite(i) for i in its), seeds=len(rs),
-                        lr_max=max(r["lr"] for r in rs), lr_min=min(r["lr"] for r in rs)))
+        med = _median(its)
+        smax = [s_range(r["target"], r["dim"], r["seed"])[0] for r in rs]
+        out.append(dict(
+            depth=L, lr=_median([r["lr"] for r in rs]),
+            eta_L_smax2=_median([r["lr"] * L * s * s for r, s in zip(rs, smax)]),
+            eta_lambda=_median([r["lr"] * lambda_max(s, L) for r, s in zip(rs, smax)]),
+            iterations=med if math.isfinite(med) else math.nan,
+            time=_median([r["lr"] * i for r, i in zip(rs, its)]),
+            s_min=_median([s_range(r["target"], r["dim"], r["seed"])[1] for r in rs]),
+            converged=sum(math.isfinite(i) for i in its), seeds=len(rs),
+            lr_max=max(r["lr"] for r in rs), lr_min=min(r["lr"] for r in rs)))
     return out
 
 
-def _gamma(table: list[dict], top: float) -> tuple[float, list[int]]:
-    """γ over the depths whose best η (every seed's) is below the grid's top."""
-    inner = [t for t in table if t["lr_max"] < top * 0.9999 and math.isfinite(t["iterations"])]
-    return (fit_power_law([t["depth"] for t in inner], [t["iterations"] for t in inner]),
-            [t["depth"] for t in inner])
+def local_exponents(depths, its) -> tuple[list[dict], list[dict]]:
+    """γ_loc between consecutive depths, and per octave (L, 2L) where both were run."""
+    at = dict(zip(depths, its))
+    step = [dict(depths=[a, b], gamma=fit_power_law([a, b], [at[a], at[b]]))
+            for a, b in zip(depths, depths[1:])]
+    octave = [dict(depths=[a, 2 * a], gamma=fit_power_law([a, 2 * a], [at[a], at[2 * a]]))
+              for a in depths if 2 * a in at]
+    return step, octave
 
 
-def analyse(rows: list[dict], lr_top: float, floors: dict[int, float]) -> dict:
+def analyse(rows: list[dict], lr_top: float, lrs: dict[int, tuple[float, ...]]) -> dict:
     """Summary of one case from its sweep rows (every η, every seed, every depth)."""
-    best = best_per_config([r for r in rows if r["lr"] <= lr_top * 1.0001])
+    ok, unstable = _eligible(rows, lr_top)
+    best = best_per_config(ok)
+    fastest = {(r["depth"], r["seed"]): r for r in best}
+    hits = sorted({(r["depth"], r["seed"]) for r in unstable if r["status"] == "converged"
+                   and (fastest[r["depth"], r["seed"]]["status"] != "converged"
+                        or r["iterations"] < fastest[r["depth"], r["seed"]]["iterations"])})
     table = _table(best)
-    gamma, fit_depths = _gamma(table, lr_top)
     depths = [t["depth"] for t in table]
     its = [t["iterations"] for t in table]
-    by_top = []
-    for top in TOPS:
-        tab = _table(best_per_config([r for r in rows if r["lr"] <= top * 1.0001]))
-        g_in, d_in = _gamma(tab, top)
-        by_top.append(dict(lr_top=top, gamma_all_depths=fit_power_law(
-            [t["depth"] for t in tab], [t["iterations"] for t in tab]),
-            gamma_interior=g_in, interior_depths=d_in,
-            iterations_at_L1=tab[0]["iterations"] if tab[0]["depth"] == 1 else math.nan))
-    local = [dict(depths=[a, b], gamma=fit_power_law([a, b], [ia, ib]))
-             for (a, ia), (b, ib) in zip(zip(depths, its), zip(depths[1:], its[1:]))]
-    half = len(fit_depths) // 2
-    pick = lambda ds: fit_power_law(ds, [its[depths.index(d)] for d in ds])
+    step, octave = local_exponents(depths, its)
+    grid_top = {L: max(x for x in v if x <= lr_top * 1.0001) for L, v in lrs.items()}
+    # The fit skips depths whose best η is the grid's top or the η = 1/2 cap (L = 1, 2),
+    # where the count measures the cap rather than the depth.
+    inner = [t for t in table if t["lr_max"] < grid_top[t["depth"]] * 0.9999
+             and math.isfinite(t["iterations"])]
+    fit_depths = [t["depth"] for t in inner]
+    last = [o["gamma"] for o in octave[-2:]]
     one_step = [r for r in rows if r["lr"] == ONE_STEP_LR]
     return dict(
-        gamma=gamma, fit_depths=fit_depths,
+        gamma=fit_power_law(fit_depths, [t["iterations"] for t in inner]),
+        fit_depths=fit_depths,
         gamma_all_depths=fit_power_law(depths, its),
-        table=[{k: t[k] for k in ("depth", "lr", "iterations", "converged", "seeds")}
-               for t in table],
-        best_lr_on_floor=any(r["lr"] <= floors[r["depth"]] * 1.0001 for r in best),
-        investigation=dict(
-            gamma_vs_lr_top=by_top,
-            gamma_lower_half=pick(fit_depths[: half + 1]) if half else math.nan,
-            gamma_upper_half=pick(fit_depths[half:]) if half else math.nan,
-            local_gamma=local,
-            one_step_eta1_iterations=sorted({r["iterations"] for r in one_step
-                                             if r["status"] == "converged"}),
-            one_step_eta1_all_converged=all(r["status"] == "converged" for r in one_step)),
-    )
+        gamma_last_two_octaves=float(np.mean(last)) if last else math.nan,
+        local_gamma=step, local_gamma_per_octave=octave,
+        table=[{k: t[k] for k in ("depth", "lr", "eta_L_smax2", "eta_lambda", "iterations",
+                                  "time", "s_min", "converged", "seeds")} for t in table],
+        best_lr_on_floor=any(r["lr"] <= min(lrs[r["depth"]]) * 1.0001 for r in best),
+        unstable_hits=[list(h) for h in hits],
+        one_step_eta1_iterations=sorted({r["iterations"] for r in one_step
+                                         if r["status"] == "converged"}),
+        one_step_eta1_all_converged=all(r["status"] == "converged" for r in one_step))
+
+
+def _neighbours(lrs: tuple[float, ...], chosen: set[float]) -> tuple[float, ...]:
+    idx = {i + k for i, x in enumerate(lrs) if x in chosen for k in (-1, 0, 1)}
+    return tuple(lrs[i] for i in sorted(idx) if 0 <= i < len(lrs))
+
+
+def cross_check(grid: Grid, rows: list[dict], chosen: list[dict], max_depth: int,
+                engine: str) -> dict:
+    """Rerun the chosen η and its grid neighbours at depths ≤ `max_depth` through `engine`
+    and compare status and count row by row (rows pruned by either sweep are skipped)."""
+    depths = tuple(L for L in grid.depths if L <= max_depth)
+    if not depths:
+        return dict(engine=engine, depths=[], compared=0, agree=0, mismatches=[])
+    lrs = {L: _neighbours(grid.lrs_at(L), {r["lr"] for r in chosen if r["depth"] == L})
+           for L in depths}
+    sub = dataclasses.replace(grid, depths=depths, lrs=lrs)
+    other = {(r["depth"], r["seed"], r["lr"]): r for r in ENGINES[engine](sub)}
+    compared, mismatches = 0, []
+    for r in rows:
+        o = other.get((r["depth"], r["seed"], r["lr"]))
+        if o is None or "pruned" in (r["status"], o["status"]):
+            continue
+        compared += 1
+        if (r["status"], r["iterations"]) != (o["status"], o["iterations"]):
+            mismatches.append(dict(depth=r["depth"], seed=r["seed"], lr=r["lr"],
+                                   main=[r["status"], r["iterations"]],
+                                   other=[o["status"], o["iterations"]]))
+    return dict(engine=engine, depths=list(depths), compared=compared,
+                agree=compared - len(mismatches), mismatches=mismatches[:10])
 
 
 def run(cfg: Config, files=None) -> Outcome:
-    engine = ENGINES[cfg.engine]
     summary: dict = {}
     csv_rows: list[dict] = []
-    series = []
-    for case in cfg.cases:
+    plot = []
+    other = "full" if cfg.engine == "modes" else "modes"
+    for case, grid in zip(cfg.cases, grids(cfg)):
         target, dim = CASES[case]
-        depths = cfg.depths if dim <= 2 else cfg.depths_wide
-        seeds = (0,) if target == "neg-identity" else tuple(range(cfg.seeds))
-        rows, floors = [], {}
-        for L in depths:
-            floors[L] = lr_floor(L, target, dim)
-            t0 = time.perf_counter()
-            lrs = lrs_for(L, target, dim, cfg.per_octave)
-            rows += engine(target, dim, L, seeds, lrs, cfg.max_iters)
-            print(f"[fig2] {case} L={L}: {len(lrs)} η × {len(seeds)} seeds in "
-                  f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-        entry = analyse(rows, cfg.lr_top, floors)
-        entry.update(target=target, dim=dim, seeds=list(seeds))
+        t0 = time.perf_counter()
+        rows = ENGINES[cfg.engine](grid)
+        seconds = time.perf_counter() - t0
+        lrs = {L: grid.lrs_at(L) for L in grid.depths}
+        entry = analyse(rows, cfg.lr_top, lrs)
+        chosen = best_per_config(_eligible(rows, cfg.lr_top)[0])
+        t1 = time.perf_counter()
+        fmax = cfg.full_max_depth if dim <= 2 else cfg.full_max_depth_wide
+        check = cross_check(grid, rows, chosen, fmax, other)
+        check["seconds"] = round(time.perf_counter() - t1, 2)
+        print(f"[fig2] {case}: {len(rows)} runs ({cfg.engine}) in {seconds:.1f} s; "
+              f"{other} engine agrees on {check['agree']}/{check['compared']} at L <= "
+              f"{fmax} ({check['seconds']} s)", file=sys.stderr, flush=True)
+        entry.update(target=target, dim=dim, seeds=list(grid.seeds), engine=cfg.engine,
+                     seconds=round(seconds, 2), cross_check=check)
         summary[case] = entry
-        chosen = {(r["depth"], r["seed"], r["lr"]) for r in
-                  best_per_config([r for r in rows if r["lr"] <= cfg.lr_top * 1.0001])}
-        csv_rows += [dict(r, case=case, chosen=(r["depth"], r["seed"], r["lr"]) in chosen)
-                     for r in rows]
-        series.append(dict(label=f"Φ={target}, d={dim}: γ={entry['gamma']:.2f} "
-                                 f"(L≥{min(entry['fit_depths'], default=0)})",
-                           x=[t["depth"] for t in entry["table"]],
-                           y=[t["iterations"] for t in entry["table"]]))
+        picked = {(r["depth"], r["seed"], r["lr"]) for r in chosen}
+        csv_rows += [dict(r, case=case, engine=cfg.engine,
+                          chosen=(r["depth"], r["seed"], r["lr"]) in picked) for r in rows]
+        plot.append(dict(case=case, gamma=entry["gamma"],
+                         x=[t["depth"] for t in entry["table"]],
+                         y=[t["iterations"] for t in entry["table"]],
+                         octave=entry["local_gamma_per_octave"]))
     summary["lr_grid"] = dict(
         fitted_top=cfg.lr_top, sweep_top=ONE_STEP_LR, per_octave=cfg.per_octave,
-        floor="2^-4 / (L * s), s = 1 for −I and 4d for a Gaussian Φ (≈ ‖Φ‖₂²)",
-        why=("η = 1 solves any target in one step from ZAS (W_L ← Φ), so the fit uses "
-             f"η ≤ {cfg.lr_top:g}; γ is fitted on the depths whose best η lies strictly "
-             "below that top, where the count measures depth rather than the grid's cap"))
+        grid=f"2^k/(L ν), k in [{GRID_LO}, {GRID_HI}], ν = 1 for −I and 4d for a Gaussian Φ",
+        why=("η = 1 solves any target in one step from ZAS (W_L ← Φ), so only η ≤ "
+             f"{cfg.lr_top:g} is chosen, and only η·λ_max < 2 (stable at the solution); "
+             "γ is fitted on the depths whose best η lies strictly inside the grid"))
     summary["settings"] = dict(eps=EPS, max_iters=cfg.max_iters, dtype="float64",
-                               depths=list(cfg.depths), cases=list(cfg.cases))
-    return Outcome(summary, csv_rows, COLUMNS, plot=(series, cfg.lr_top))
+                               depths=list(cfg.depths), depths_wide=list(cfg.depths_wide),
+                               cases=list(cfg.cases), engine=cfg.engine,
+                               full_max_depth=cfg.full_max_depth,
+                               full_max_depth_wide=cfg.full_max_depth_wide)
+    return Outcome(summary, csv_rows, COLUMNS, plot=plot)
 
 
 def figure(outcome: Outcome, folder) -> None:
-    """Iterations vs depth, log-log, fitted slopes in the legend (`fig2.png`)."""
-    series, lr_top = outcome.plot
-    scaling_lines(series, f"{folder}/fig2.png",
-                  title=f"ZAS, iterations to 1e-10 (η ≤ {lr_top:g} tuned per depth)",
-                  ylabel="iterations to 1e-10 (median over seeds)")
+    """`fig2.png`: iterations vs L (log-log) and the local exponent per octave vs L, with
+    the large-L limits ½ (and 1, the linear regime L s_min² ≲ 1) marked."""
+    plt = pyplot()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for s in outcome.plot:
+        x, y = np.asarray(s["x"], float), np.asarray(s["y"], float)
+        ok = np.isfinite(y) & (y > 0)
+        line, = ax.plot(x[ok], y[ok], "o-", ms=3, label=f"{s['case']}: γ fit {s['gamma']:.2f}")
+        oc = [(math.sqrt(o["depths"][0] * o["depths"][1]), o["gamma"]) for o in s["octave"]
+              if math.isfinite(o["gamma"])]
+        if oc:
+            bx.plot(*zip(*oc), "o-", ms=3, color=line.get_color(), label=s["case"])
+    for a in (ax, bx):
+        a.set_xscale("log", base=2)
+        a.set_xlabel("depth L")
+        a.grid(True, which="both", alpha=0.3)
+        a.legend(fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("iterations to R ≤ 1e-10 (median over seeds)")
+    ax.set_title("ZAS, η tuned per depth")
+    for g in (0.5, 1.0):
+        bx.axhline(g, color="k", lw=0.8, ls="--")
+    bx.set_ylabel("local exponent γ(L, 2L)")
+    bx.set_title("local exponent per octave")
+    save(fig, f"{folder}/fig2.png")
