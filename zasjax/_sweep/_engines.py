@@ -18,12 +18,12 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from .. import _modes
 from .._inits import depth_coef
-from .._run import RUNNING, RunState, Settings
+from .._run import RunState, Settings
 from .._targets import make_target
 from ._devices import put, sharding, to_host
 from ._grid import FILE_TARGET, Grid
 from ._plan import Slice, batch_cap, batch_size, check_fits, plan
-from ._programs import Spec, advance_chunk, batch_axis, select, start
+from ._programs import Spec, advance_chunk, batch_axis, select, start, until_finished
 
 #: Below this width the unrolled multiply-add formulation with the batch as the last axis
 #: beats batched dot products (measured by `zasjax bench`).
@@ -186,15 +186,8 @@ def start_modes(seeds, depths, target_index, lr, target_matrix, targets, dim, dt
 @partial(jax.jit, static_argnames=("chunk",), donate_argnums=(0,))
 def advance_modes(state, s, depth, lr, eps, max_iters, chunk):
     """Up to `chunk` mode iterations of every configuration; stops once all have finished."""
-    def going(carry):
-        i, st = carry
-        return (i < chunk) & jnp.any(st.status == RUNNING)
-
-    def body(carry):
-        i, st = carry
-        return i + 1, _modes.step(st, s, depth, lr, eps, max_iters)
-
-    return lax.while_loop(going, body, (jnp.zeros((), jnp.int32), state))[1]
+    return until_finished(lambda st: _modes.step(st, s, depth, lr, eps, max_iters), state,
+                          chunk)
 
 
 @dataclass(frozen=True)

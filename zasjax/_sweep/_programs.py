@@ -89,6 +89,27 @@ def _axis(x, spec: Spec) -> int:
     return 0 if x.ndim == 1 else spec.axis
 
 
+#: Iterations between two checks whether every configuration of a slice has finished: the
+#: check reduces over all devices (over the network, with several processes).
+CHECK_EVERY = 16
+
+
+def until_finished(step_fn, state, n: int):
+    """Up to `n` applications of `step_fn` to a batched state, stopping (at the next multiple
+    of `CHECK_EVERY`) once no configuration is running: finished ones would only idle, and
+    `step_fn` leaves them unchanged, so where it stops does not change any result."""
+    def going(carry):
+        i, st = carry
+        return (i < n) & jnp.any(st.status == RUNNING)
+
+    def block(carry):
+        i, st = carry
+        k = jnp.minimum(CHECK_EVERY, n - i)
+        return i + k, lax.fori_loop(0, k, lambda _, st: step_fn(st), st)
+
+    return lax.while_loop(going, block, (jnp.zeros((), jnp.int32), state))[1]
+
+
 class _Evaluated(eqx.Module):
     """An objective whose value and gradient at the current W were computed beforehand."""
 
@@ -130,16 +151,8 @@ def advance_chunk(state, phi, mask, lr, active, eps, max_iters, settings, axis, 
         batched = lambda *args, active: jax.vmap(partial(one, active=active))(*args)
 
     def chunk(state, phi, mask, lr, active):
-        # Ends early once every configuration has finished: frozen ones would only idle.
-        def going(carry):
-            i, state = carry
-            return (i < settings.record_every) & jnp.any(state.status == RUNNING)
-
-        def body(carry):
-            i, state = carry
-            return i + 1, batched(state, phi, mask, lr, active=active)
-
-        return lax.while_loop(going, body, (jnp.zeros((), jnp.int32), state))[1]
+        return until_finished(lambda st: batched(st, phi, mask, lr, active=active), state,
+                              settings.record_every)
 
     if loop_mesh is not None:
         spec = PartitionSpec("cfg")
