@@ -14,8 +14,9 @@ engine reruns the chosen (best) η and its two grid neighbours at the depths ≤
 engines give the same status and count there (`cross_check`).
 
 The η grid at depth L: 2^{k/per_octave}/(L ν) for 2⁻⁴ ≤ 2^{k/per_octave} ≤ 2⁵, ν = 1 for −I and
-4d for a Gaussian Φ (≈ E s_max²), capped at `lr_top`, plus η = 1 for the record: η = 1 solves
-any target in one step from ZAS (W_L ← Φ). Which η count:
+4d for a Gaussian Φ (≈ E s_max²), capped at `lr_top` and at 2/λ_max of the flattest seed
+(`stable_top`). η = 1 is left out: it solves any target in one step from ZAS (W_L ← Φ;
+tested), and the sweep's pruning would stop every slower rate. Which η count:
 
 * η ≤ `lr_top` (η = 1 is a shortcut, not depth scaling);
 * η · λ_max < 2, with λ_max = x^{L−2}(Lx − (L−1)) and x^{L−1}(x − 1) = s_max² the sharpness
@@ -67,7 +68,7 @@ CASES: dict[str, tuple[str, int]] = {
 }
 QUICK_CASES = ("neg-identity_d1", "gaussian_d2")
 _QUICK_DEPTHS = (1, 2, 4, 8, 16, 32, 64)
-#: The one-step η: included in every sweep, left out of the fitted grid (see module doc).
+#: The one-step η (module doc): the ceiling of every grid, never in it.
 ONE_STEP_LR = 1.0
 #: The η grid spans [2^LO, 2^HI] / (L ν) (module doc).
 GRID_LO, GRID_HI = -4, 5
@@ -146,13 +147,22 @@ def lr_floor(depth: int, target: str, dim: int) -> float:
     return 2.0**GRID_LO / (depth * _nu(target, dim))
 
 
-def lrs_for(depth: int, target: str, dim: int, per_octave: int) -> tuple[float, ...]:
-    """The η grid at one depth: 2^{k/per_octave}/(L ν) from 2⁻⁴ to 2⁵ (below η = 1), then
-    η = 1. Anchored at 1/(L ν), so every depth sees the same multiples of its own scale."""
+def lrs_for(depth: int, target: str, dim: int, per_octave: int,
+            top: float = ONE_STEP_LR) -> tuple[float, ...]:
+    """The η grid at one depth: 2^{k/per_octave}/(L ν) for k/per_octave in [−4, 5], below
+    `top`. Anchored at 1/(L ν), so every depth sees the same multiples of its own scale."""
     scale = 1.0 / (depth * _nu(target, dim))
     ks = range(GRID_LO * per_octave, GRID_HI * per_octave + 1)
-    return tuple(sorted({x for x in (scale * 2.0 ** (k / per_octave) for k in ks)
-                         if x < ONE_STEP_LR * 0.9999} | {ONE_STEP_LR}))
+    return tuple(x for x in (scale * 2.0 ** (k / per_octave) for k in ks) if x <= top * 1.0001)
+
+
+def stable_top(target: str, dim: int, seeds: tuple[int, ...], depth: int) -> float:
+    """2/λ_max at depth L for the seed with the smallest s_max: above it no η converges
+    stably for that seed. The sweep prunes every η slower than a converged one, so a chaotic
+    hit of the ε-ball above the bound (module doc) must not be in the grid to prune the
+    real optimum; the bound of the flattest seed keeps every seed's optimum."""
+    s_lo = min(s_range(target, dim, s)[0] for s in seeds)
+    return 2.0 / lambda_max(s_lo, depth) * (1 - 1e-9)
 
 
 def _case_depths(cfg: Config, dim: int) -> tuple[int, ...]:
@@ -165,17 +175,18 @@ def _case_seeds(cfg: Config, target: str) -> tuple[int, ...]:
 
 def grids(cfg: Config, top: float | None = None) -> list[Grid]:
     """The study's sweeps as `Grid`s, one per case, each depth with its own η grid
-    (`lrs_for`), capped at `top` if given. The `fig2-quick` preset of `zasjax sweep` is
-    `grids(Config.quick(), top=Config.quick().lr_top)`."""
+    (`lrs_for`) up to min(`top` (default `cfg.lr_top`), `stable_top`). η = 1, which solves
+    any target in one step from ZAS, is left out: it would prune every other rate. The
+    `fig2-quick` preset of `zasjax sweep` is `grids(Config.quick(), top=Config.quick().lr_top)`."""
+    top = cfg.lr_top if top is None else top
     out = []
     for case in cfg.cases:
         target, dim = CASES[case]
-        depths = _case_depths(cfg, dim)
-        lrs = {L: tuple(x for x in lrs_for(L, target, dim, cfg.per_octave)
-                        if top is None or x <= top * 1.0001) for L in depths}
+        depths, seeds = _case_depths(cfg, dim), _case_seeds(cfg, target)
+        lrs = {L: lrs_for(L, target, dim, cfg.per_octave,
+                          min(top, stable_top(target, dim, seeds, L))) for L in depths}
         out.append(Grid(inits=("zas",), targets=(target,), dims=(dim,), depths=depths,
-                        seeds=_case_seeds(cfg, target), lrs=lrs, eps=EPS,
-                        max_iters=cfg.max_iters))
+                        seeds=seeds, lrs=lrs, eps=EPS, max_iters=cfg.max_iters))
     return out
 
 
@@ -259,14 +270,13 @@ def analyse(rows: list[dict], lr_top: float, lrs: dict[int, tuple[float, ...]]) 
     depths = [t["depth"] for t in table]
     its = [t["iterations"] for t in table]
     step, octave = local_exponents(depths, its)
-    grid_top = {L: max(x for x in v if x <= lr_top * 1.0001) for L, v in lrs.items()}
-    # The fit skips depths whose best η is the grid's top or the η = 1/2 cap (L = 1, 2),
+    grid_top = {L: max(v) for L, v in lrs.items()}
+    # The fit skips depths whose best η is the grid's top (the η = 1/2 cap at L = 1, 2),
     # where the count measures the cap rather than the depth.
     inner = [t for t in table if t["lr_max"] < grid_top[t["depth"]] * 0.9999
              and math.isfinite(t["iterations"])]
     fit_depths = [t["depth"] for t in inner]
     last = [o["gamma"] for o in octave[-2:]]
-    one_step = [r for r in rows if r["lr"] == ONE_STEP_LR]
     return dict(
         gamma=fit_power_law(fit_depths, [t["iterations"] for t in inner]),
         fit_depths=fit_depths,
@@ -276,10 +286,7 @@ def analyse(rows: list[dict], lr_top: float, lrs: dict[int, tuple[float, ...]]) 
         table=[{k: t[k] for k in ("depth", "lr", "eta_L_smax2", "eta_lambda", "iterations",
                                   "time", "s_min", "converged", "seeds")} for t in table],
         best_lr_on_floor=any(r["lr"] <= min(lrs[r["depth"]]) * 1.0001 for r in best),
-        unstable_hits=[list(h) for h in hits],
-        one_step_eta1_iterations=sorted({r["iterations"] for r in one_step
-                                         if r["status"] == "converged"}),
-        one_step_eta1_all_converged=all(r["status"] == "converged" for r in one_step))
+        unstable_hits=[list(h) for h in hits])
 
 
 def _neighbours(lrs: tuple[float, ...], chosen: set[float]) -> tuple[float, ...]:
@@ -343,10 +350,11 @@ def run(cfg: Config, files=None) -> Outcome:
                          y=[t["iterations"] for t in entry["table"]],
                          octave=entry["local_gamma_per_octave"]))
     summary["lr_grid"] = dict(
-        fitted_top=cfg.lr_top, sweep_top=ONE_STEP_LR, per_octave=cfg.per_octave,
-        grid=f"2^k/(L ν), k in [{GRID_LO}, {GRID_HI}], ν = 1 for −I and 4d for a Gaussian Φ",
-        why=("η = 1 solves any target in one step from ZAS (W_L ← Φ), so only η ≤ "
-             f"{cfg.lr_top:g} is chosen, and only η·λ_max < 2 (stable at the solution); "
+        fitted_top=cfg.lr_top, per_octave=cfg.per_octave,
+        grid=(f"2^k/(L ν), k in [{GRID_LO}, {GRID_HI}], ν = 1 for −I and 4d for a Gaussian "
+              f"Φ, up to min({cfg.lr_top:g}, 2/λ_max(L) of the seed with the smallest s_max)"),
+        why=("η = 1 solves any target in one step from ZAS (W_L ← Φ), so η ≤ "
+             f"{cfg.lr_top:g}; only η·λ_max < 2 (stable at the solution) is chosen; "
              "γ is fitted on the depths whose best η lies strictly inside the grid"))
     summary["settings"] = dict(eps=EPS, max_iters=cfg.max_iters, dtype="float64",
                                depths=list(cfg.depths), depths_wide=list(cfg.depths_wide),
