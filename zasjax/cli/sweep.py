@@ -331,7 +331,9 @@ def execute(job: Job) -> int:
         code = _execute(job)
     except WriterRefused:
         return 2  # process 0 said why, in one line
-    except jax.errors.JaxRuntimeError as e:
+    except (jax.errors.JaxRuntimeError, ValueError) as e:
+        if isinstance(e, InputError) or not _peer_failure(e):
+            raise
         if not launched():  # run by the launcher, the launcher names the failed worker
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             print(f"zasjax: error: process {jax.process_index()} of {jax.process_count()} "
@@ -345,6 +347,16 @@ def execute(job: Job) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _peer_failure(e: Exception) -> bool:
+    # A collective that failed because another process went away: gloo (and the runtime's
+    # coordination service) report it as a runtime error, some gathers as a ValueError.
+    import jax
+
+    text = str(e)
+    return isinstance(e, jax.errors.JaxRuntimeError) or any(
+        w in text for w in ("Gloo", "UNAVAILABLE", "Connection reset", "DEADLINE_EXCEEDED"))
 
 
 def _execute(job: Job) -> int:
