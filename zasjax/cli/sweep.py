@@ -23,12 +23,13 @@ from .._errors import InputError
 from .._lists import parse_floats, parse_ints, parse_names
 from .._sweep import AUTO_LRS, COLUMNS, Grid, best_per_config, sweep
 from .._sweep._engines import check_engine
-
-#: From this width on, one CPU device per core runs a sweep faster than one device (d = 100,
-#: L = 100: ~1.6-1.9x on 2 cores, `zasjax bench`); at d = 2 it gains little, so `--devices
-#: auto` keeps one device there. It is the width from which the configurations of a device
-#: are looped over (`LOOP_MIN_DIM`): one core then runs one configuration's products.
-AUTO_MIN_DIM = 48
+from ._processes import (
+    AUTO_MIN_DIM,
+    device_count,
+    devices_option,
+    processes_mode,
+    start_devices,
+)
 
 HELP = "run a grid of GD configurations"
 DESCRIPTION = ("Run init × target × dim × depth × seed × lr, write DIR/results.csv, "
@@ -179,86 +180,12 @@ class Job:
     launch: tuple | None = None
 
 
-def _processes(args) -> str | None:
-    """How this process takes part: None (alone), "launch" (start --processes workers),
-    "worker" (one of them), "join" (--coordinator ...), "detect" (--distributed)."""
-    from .._launch import launched
-
-    explicit = [args.coordinator, args.num_processes, args.process_id]
-    given = [o for o, v in zip(("--coordinator", "--num-processes", "--process-id"), explicit)
-             if v is not None]
-    if args.processes is not None:
-        if args.processes < 1:
-            raise ValueError(f"--processes must be >= 1, got {args.processes}")
-        if args.distributed or given:
-            raise ValueError("--processes starts its own workers; give it without "
-                             "--distributed, --coordinator, --num-processes, --process-id")
-        if launched():
-            return "worker"
-        return "launch" if args.processes > 1 else None
-    if given:
-        if args.distributed:
-            raise ValueError("give --distributed (JAX finds the job) or --coordinator, "
-                             "--num-processes and --process-id, not both")
-        if len(given) < 3:
-            missing = sorted({"--coordinator", "--num-processes", "--process-id"} - set(given))
-            raise ValueError(f"{', '.join(given)} needs {' and '.join(missing)} too")
-        host, sep, port = args.coordinator.rpartition(":")
-        if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
-            raise ValueError(f"--coordinator expects HOST:PORT, got {args.coordinator!r}")
-        if args.num_processes < 1:
-            raise ValueError(f"--num-processes must be >= 1, got {args.num_processes}")
-        if not 0 <= args.process_id < args.num_processes:
-            raise ValueError(f"--process-id must be in 0..{args.num_processes - 1}, got "
-                             f"{args.process_id}")
-        return "join"
-    return "detect" if args.distributed else None
-
-
-def _devices_option(text: str | None) -> int | str | None:
-    if text is None or text == "auto":
-        return text
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(f"--devices expects a number >= 1 or 'auto', got {text!r}")
-    return n
-
-
-def device_count(option, grids: list[Grid], per_host: int = 1) -> int | None:
-    """CPU devices per process for `--devices` (None: leave JAX's default). `auto`: one
-    per core (shared by the `per_host` processes of this machine) for widths from
-    `AUTO_MIN_DIM`, where that is faster; one below it, where it is not."""
-    from .._launch import cores
-
-    if option != "auto":
-        return option
-    if max(d for g in grids for d in g.dims) < AUTO_MIN_DIM:
-        return None
-    return max(cores() // per_host, 1)
-
-
-def _start_devices(n: int | None) -> None:
-    # Before anything starts JAX's CPU backend: the count is fixed when it starts.
-    if n is None:
-        return
-    import jax
-
-    try:
-        jax.config.update("jax_num_cpu_devices", n)
-    except RuntimeError:
-        raise ValueError("--devices: JAX's CPU backend had already started in this process; "
-                         "set it before any JAX computation") from None
-
-
 def prepare(args) -> Job:
     """Every check that needs no lock and writes nothing (ValueError: a usage error)."""
     if args.out is not None and not args.out.strip():
         raise ValueError("--out must name a folder, got an empty string")
-    mode = _processes(args)
-    devices = _devices_option(args.devices)
+    mode = processes_mode(args)
+    devices = devices_option(args.devices)
     grids, tune = grids_from_args(args)
     if args.chunk < 1:
         raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
@@ -280,7 +207,7 @@ def prepare(args) -> Job:
         devices = int(env["ZASJAX_DEVICES"]) if env.get("ZASJAX_DEVICES") else None
     else:
         devices = device_count(devices, grids)
-    _start_devices(devices)
+    start_devices(devices)
 
     import jax
 
