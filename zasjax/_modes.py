@@ -58,6 +58,9 @@ never used η), and reduces to the 2d scalar ODEs
     da/dt = −b e a^{L−2},        db/dt = −e a^{L−1}         (da/dt = 0 when L = 1),
 
 solved by `modes_flow` with diffrax as `_flow.gradient_flow` solves the full flow.
+
+One module on purpose (~450 lines): the GD map, its flow and their comparison
+(`compare_gd_flow_modes`) all rest on the derivation above and change together.
 """
 
 from __future__ import annotations
