@@ -8,6 +8,16 @@ import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+# As diffrax's tests: no implicit dtype promotion or rank broadcasting, in the library or here.
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+#: Test modules whose code under test still promotes implicitly (being reworked in issue 13:
+#: the sweep subpackage and its CLI, the mode engine, sharpness); they run with JAX's
+#: standard promotion until they are ready. Tests of optax's `adam` carry the
+#: `loose_promotion` marker instead: its bias correction raises a float to an int32 power.
+LOOSE_PROMOTION = {"test_sweep.py", "test_cli.py", "test_faults.py", "test_compile_cache.py",
+                   "test_modes.py", "test_sharpness.py"}
 
 # The suite's own compilation cache (inherited by the subprocesses it starts), so tests
 # neither read nor fill the user's.
@@ -19,6 +29,16 @@ SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
 FASHION_MNIST = os.environ.get(
     "ZASJAX_FASHION_MNIST", os.path.join(SHARED, "data", "fashion-mnist")
 )
+
+
+@pytest.fixture(autouse=True)
+def _promotion(request):
+    if request.node.path.name in LOOSE_PROMOTION or request.node.get_closest_marker(
+            "loose_promotion"):
+        with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
+            yield
+    else:
+        yield
 
 
 @pytest.fixture

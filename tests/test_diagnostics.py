@@ -90,8 +90,8 @@ def test_padding_does_not_fake_small_singular_values(key):
 def test_plateau_detector():
     plateau = jax.jit(_plateau, static_argnames=("rtol", "record_every"))
     saddle = 2.0
-    losses = jnp.concatenate([jnp.full(5, 3.0), jnp.full(40, 2.0) + 1e-3 * jnp.arange(40) / 40,
-                              2.0 * 0.5 ** jnp.arange(1, 21), jnp.full(5, jnp.nan)])
+    losses = jnp.concatenate([jnp.full(5, 3.0), jnp.full(40, 2.0) + 1e-3 * jnp.arange(40.0) / 40,
+                              2.0 * 0.5 ** jnp.arange(1.0, 21.0), jnp.full(5, jnp.nan)])
     p = plateau(losses, saddle, rtol=0.01)
     assert (int(p.length), int(p.start), int(p.escape)) == (40, 5, 45)
     p = plateau(losses, saddle, rtol=0.01, record_every=10)

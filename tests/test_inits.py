@@ -22,13 +22,13 @@ def test_every_init_fills_only_its_support(key, name, widths):
 def test_zas_is_zero_asymmetric(key):
     W = zj.make_init("zas", key, (4,) * 7)
     assert jnp.all(W[-1] == 0)
-    assert jnp.all(W[:-1] == jnp.eye(4))
+    assert jnp.all(W[:-1] == jnp.eye(4)[None])
     assert jnp.all(zj.end_to_end(W) == 0)
 
 
 def test_near_identity_has_the_variance_of_eq_5_1(key):
     d, L = 30, 40
-    U = zj.make_init("near-identity", key, (d,) * (L + 1), dtype=jnp.float64) - jnp.eye(d)
+    U = zj.make_init("near-identity", key, (d,) * (L + 1), dtype=jnp.float64) - jnp.eye(d)[None]
     # 36,000 samples: the sample variance is within a few percent of 1/(dL).
     assert abs(float(jnp.var(U)) * d * L - 1) < 0.05
     assert abs(float(jnp.mean(U))) < 3 / np.sqrt(d * d * L * d * L)
@@ -41,7 +41,7 @@ def test_xavier_variance(key):
 
 def test_orthogonal_layers(key):
     W = zj.make_init("orthogonal", key, (5,) * 4, dtype=jnp.float64)
-    assert jnp.allclose(jnp.einsum("lji,ljk->lik", W, W), jnp.eye(5), atol=1e-12)
+    assert jnp.allclose(jnp.einsum("lji,ljk->lik", W, W), jnp.eye(5)[None], atol=1e-12)
 
 
 @pytest.mark.parametrize("widths", [(3,) * 6, (4, 5, 6, 4), (3, 4, 4, 1)])

@@ -158,7 +158,9 @@ def test_plain_gd_is_the_update_rule(key):
         np.testing.assert_allclose(a[0], b, rtol=1e-13, atol=1e-15)
 
 
-@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("optimizer", [
+    pytest.param(name, marks=pytest.mark.loose_promotion) if name == "adam" else name
+    for name in sorted(OPTIMIZERS)])  # optax's adam raises a float to an int32 power
 def test_every_optimizer_reduces_the_loss(key, optimizer):
     lr = {"gd": 0.5, "sgd": 0.5, "momentum": 0.05, "nesterov": 0.05, "adam": 0.01}[optimizer]
     kx, ki = jax.random.split(key)
@@ -228,8 +230,8 @@ def test_interrupted_run_resumes_to_the_same_result(key, tmp_path):
                      checkpoint=ckpt)
     # ... and so is one trained on other data (here: the inputs centred).
     with pytest.raises(ValueError, match="different run"):
-        train_resnet(m, x - x.mean(0), y, lrs, steps=50, chunk=7, optimizer="momentum",
-                     checkpoint=ckpt)
+        train_resnet(m, x - x.mean(0, keepdims=True), y, lrs, steps=50, chunk=7,
+                     optimizer="momentum", checkpoint=ckpt)
 
 
 def test_no_recompilation_for_a_new_grid(key, caplog):

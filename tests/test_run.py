@@ -1,12 +1,13 @@
 """The GD runner: iterations-to-ε, status flags, closed forms, optimisers, batching."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import zasjax as zj
-from zasjax import _run
 
 
 def _reference_iterations(W0, phi, lr, eps, max_iters):
@@ -98,7 +99,9 @@ def test_sgd_optimizer_equals_plain_gd(key):
     assert jnp.allclose(a.W, b.W, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("optimizer,lr", [("momentum", 0.02), ("nesterov", 0.02), ("adam", 0.01)])
+@pytest.mark.parametrize("optimizer,lr", [
+    ("momentum", 0.02), ("nesterov", 0.02),
+    pytest.param("adam", 0.01, marks=pytest.mark.loose_promotion)])  # optax: float ** int32
 def test_optax_optimizers_converge_and_respect_the_mask(key, optimizer, lr):
     widths = (2, 3, 3, 2)
     W0 = zj.make_init("near-zas", key, widths, dtype=jnp.float64)
@@ -127,12 +130,21 @@ def test_minibatch_sgd_on_data_converges(key):
     assert res.status == zj.CONVERGED
 
 
-def test_second_call_does_not_recompile(key):
+def _compiles_of_run(caplog, call) -> int:
+    """How many times `call()` compiles the runner's jitted program (`jax.log_compiles`)."""
+    caplog.clear()
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        call()
+    return sum(r.getMessage().startswith("Compiling jit(_run_jit)") for r in caplog.records)
+
+
+def test_second_call_does_not_recompile(key, caplog):
     W0 = zj.make_init("zas", key, (2,) * 5)
-    zj.run(W0, -jnp.eye(2), lr=0.1, max_iters=100)
-    before = _run._run_jit._cache_size()
-    zj.run(W0, -jnp.eye(2) * 2, lr=0.05, eps=1e-6, max_iters=100)
-    assert _run._run_jit._cache_size() == before
+    phi = -jnp.eye(2)
+    assert _compiles_of_run(caplog, lambda: zj.run(W0, phi, lr=0.1, max_iters=137)) == 1
+    # New target, step size and ε are array arguments: the same program runs them.
+    assert _compiles_of_run(caplog, lambda: zj.run(W0, 2 * phi, lr=0.05, eps=1e-6,
+                                                   max_iters=137)) == 0
 
 
 @pytest.mark.parametrize("kwargs,match", [

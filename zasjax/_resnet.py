@@ -173,7 +173,7 @@ def resnet_loss(model: ResNet, x: jax.Array, y: jax.Array) -> tuple[jax.Array, j
     """
     logits = jax.vmap(model)(x)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    accuracy = (jnp.argmax(logits, axis=-1) == y).mean(dtype=logits.dtype)
+    accuracy = (jnp.argmax(logits, axis=-1).astype(y.dtype) == y).mean(dtype=logits.dtype)
     return loss, accuracy
 
 
