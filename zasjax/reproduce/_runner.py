@@ -211,15 +211,16 @@ def run(cfg: Config, out: str | os.PathLike) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_list(kind: type) -> Callable[[str], tuple]:
-    """`"a,b,c"` -> a tuple of `kind`; argparse reports a bad item as a usage error."""
+def parse_list(kind: type, name: str) -> Callable[[str], tuple]:
+    """`"a,b,c"` (and, for ints, ranges `a:b`) -> a tuple of `kind`, by the package's one
+    list parser (`_lists`); argparse reports a bad item as a usage error."""
+    from .._lists import PARSERS
 
     def parse(text: str) -> tuple:
         try:
-            return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {kind.__name__} values separated by commas, got {text!r}") from None
+            return tuple(PARSERS[kind](text, name))
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
     parse.__name__ = f"list of {kind.__name__}"
     return parse
@@ -233,8 +234,8 @@ def _strip_none(tp):
     return tp
 
 
-def _argument(tp) -> dict:
-    """argparse keywords for a field of type `tp`."""
+def _argument(tp, name: str) -> dict:
+    """argparse keywords for a field of type `tp` (option `name`, for messages)."""
     tp = _strip_none(tp)
     origin = typing.get_origin(tp)
     if tp is bool:
@@ -242,7 +243,7 @@ def _argument(tp) -> dict:
     if origin is Literal:
         return dict(choices=typing.get_args(tp))
     if origin is tuple:
-        return dict(type=parse_list(typing.get_args(tp)[0]), metavar="A,B,...")
+        return dict(type=parse_list(typing.get_args(tp)[0], name), metavar="A,B,...")
     if tp in (int, float, str):
         return dict(type=tp)
     raise TypeError(f"no command-line form for a config field of type {tp}")
@@ -267,7 +268,7 @@ def add_arguments(parser: argparse.ArgumentParser, config: type[Config]) -> list
         help = f"{f.metadata.get('help', '')} ({default})".strip()
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
         parser.add_argument(flag, dest=f.name, default=None, help=help.replace("%", "%%"),
-                            **_argument(hints[f.name]))
+                            **_argument(hints[f.name], flag.lstrip("-")))
         names.append(f.name)
     return names
 
