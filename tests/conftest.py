@@ -12,12 +12,8 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
-#: Test modules whose code under test still promotes implicitly (being reworked in issue 13:
-#: the sweep subpackage and its CLI, the mode engine, sharpness); they run with JAX's
-#: standard promotion until they are ready. Tests of optax's `adam` carry the
-#: `loose_promotion` marker instead: its bias correction raises a float to an int32 power.
-LOOSE_PROMOTION = {"test_sweep.py", "test_cli.py", "test_faults.py", "test_compile_cache.py",
-                   "test_modes.py", "test_sharpness.py"}
+# Tests of optax's `adam` carry the `loose_promotion` marker: its bias correction raises a
+# float to an int32 power, which strict promotion refuses (optax's code, not ours).
 
 # The suite's own compilation cache (inherited by the subprocesses it starts), so tests
 # neither read nor fill the user's.
@@ -33,8 +29,7 @@ FASHION_MNIST = os.environ.get(
 
 @pytest.fixture(autouse=True)
 def _promotion(request):
-    if request.node.path.name in LOOSE_PROMOTION or request.node.get_closest_marker(
-            "loose_promotion"):
+    if request.node.get_closest_marker("loose_promotion"):
         with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
             yield
     else:

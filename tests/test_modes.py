@@ -113,9 +113,9 @@ def test_any_svd_gives_the_same_weights(key):
     c, sn = np.cos(0.7), np.sin(0.7)
     R = jnp.eye(5).at[np.ix_(rep, rep)].set(jnp.array([[c, -sn], [sn, c]]))
     flip = jnp.ones(5).at[0].set(-1.0)
-    U2 = (U @ R * flip).at[:, zero].multiply(-1.0)
-    V2 = V @ R * flip
-    np.testing.assert_allclose(U2 * s @ V2.T, phi, atol=1e-13)  # still an SVD of Φ
+    U2 = (U @ R * flip[None, :]).at[:, zero].multiply(-1.0)
+    V2 = V @ R * flip[None, :]
+    np.testing.assert_allclose(U2 * s[None, :] @ V2.T, phi, atol=1e-13)  # still an SVD of Φ
     W = mode_weights(res.a, res.b, U, V, 6)
     np.testing.assert_allclose(mode_weights(res.a, res.b, U2, V2, 6), W, atol=1e-13)
     # Φ = −I: U = −I, s = 1, V = I is an SVD, and the weights are W_l = aI, W_L = −bI.

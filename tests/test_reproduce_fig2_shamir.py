@@ -15,14 +15,6 @@ from zasjax._status import CONVERGED
 from zasjax.reproduce import fig2, shamir
 
 
-@pytest.fixture(autouse=True)
-def _standard_promotion():
-    # The studies run the sweep, mode and sharpness code, which still broadcast ranks
-    # implicitly (issue 13 reworks them); until then they run under JAX's standard rules.
-    with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
-        yield
-
-
 @pytest.mark.parametrize("depth", [1, 2, 7, 33])
 @pytest.mark.parametrize("dim", [1, 3])
 def test_zas_eta_one_solves_any_target_in_one_step(key, depth, dim):
@@ -138,7 +130,6 @@ def _finite(x):
 
 
 @pytest.mark.slow
-@pytest.mark.loose_promotion  # the sweep engine is not yet strict-promotion clean
 def test_fig2_quick_end_to_end(tmp_path):
     assert cli.main(["reproduce", "fig2", "--quick", "--out", str(tmp_path)]) == 0
     s = json.loads((tmp_path / "summary.json").read_text())
@@ -161,7 +152,6 @@ def test_fig2_quick_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.loose_promotion  # the sweep engine is not yet strict-promotion clean
 def test_shamir_quick_end_to_end(tmp_path):
     assert cli.main(["reproduce", "shamir", "--quick", "--out", str(tmp_path)]) == 0
     s = json.loads((tmp_path / "summary.json").read_text())

@@ -158,7 +158,8 @@ def _balanced_u(key, D, L, capacity, coef, scale, dtype):
     U, s, Vt = jnp.linalg.svd(sigma * jax.random.normal(keys[0], (D, D), dtype))
     inner = jax.vmap(lambda k: jax.random.orthogonal(k, D, dtype=dtype))(keys[2:])
     Qs = jnp.concatenate([Vt.T[None], inner, U[None]])       # Q_0 .. Q_capacity
-    Qs = jnp.where((jnp.arange(capacity + 1) == L)[:, None, None], U, Qs)  # Q_L = U
+    at_L = jnp.arange(capacity + 1, dtype=jnp.asarray(L).dtype) == L
+    Qs = jnp.where(at_L[:, None, None], U, Qs)  # Q_L = U
     return jnp.einsum("lir,r,ljr->lij", Qs[1:], s**coef, Qs[:-1])  # coef = 1/L
 
 
@@ -193,7 +194,7 @@ def uniform_init(name: str, key, dim: int, depth, capacity: int, coef, scale=Non
     dtype = _dtype(dtype)
     build = _UNIFORM[name][0]
     W = build(key, dim, depth, capacity, jnp.asarray(coef, dtype), scale, dtype)
-    active = (jnp.arange(capacity) < depth)[:, None, None]
+    active = (jnp.arange(capacity, dtype=jnp.asarray(depth).dtype) < depth)[:, None, None]
     return jnp.where(active, W, jnp.eye(dim, dtype=dtype))
 
 

@@ -105,6 +105,13 @@ def _lower(depth):
     return depth - 1.0, jnp.maximum(depth - 2.0, 0.0)
 
 
+def _per_mode(x):
+    """A per-configuration value `(*batch)` against per-mode arrays `(d, *batch)`: a leading
+    axis, written out (no implicit rank promotion)."""
+    x = jnp.asarray(x)
+    return x[None] if x.ndim else x
+
+
 def mode_loss_and_grad(a, b, s, depth):
     """R and the per-mode gradients (g_a, g_b) of the reduced problem.
 
@@ -112,6 +119,7 @@ def mode_loss_and_grad(a, b, s, depth):
     with e = a^{L−1} b − s, g_a = b e a^{L−2} (0 when L = 1) and g_b = e a^{L−1}: the
     projections Vᵀ ∇_l R V (any l < L) and Uᵀ ∇_L R V of the full gradient onto the diagonal.
     """
+    depth = _per_mode(depth)
     n1, n2 = _lower(depth)
     e = scaled_power((b,), a, n1) - s
     g_b = scaled_power((e,), a, n1)
@@ -160,8 +168,9 @@ def step(state: ModeState, s, depth, lr, eps, max_iters) -> ModeState:
     status, iterations = next_status(state.status, state.iterations, state.step, loss,
                                      state.blowup, eps, max_iters)
     move = status == RUNNING
-    a = jnp.where(move, state.a - lr * g_a, state.a)
-    b = jnp.where(move, state.b - lr * g_b, state.b)
+    move_, lr_ = _per_mode(move), _per_mode(lr)
+    a = jnp.where(move_, state.a - lr_ * g_a, state.a)
+    b = jnp.where(move_, state.b - lr_ * g_b, state.b)
     loss = jnp.where(going, loss, state.loss)
     return ModeState(a, b, state.step + move.astype(state.step.dtype), loss, status, iterations,
                      state.blowup)
@@ -206,8 +215,8 @@ def mode_weights(a, b, U, V, depth: int):
     `run`'s weights.
     """
     depth = int(depth)
-    lower = (V * a) @ V.T
-    top = (U * b) @ V.T
+    lower = (V * a[None, :]) @ V.T
+    top = (U * b[None, :]) @ V.T
     return jnp.concatenate([jnp.broadcast_to(lower, (depth - 1, *lower.shape)), top[None]])
 
 
@@ -248,7 +257,7 @@ class ModeResult(NamedTuple):
     def end_to_end(self) -> jax.Array:
         """W_{L:1} = U diag(a^{L−1} b) Vᵀ: (d, d), for any L."""
         p = scaled_power((self.b,), self.a, jnp.asarray(self.depth, self.a.dtype) - 1.0)
-        return (self.U * p) @ self.V.T
+        return (self.U * p[None, :]) @ self.V.T
 
 
 # ---------------------------------------------------------------------------------------------

@@ -157,6 +157,13 @@ def next_status(status, iterations, step, loss, blowup, eps, max_iters):
     return status, jnp.where(hit, step, iterations)
 
 
+def _against(x, ref):
+    """A per-configuration value `(*b)` lined up with an array `(..., *b)` whose batch axes
+    trail: leading axes of size 1, written out (no implicit rank promotion)."""
+    x = jnp.asarray(x)
+    return x.reshape((1,) * (jnp.ndim(ref) - x.ndim) + x.shape) if x.ndim else x
+
+
 def step(state: RunState, objective, mask, lr, eps, max_iters,
          settings: Settings = Settings()) -> RunState:
     """One iteration: evaluate at W_t, update the flags, update W if still running.
@@ -175,13 +182,13 @@ def step(state: RunState, objective, mask, lr, eps, max_iters,
     move = status == RUNNING
 
     if settings.optimizer == "gd":
-        W_new, opt_state = state.W - lr * grad, state.opt_state
+        W_new, opt_state = state.W - _against(lr, grad) * grad, state.opt_state
     else:
         updates, opt_state = _optimizer(settings, lr).update(grad, state.opt_state, state.W)
         W_new = state.W + updates * mask
-        opt_state = jax.tree.map(lambda new, old: jnp.where(move, new, old), opt_state,
-                                 state.opt_state)
-    W = jnp.where(move, W_new, state.W)
+        opt_state = jax.tree.map(lambda new, old: jnp.where(_against(move, new), new, old),
+                                 opt_state, state.opt_state)
+    W = jnp.where(_against(move, W_new), W_new, state.W)
     loss = jnp.where(going, loss, state.loss)
     step_ = state.step + move.astype(state.step.dtype)  # explicit: strict promotion
     return RunState(W, opt_state, step_, loss, status, iterations, state.blowup, key)

@@ -165,7 +165,7 @@ def sharpness(W: jax.Array, objective, k: int = 1, *, mask: jax.Array | None = N
         return jnp.linalg.qr(Vq)[0].T, R
 
     def random_block(i):
-        return root * jax.random.normal(jax.random.fold_in(key, i), (p, n), dtype)
+        return root[None, :] * jax.random.normal(jax.random.fold_in(key, i), (p, n), dtype)
 
     # Breakdown: what is left after reorthogonalisation is rounding, not a new direction.
     tiny = 100.0 * eps * (n**0.5)
@@ -173,7 +173,7 @@ def sharpness(W: jax.Array, objective, k: int = 1, *, mask: jax.Array | None = N
     def top_k(T, active):
         Tp, active = _padded_projection(T, active)
         theta, Y = jnp.linalg.eigh(Tp)
-        theta, Y = theta[::-1], Y[:, ::-1] * active[:, None]   # largest first
+        theta, Y = theta[::-1], Y[:, ::-1] * active[:, None].astype(Y.dtype)   # largest first
         filled = jnp.sum(active)
         scale = jnp.maximum(jnp.abs(theta[0]), jnp.abs(theta[jnp.maximum(filled - 1, 0)]))
         return theta[:p], Y[:, :p], scale
@@ -183,7 +183,7 @@ def sharpness(W: jax.Array, objective, k: int = 1, *, mask: jax.Array | None = N
 
     def body(c):
         j, Q, T, live, restarted, exhausted, _ = c
-        rows = j * p + jnp.arange(p)
+        rows = j * p + jnp.arange(p, dtype=j.dtype)
         B = lax.dynamic_slice_in_dim(Q, j * p, p)             # (p, n) the current block
         Z = jax.vmap(op)(B)                                    # H B
         t = Z @ Q.T                                            # (p, size); later rows are zero
@@ -225,7 +225,7 @@ def sharpness(W: jax.Array, objective, k: int = 1, *, mask: jax.Array | None = N
     theta, Y, scale = top_k(T, live)
     theta = jnp.where(jnp.all(jnp.isfinite(T)), theta, jnp.nan)  # e.g. W of a diverged run
     # Unit Ritz vectors; exact zeros off the mask (QR leaves rounding there).
-    U = (Y.T @ Q) * (root != 0)
+    U = (Y.T @ Q) * (root != 0)[None, :].astype(Q.dtype)
     residuals = jnp.linalg.norm(jax.vmap(op)(U) - theta[:, None] * U, axis=1)
     converged = jnp.all(residuals <= rtol * scale)
     return Sharpness(theta, U.reshape(p, *W.shape), residuals, converged, steps)
@@ -273,8 +273,8 @@ def zas_minimum(phi: jax.Array, L: int) -> jax.Array:
         return phi[None]
     U, s, Vt = jnp.linalg.svd(phi)
     a = jnp.sqrt(_zas_mode(s, L, 1.0))
-    lower = (Vt.T * a) @ Vt
-    top = (U * (s / a ** (L - 1))) @ Vt
+    lower = (Vt.T * a[None, :]) @ Vt
+    top = (U * (s / a ** (L - 1))[None, :]) @ Vt
     return jnp.concatenate([jnp.broadcast_to(lower, (L - 1, *phi.shape)), top[None]])
 
 
@@ -291,7 +291,7 @@ def zas_minimum_eigenvalues(s: jax.Array, L: int, c=1.0) -> jax.Array:
         return jnp.ones((s.shape[0] ** 2,), s.dtype)
     c = jnp.broadcast_to(jnp.asarray(c, s.dtype), s.shape)
     x = jax.vmap(lambda si, ci: _zas_mode(si, L, ci))(s, c)
-    l = jnp.arange(1, L, dtype=s.dtype)
+    l = jnp.arange(1, L, dtype=s.dtype)[None, None, :]
     xi, xj = x[:, None, None], x[None, :, None]
     lam = xj[..., 0] ** (L - 1) + (x - c)[:, None] * jnp.sum(xi ** (L - 1 - l) * xj ** (l - 1),
                                                              axis=-1)

@@ -75,7 +75,8 @@ def start(seeds, depths, coefs, init_index, target_index, lr, target_matrix, spe
         jnp.broadcast_to(target_matrix.astype(dtype), (len(seeds), D, D)) if name == FILE_TARGET
         else jax.vmap(lambda k, name=name: make_target(name, k, (D, D), dtype))(target_keys)
         for name in spec.targets])
-    mask = (jnp.arange(C)[None, :] < depths[:, None]).astype(dtype)[..., None, None]
+    mask = (jnp.arange(C, dtype=depths.dtype)[None, :] < depths[:, None]).astype(dtype)
+    mask = mask[..., None, None]
     lr = lr.astype(dtype)
     state = jax.vmap(lambda W, phi, lr: init_state(W, Whitened(phi), lr, spec.settings),
                      out_axes=spec.axis)(W, phi, lr)
