@@ -125,3 +125,15 @@ def test_flow_modes_engine_equals_full_and_reaches_a_million_layers(tmp_path):
     assert summary["engine"] == "modes" and abs(summary["gd_gap_slope"] - 1) < 0.1
     assert zasjax_main(["flow", "--engine", "modes", "--init", "xavier", "--target",
                         "neg-identity", "--out", str(tmp_path / "no")]) == 2
+
+
+def test_flow_warns_about_rates_beyond_stability(tmp_path, capsys):
+    # From ZAS the solution's sharpness is known (zas_minimum_sharpness): an η above
+    # 2/λ_max there cannot follow the flow, and the command says so.
+    args = ["flow", "--target", "neg-identity", "--dim", "2", "--depth", "8", "--t-max", "5",
+            "--x64", "--out", str(tmp_path / "f")]
+    assert zasjax_main([*args, "--lrs", "0.5,0.1,0.05,0.02"]) == 0
+    err = capsys.readouterr().err
+    assert "η = 0.5 is beyond its stability limit" in err and "0.1," not in err
+    assert zasjax_main([*args, "--lrs", "0.1,0.05,0.02,0.01"]) == 0
+    assert "stability" not in capsys.readouterr().err

@@ -153,6 +153,8 @@ def test_second_call_does_not_recompile(key, caplog):
     (dict(lr=0.1, max_iters=-1), "max_iters must be >= 0"),
     (dict(lr=0.1, optimizer="lbfgs"), "unknown optimizer"),
     (dict(lr=0.1, record_every=0), "record_every must be >= 1"),
+    (dict(lr=0.1, prefix="parallel"), "unknown prefix"),
+    (dict(lr=0.1, matmul="strassen"), "unknown matmul"),
 ])
 def test_bad_arguments_raise_before_tracing(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -34,6 +34,15 @@ def unrolled_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
 
 MATMULS: dict[str, Matmul] = {"dot": jnp.matmul, "unrolled": unrolled_matmul}
 
+#: How the prefix products W_l ⋯ W_1 are formed: a sequential scan, or a parallel prefix scan.
+PREFIXES = ("sequential", "associative")
+
+
+def check_prefix(prefix: str) -> str:
+    if prefix not in PREFIXES:
+        raise ValueError(f"unknown prefix {prefix!r}; expected one of {PREFIXES}")
+    return prefix
+
 
 def get_matmul(name: str | Matmul) -> Matmul:
     if callable(name):
@@ -188,6 +197,7 @@ def loss_and_grad(W: jax.Array, phi: jax.Array, matmul: Matmul = jnp.matmul,
     so the products stop there and their gradients are returned as 0. One compiled program
     then serves every depth up to L, at the cost of the depth it is given.
     """
+    check_prefix(prefix)
     if matmul is unrolled_matmul and prefix == "sequential":
         return loss_and_grad_unrolled(W, phi, active)
     if active is not None and prefix == "sequential":

@@ -18,7 +18,7 @@ import numpy as np
 from jax import lax
 
 from . import _status
-from ._network import data_loss_and_grad, get_matmul, loss_and_grad
+from ._network import check_prefix, data_loss_and_grad, get_matmul, loss_and_grad
 from ._optimizers import OPTIMIZERS, check_optimizer, make_optimizer
 
 # The status codes live in `_status`; re-exported here because the sweep imports them from
@@ -289,6 +289,8 @@ def run(W0, phi=None, *, lr, X=None, Y=None, mask=None, optimizer: str = "gd",
     objective = (Whitened(jnp.asarray(phi, dtype)) if phi is not None else
                  Regression(jnp.asarray(X, dtype), jnp.asarray(Y, dtype), batch_size))
     mask = jnp.ones_like(W0) if mask is None else mask
+    get_matmul(matmul)
+    check_prefix(prefix)
     settings = Settings(optimizer, tuple(sorted(hyper.items())), matmul, prefix, record_every)
     key = jax.random.key(0) if key is None else key
     res = _run_jit(W0, objective, mask.astype(dtype), jnp.asarray(lr, dtype),

@@ -21,7 +21,7 @@ import numpy as np
 from .. import _store
 from .._compilation import enable_persistent_cache
 from .._errors import InputError
-from .._network import MATMULS
+from .._network import MATMULS, check_prefix
 from .._run import PRUNED, RUNNING, STATUS_NAMES
 from . import _inflight
 from ._devices import is_writer, make_mesh, on_writer, put, to_host
@@ -29,8 +29,6 @@ from ._engines import BATCHINGS, FullEngine, ModesEngine, check_engine
 from ._grid import COLUMNS, Grid, config_key
 from ._plan import DEFAULT_RATIO, Slice, check_ratio, memory_budget
 from ._tuning import fastest, tuning_group
-
-PREFIXES = ("sequential", "associative")
 
 
 class _Progress:
@@ -127,8 +125,7 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
     if matmul != "auto" and matmul not in MATMULS:
         raise ValueError(f"unknown matmul {matmul!r}; expected 'auto' or one of "
                          f"{sorted(MATMULS)}")
-    if prefix not in PREFIXES:
-        raise ValueError(f"unknown prefix {prefix!r}; expected one of {PREFIXES}")
+    check_prefix(prefix)
     ratio = check_ratio(bucket_ratio)
     check_engine(grid, engine)
     eng = FullEngine(matmul, prefix, batching) if engine == "full" else ModesEngine()
