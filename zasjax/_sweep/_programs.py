@@ -20,7 +20,7 @@ from jax import lax
 from jax.sharding import Mesh, PartitionSpec
 
 from .._inits import uniform_init
-from .._network import loss_and_grad_unrolled
+from .._network import loss_and_grad_unrolled, whitened_loss
 from .._run import RUNNING, Settings, Whitened, init_state, step
 from .._targets import make_target
 from ._devices import sharding
@@ -78,7 +78,7 @@ def start(seeds, depths, coefs, init_index, target_index, lr, target_matrix, spe
     mask = (jnp.arange(C, dtype=depths.dtype)[None, :] < depths[:, None]).astype(dtype)
     mask = mask[..., None, None]
     lr = lr.astype(dtype)
-    state = jax.vmap(lambda W, phi, lr: init_state(W, Whitened(phi), lr, spec.settings),
+    state = jax.vmap(lambda W, phi, lr: init_state(W, _LossOnly(phi), lr, spec.settings),
                      out_axes=spec.axis)(W, phi, lr)
     inputs = tuple(jnp.moveaxis(x, 0, spec.axis) for x in (phi, mask, lr))
     place = lambda x: lax.with_sharding_constraint(x, sharding(spec.mesh, x.ndim, _axis(x, spec)))
@@ -109,6 +109,15 @@ def until_finished(step_fn, state, n: int):
         return i + k, lax.fori_loop(0, k, lambda _, st: step_fn(st), st)
 
     return lax.while_loop(going, block, (jnp.zeros((), jnp.int32), state))[1]
+
+
+class _LossOnly(eqx.Module):
+    """R(W) alone, for the initial state (which keeps no gradient): a smaller program."""
+
+    phi: jax.Array
+
+    def value_and_grad(self, W, key, matmul, prefix="sequential"):
+        return whitened_loss(W, self.phi), None
 
 
 class _Evaluated(eqx.Module):
