@@ -76,7 +76,7 @@ from jax import lax
 
 from . import _status
 from ._flow import flow_status
-from ._run import DIVERGENCE_FACTOR, check_schedule, n_records_for, next_status
+from ._run import DIVERGENCE_FACTOR, batch_aligned, check_schedule, n_records_for, next_status
 from ._status import CONVERGED, DIVERGED, FINISHED, MAX_ITERS, RUNNING
 
 # ---------------------------------------------------------------------------------------------
@@ -105,13 +105,6 @@ def _lower(depth):
     return depth - 1.0, jnp.maximum(depth - 2.0, 0.0)
 
 
-def _per_mode(x):
-    """A per-configuration value `(*batch)` against per-mode arrays `(d, *batch)`: a leading
-    axis, written out (no implicit rank promotion)."""
-    x = jnp.asarray(x)
-    return x[None] if x.ndim else x
-
-
 def mode_loss_and_grad(a, b, s, depth):
     """R and the per-mode gradients (g_a, g_b) of the reduced problem.
 
@@ -119,7 +112,7 @@ def mode_loss_and_grad(a, b, s, depth):
     with e = a^{L−1} b − s, g_a = b e a^{L−2} (0 when L = 1) and g_b = e a^{L−1}: the
     projections Vᵀ ∇_l R V (any l < L) and Uᵀ ∇_L R V of the full gradient onto the diagonal.
     """
-    depth = _per_mode(depth)
+    depth = batch_aligned(depth, a)
     n1, n2 = _lower(depth)
     e = scaled_power((b,), a, n1) - s
     g_b = scaled_power((e,), a, n1)
@@ -168,7 +161,7 @@ def step(state: ModeState, s, depth, lr, eps, max_iters) -> ModeState:
     status, iterations = next_status(state.status, state.iterations, state.step, loss,
                                      state.blowup, eps, max_iters)
     move = status == RUNNING
-    move_, lr_ = _per_mode(move), _per_mode(lr)
+    move_, lr_ = batch_aligned(move, state.a), batch_aligned(lr, state.a)
     a = jnp.where(move_, state.a - lr_ * g_a, state.a)
     b = jnp.where(move_, state.b - lr_ * g_b, state.b)
     loss = jnp.where(going, loss, state.loss)

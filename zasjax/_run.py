@@ -157,7 +157,7 @@ def next_status(status, iterations, step, loss, blowup, eps, max_iters):
     return status, jnp.where(hit, step, iterations)
 
 
-def _against(x, ref):
+def batch_aligned(x, ref):
     """A per-configuration value `(*b)` lined up with an array `(..., *b)` whose batch axes
     trail: leading axes of size 1, written out (no implicit rank promotion)."""
     x = jnp.asarray(x)
@@ -182,13 +182,13 @@ def step(state: RunState, objective, mask, lr, eps, max_iters,
     move = status == RUNNING
 
     if settings.optimizer == "gd":
-        W_new, opt_state = state.W - _against(lr, grad) * grad, state.opt_state
+        W_new, opt_state = state.W - batch_aligned(lr, grad) * grad, state.opt_state
     else:
         updates, opt_state = _optimizer(settings, lr).update(grad, state.opt_state, state.W)
         W_new = state.W + updates * mask
-        opt_state = jax.tree.map(lambda new, old: jnp.where(_against(move, new), new, old),
+        opt_state = jax.tree.map(lambda new, old: jnp.where(batch_aligned(move, new), new, old),
                                  opt_state, state.opt_state)
-    W = jnp.where(_against(move, W_new), W_new, state.W)
+    W = jnp.where(batch_aligned(move, W_new), W_new, state.W)
     loss = jnp.where(going, loss, state.loss)
     step_ = state.step + move.astype(state.step.dtype)  # explicit: strict promotion
     return RunState(W, opt_state, step_, loss, status, iterations, state.blowup, key)

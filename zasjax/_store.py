@@ -109,10 +109,7 @@ def append_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
 
 def prepare_folder(folder: str, option: str = "--out") -> None:
     """Create `folder` for writing; ValueError (one line) if that is impossible."""
-    if not str(folder).strip():
-        raise ValueError(f"{option} must name a folder, got an empty string")
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ValueError(f"{option} {str(folder)!r} exists and is not a folder")
+    check_folder(folder, option)
     try:
         os.makedirs(folder, exist_ok=True)
         probe = os.path.join(folder, f".write-test-{os.getpid()}")
@@ -127,15 +124,15 @@ def prepare_folder(folder: str, option: str = "--out") -> None:
 def check_folder(folder: str, option: str = "--out") -> None:
     """ValueError if `folder` could not become an output folder; creates nothing."""
     if not str(folder).strip():
-        raise ValueError(f"{option} must name a folder, got an empty string")
+        raise InputError(f"{option} must name a folder, got an empty string")
     path = Path(folder)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{option} {str(folder)!r} exists and is not a folder")
+        raise InputError(f"{option} {str(folder)!r} exists and is not a folder")
     parent = next((p for p in [path, *path.parents] if p.exists()), None)
     if parent is not None and not parent.is_dir():
-        raise ValueError(f"{option} {str(folder)!r} lies under {str(parent)!r}, which is a file")
+        raise InputError(f"{option} {str(folder)!r} lies under {str(parent)!r}, which is a file")
     if parent is not None and not os.access(parent, os.W_OK):
-        raise ValueError(f"cannot write into {option} {str(folder)!r}: {str(parent)!r} is not "
+        raise InputError(f"cannot write into {option} {str(folder)!r}: {str(parent)!r} is not "
                          "writable")
 
 

@@ -80,9 +80,13 @@ class FullEngine:
         check_fits(grid.dims, grid.depths, dtype.itemsize, grid.optimizer, budget)
         return plan(rows, ratio, n_dev, budget, dtype.itemsize, grid.optimizer, max_batch)
 
+    def _matmul(self, dim: int) -> str:
+        if self.matmul != "auto":
+            return self.matmul
+        return "unrolled" if dim <= UNROLLED_MAX_DIM else "dot"
+
     def layout(self, dim: int, chunk: int, grid: Grid, mesh) -> tuple[Settings, int, object]:
-        mm = ("unrolled" if dim <= UNROLLED_MAX_DIM else "dot") if self.matmul == "auto" \
-            else self.matmul
+        mm = self._matmul(dim)
         axis = batch_axis(mm)
         settings = Settings(grid.optimizer, tuple(grid.hyper), mm, self.prefix, chunk)
         loop = axis == 0 and (self.batching == "loop" or self.batching == "auto" and
@@ -152,9 +156,7 @@ class FullEngine:
         return True
 
     def _axis(self, dim: int) -> int:
-        mm = ("unrolled" if dim <= UNROLLED_MAX_DIM else "dot") if self.matmul == "auto" \
-            else self.matmul
-        return batch_axis(mm)
+        return batch_axis(self._matmul(dim))
 
 
 _COUNTERS = ("step", "loss", "status", "iterations", "blowup")
