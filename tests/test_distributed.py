@@ -188,3 +188,21 @@ def test_bad_process_options_are_one_line(tmp_path, capsys, bad):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("zasjax: error: "), err
     assert not out.exists()
+
+
+def test_a_preset_runs_on_several_devices(tmp_path):
+    # The fig2-quick grids compute with JAX (their η caps draw Φ), so the CLI builds them
+    # only after the devices are set and x64 is on: no "backend already started" refusal,
+    # no float32 truncation warning, and the same table as on one device.
+    tables = []
+    for devices in ("1", "2"):
+        out = tmp_path / devices
+        code, _, err = _finish(_cli(["sweep", "--preset", "fig2-quick", "--devices", devices,
+                                     "--no-progress", "--out", str(out)]), timeout=300)
+        assert code == 0, err
+        assert "not available" not in err, err
+        import json
+
+        assert json.loads((out / "config.json").read_text())["device_count"] == int(devices)
+        tables.append(_rows(out / "results.csv"))
+    _same_table(*tables)

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,6 +27,9 @@ from ._fits import fit_power_law
 from ._network import loss_and_grad
 from ._run import Whitened, advance, init_state
 from ._status import DIVERGED, FINISHED, MAX_ITERS
+
+if TYPE_CHECKING:
+    import diffrax
 
 
 class FlowSolution(NamedTuple):
@@ -55,6 +57,7 @@ class FlowSolution(NamedTuple):
 
 def flow_status(result: diffrax.RESULTS):
     """Our status code for one diffrax result (vmap it for a batch)."""
+    import diffrax  # here and in the solvers, not at the top: `import zasjax` stays fast
     return jnp.where(result == diffrax.RESULTS.successful, FINISHED,
                      jnp.where(result == diffrax.RESULTS.max_steps_reached, MAX_ITERS,
                                DIVERGED)).astype(jnp.int32)
@@ -99,6 +102,8 @@ def gradient_flow(W0: jax.Array, phi: jax.Array, ts: jax.Array, mask: jax.Array 
     dtype = W0.dtype
     ts = jnp.asarray(ts, dtype)
     mask = jnp.ones_like(W0) if mask is None else jnp.asarray(mask, dtype)
+    import diffrax
+
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(_vector_field),
         diffrax.Tsit5() if solver is None else solver,

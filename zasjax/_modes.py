@@ -34,13 +34,13 @@ inside it does not matter), and W_L = U diag(β(s)) Vᵀ = Φ · β̃(ΦᵀΦ) w
 σ > 0 (zero singular values contribute β(0) = 0). Neither depends on which SVD was taken;
 for Φ = −I one valid choice is U = −I, s = 1, V = I, and W_l = a I, W_L = −b I.
 
-Cost and stability. One step is O(d) whatever L is. The powers are never formed: a product
-c · a^n (n = L − 1 or L − 2, integer-valued) is sign(c) sign(a)^n exp(log|c| + n log|a|), so
-a^{2^20} can overflow while a^{L−1} b stays finite, a = 0 gives 0^n = 0 (n > 0) and a^0 = 1,
-and nothing is NaN where the true value is finite. Depth is data (an array), so one
-compiled program serves every depth and `jax.vmap` sweeps depths, learning rates and
-targets alike. Zero-padded singular values (s = 0) never move, so targets of several sizes
-can share one padded d.
+Cost and stability. One step is O(d) whatever L is: one log and one exp per mode
+(`power`: a^{L−2} = ±exp((L−2) log|a|), then a^{L−1} = a^{L−2} · a), about 3× cheaper than
+forming each product in log space. A state whose a^{L−2} leaves float range gives a
+non-finite loss and counts as diverged, as the full engine's products do. Depth is data (an
+array), so one compiled program serves every depth and `jax.vmap` sweeps depths, learning
+rates and targets alike. Zero-padded singular values (s = 0) never move, so targets of
+several sizes can share one padded d.
 
 Floating point. The reduction is exact in exact arithmetic. In floating point the full
 engine's lower layers differ at rounding level, and above the convergent range of η the
@@ -66,9 +66,8 @@ One module on purpose (~450 lines): the GD map, its flow and their comparison
 from __future__ import annotations
 
 from functools import partial
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,30 +78,24 @@ from ._flow import flow_status
 from ._run import DIVERGENCE_FACTOR, batch_aligned, check_schedule, n_records_for, next_status
 from ._status import CONVERGED, DIVERGED, FINISHED, MAX_ITERS, RUNNING
 
+if TYPE_CHECKING:
+    import diffrax
+
 # ---------------------------------------------------------------------------------------------
-# Powers in log space, and the reduced loss and gradient
+# Powers, and the reduced loss and gradient
 # ---------------------------------------------------------------------------------------------
 
 
-def scaled_power(factors, a, n):
-    """(Π factors) · a^n, elementwise, for integer-valued n ≥ 0, without forming a^n.
+def power(a, n):
+    """a^n elementwise for integer-valued n ≥ 0 (any array broadcasting with `a`), as
+    ±exp(n log|a|): one log and one exp, relative error O(ulp · (1 + |n log a|)).
 
-    Evaluated as sign · exp(Σ log|factor| + n log|a|), so the result is finite whenever the
-    true value is (a^n alone may overflow); a^0 = 1 and 0^n = 0 for n > 0.
+    a^0 = 1 (also for a = 0), 0^n = 0 for n > 0, and a^n beyond float range is ±inf.
     """
+    n = jnp.asarray(n, a.dtype)
     sign = jnp.where((a < 0) & (jnp.mod(n, 2) == 1), -1.0, 1.0).astype(a.dtype)
     # n · log|0| = −inf is right for n > 0; for n = 0 it would be 0 · (−inf) = NaN.
-    log = jnp.where(n == 0, 0.0, n * jnp.log(jnp.abs(a)))
-    for c in factors:
-        sign = sign * jnp.sign(c)
-        log = log + jnp.log(jnp.abs(c))
-    return sign * jnp.exp(log)
-
-
-def _lower(depth):
-    # Exponents L − 1 and L − 2, as floats of a's dtype; L − 2 is clamped at 0 for L = 1,
-    # where the lower-layer gradient is zeroed anyway.
-    return depth - 1.0, jnp.maximum(depth - 2.0, 0.0)
+    return sign * jnp.exp(jnp.where(n == 0, 0.0, n * jnp.log(jnp.abs(a))))
 
 
 def mode_loss_and_grad(a, b, s, depth):
@@ -113,10 +106,12 @@ def mode_loss_and_grad(a, b, s, depth):
     projections Vᵀ ∇_l R V (any l < L) and Uᵀ ∇_L R V of the full gradient onto the diagonal.
     """
     depth = batch_aligned(depth, a)
-    n1, n2 = _lower(depth)
-    e = scaled_power((b,), a, n1) - s
-    g_b = scaled_power((e,), a, n1)
-    g_a = jnp.where(depth > 1, scaled_power((b, e), a, n2), 0.0)
+    deep = depth > 1
+    lower = power(a, jnp.where(deep, depth - 2, 0))      # a^{L−2}
+    top = jnp.where(deep, lower * a, 1.0)                  # a^{L−1}
+    e = top * b - s
+    g_b = e * top
+    g_a = jnp.where(deep, b * e * lower, 0.0)
     return 0.5 * jnp.sum(e * e, axis=0), g_a, g_b
 
 
@@ -249,7 +244,7 @@ class ModeResult(NamedTuple):
 
     def end_to_end(self) -> jax.Array:
         """W_{L:1} = U diag(a^{L−1} b) Vᵀ: (d, d), for any L."""
-        p = scaled_power((self.b,), self.a, jnp.asarray(self.depth, self.a.dtype) - 1.0)
+        p = power(self.a, jnp.asarray(self.depth) - 1) * self.b
         return (self.U * p[None, :]) @ self.V.T
 
 
@@ -379,6 +374,8 @@ def modes_flow(phi, depth, ts, *, rtol: float = 1e-8, atol: float = 1e-10,
     dtype = _float_dtype(phi)
     phi, depth, ts = (jnp.asarray(x, dtype) for x in (phi, depth, ts))
     _, s, _ = mode_svd(phi)
+    import diffrax  # lazily, as in `_flow`
+
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(_mode_field),
         diffrax.Tsit5() if solver is None else solver,
@@ -455,5 +452,5 @@ def compare_gd_flow_modes(phi, depth: int, lrs, t_max: float, *, ts=None,
 
 __all__ = ["run_modes", "ModeResult", "compare_gd_flow_modes", "ModeState", "init_state",
            "step", "advance",
-           "mode_loss_and_grad", "mode_svd", "mode_weights", "scaled_power", "modes_flow",
+           "mode_loss_and_grad", "mode_svd", "mode_weights", "power", "modes_flow",
            "modes_flow_jit", "ModeFlowSolution", "check_modes_args"]

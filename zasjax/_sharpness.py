@@ -300,13 +300,20 @@ def zas_minimum_eigenvalues(s: jax.Array, L: int, c=1.0) -> jax.Array:
 
 def zas_minimum_sharpness(s_max, L: int, c=1.0) -> jax.Array:
     """λ_max = x^{L−2}(L·x − (L−1)c) with x^{L−1}(x − c) = s_max², the sharpness at the
-    minimum reached from ZAS (c = 1; module docstring). Vmappable over `s_max`; 1 at L = 1."""
+    minimum reached from ZAS (c = 1; module docstring). Vmappable over `s_max`; 1 at L = 1.
+    One compiled program serves every depth (L is passed as data)."""
     L = _check_depth(L)
     s_max = jnp.asarray(s_max)
-    if L == 1:
-        return jnp.ones_like(s_max)
+    if not jnp.issubdtype(s_max.dtype, jnp.floating):
+        s_max = s_max.astype(jnp.result_type(float))
+    return _minimum_sharpness(s_max, jnp.asarray(L, s_max.dtype), jnp.asarray(c, s_max.dtype))
+
+
+@jax.jit
+def _minimum_sharpness(s_max, L, c):
     x = _zas_mode(s_max, L, c)
-    return jnp.exp((L - 2) * jnp.log(x)) * (L * x - (L - 1) * c)  # x^{L−2} may overflow alone
+    lam = jnp.exp((L - 2) * jnp.log(x)) * (L * x - (L - 1) * c)  # x^{L−2} may overflow alone
+    return jnp.where(L == 1, jnp.ones_like(lam), lam)
 
 
 __all__ = ["Sharpness", "sharpness", "hessian_vector_product", "zas_minimum",

@@ -56,15 +56,16 @@ def devices_option(text: str | None) -> int | str | None:
     return n
 
 
-def device_count(option, grids: list, per_host: int = 1) -> int | None:
-    """CPU devices per process for `--devices` (None: leave JAX's default). `auto`: one
+def device_count(option, dims, per_host: int = 1) -> int | None:
+    """CPU devices per process for `--devices` (None: leave JAX's default), for a sweep of
+    widths `dims`. `auto`: one
     per core (shared by the `per_host` processes of this machine) for widths from
     `AUTO_MIN_DIM`, where that is faster; one below it, where it is not."""
     from .._launch import cores
 
     if option != "auto":
         return option
-    if max(d for g in grids for d in g.dims) < AUTO_MIN_DIM:
+    if max(dims) < AUTO_MIN_DIM:
         return None
     return max(cores() // per_host, 1)
 

@@ -94,19 +94,35 @@ def _fig2_quick() -> list[Grid]:
     return fig2.grids(cfg, top=cfg.lr_top)
 
 
-#: name -> (grids, tune_lr, x64)
+def _fig2_quick_dims() -> tuple[int, ...]:
+    from ..reproduce import fig2
+
+    return tuple(sorted({fig2.CASES[c][1] for c in fig2.Config.quick().cases}))
+
+
+#: name -> (grids, tune_lr, x64, widths). The grids may compute with JAX (fig2's η caps
+#: draw Φ), so they are built after the devices start; the widths, needed before, do not.
 PRESETS = {
-    "fig2-quick": (_fig2_quick, True, True),
+    "fig2-quick": (_fig2_quick, True, True, _fig2_quick_dims),
 }
 
 
+def _preset(args):
+    if args.preset not in PRESETS:
+        raise ValueError(f"unknown preset {args.preset!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[args.preset]
+
+
+def dims_from_args(args) -> tuple[int, ...]:
+    """The widths a sweep will run, without building its grids (no JAX computation)."""
+    return _preset(args)[3]() if args.preset else tuple(parse_ints(args.dim, "dim"))
+
+
 def grids_from_args(args) -> tuple[list[Grid], bool]:
-    """The grids and whether to tune the learning rate; ValueError on bad input."""
+    """The grids and whether to tune the learning rate; ValueError on bad input. A preset
+    sets `args.x64` here; `prepare` enables it before building the grids."""
     if args.preset:
-        if args.preset not in PRESETS:
-            raise ValueError(f"unknown preset {args.preset!r}; expected one of "
-                             f"{sorted(PRESETS)}")
-        make, tune, x64 = PRESETS[args.preset]
+        make, tune, x64, _ = _preset(args)
         args.x64 = args.x64 or x64
         return make(), tune
     dims = parse_ints(args.dim, "dim")
@@ -186,7 +202,9 @@ def prepare(args) -> Job:
         raise ValueError("--out must name a folder, got an empty string")
     mode = processes_mode(args)
     devices = devices_option(args.devices)
-    grids, tune = grids_from_args(args)
+    dims = dims_from_args(args)
+    if args.preset:
+        args.x64 = args.x64 or _preset(args)[2]
     if args.chunk < 1:
         raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
     if args.bucket_ratio is not None and not args.bucket_ratio >= 1:  # also refuses nan
@@ -197,16 +215,18 @@ def prepare(args) -> Job:
     if os.path.exists(runs_csv) and not args.resume:
         raise ValueError(f"{out!r} already holds a sweep; pass --resume to continue it, "
                          "or choose another --out")
-    for g in grids:
-        check_engine(g, args.engine)
     if mode == "launch":  # the workers start JAX; this process only waits for them
+        grids, tune = grids_from_args(args)
+        for g in grids:
+            check_engine(g, args.engine)
         return Job(args, grids, tune, out, {},
-                   launch=(args.processes, device_count(devices, grids, args.processes)))
+                   launch=(args.processes, device_count(devices, dims, args.processes)))
     if mode == "worker":
         env = os.environ
         devices = int(env["ZASJAX_DEVICES"]) if env.get("ZASJAX_DEVICES") else None
     else:
-        devices = device_count(devices, grids)
+        devices = device_count(devices, dims)
+    # Devices, processes and x64 before any JAX computation (building a grid may compute).
     start_devices(devices)
 
     import jax
@@ -230,6 +250,12 @@ def prepare(args) -> Job:
     if args.x64:
         jax.config.update("jax_enable_x64", True)
     dtype = np.dtype("float64" if args.x64 else "float32")
+    from .._compilation import enable_persistent_cache
+
+    enable_persistent_cache()  # a preset's grids compile small programs too
+    grids, tune = grids_from_args(args)
+    for g in grids:
+        check_engine(g, args.engine)
     for g in grids:
         check_target_fits(g, dtype)
         check_fits(g.dims, g.depths, dtype.itemsize, g.optimizer, memory_budget(jax.devices()))

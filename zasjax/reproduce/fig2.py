@@ -192,15 +192,27 @@ def grids(cfg: Config, top: float | None = None) -> list[Grid]:
 
 @cache
 def s_range(target: str, dim: int, seed: int) -> tuple[float, float]:
-    """(s_max, s_min) of Φ as the sweep draws it (key fold_in(key(seed), 1))."""
+    """(s_max, s_min) of Φ as the sweep draws it (key fold_in(key(seed), 1)), float64."""
+    import jax
+
+    with jax.enable_x64(True):
+        s = np.asarray(_singular_values(target, dim)(np.int64(seed)))
+    return float(s[0]), float(s[-1])
+
+
+@cache
+def _singular_values(target: str, dim: int):
+    # One compiled program per (target, dim) for every seed (on disk with the others).
     import jax
 
     from .._targets import make_target
 
-    phi = make_target(target, jax.random.fold_in(jax.random.key(seed), 1), (dim, dim),
-                      dtype="float64")
-    s = np.linalg.svd(np.asarray(phi), compute_uv=False)
-    return float(s[0]), float(s[-1])
+    def draw(seed):
+        key = jax.random.fold_in(jax.random.key(seed), 1)
+        return jax.numpy.linalg.svd(make_target(target, key, (dim, dim), dtype="float64"),
+                                    compute_uv=False)
+
+    return jax.jit(draw)
 
 
 @cache
