@@ -35,13 +35,19 @@ def test_lr_grid_scales_like_one_over_depth_and_stops_at_the_stable_rate():
     assert len(deep) == len(deeper) == 9 * 4 + 1
     assert [x * 2**10 for x in deeper] == pytest.approx(deep)
     assert min(deeper) == pytest.approx(fig2.lr_floor(2**20, "gaussian", 100))
-    # The grid ends below η = 1 (one step) and below 2/λ_max of the flattest seed.
+    # Each seed's grid ends below η = 1 (one step) and below 2/λ_max of its own Φ, so a
+    # chaotic hit above that bound cannot prune the seed's stable optimum.
     cfg = fig2.Config.quick(depths=(1, 2, 64), seeds=2)
-    for grid in fig2.grids(cfg):
-        s_lo = min(fig2.s_range(grid.targets[0], grid.dims[0], s)[0] for s in grid.seeds)
+    grids = fig2.grids(cfg)
+    assert [(g.targets[0], g.seeds) for g in grids] == [
+        ("neg-identity", (0,)), ("gaussian", (0,)), ("gaussian", (1,))]
+    for grid in grids:
+        s_max = fig2.s_range(grid.targets[0], grid.dims[0], grid.seeds[0])[0]
         for L in grid.depths:
             top = max(grid.lrs_at(L))
-            assert top <= cfg.lr_top and top * fig2.lambda_max(s_lo, L) < 2
+            assert top <= cfg.lr_top and top * fig2.lambda_max(s_max, L) < 2
+            assert top * fig2.lambda_max(s_max, L) > 2 * 2 ** (-1 / cfg.per_octave) or \
+                top * 1.0001 >= cfg.lr_top  # the next grid point up would be unstable
 
 
 def test_local_exponents_per_step_and_per_octave():

@@ -14,9 +14,10 @@ engine reruns the chosen (best) η and its two grid neighbours at the depths ≤
 engines give the same status and count there (`cross_check`).
 
 The η grid at depth L: 2^{k/per_octave}/(L ν) for 2⁻⁴ ≤ 2^{k/per_octave} ≤ 2⁵, ν = 1 for −I and
-4d for a Gaussian Φ (≈ E s_max²), capped at `lr_top` and at 2/λ_max of the flattest seed
-(`stable_top`). η = 1 is left out: it solves any target in one step from ZAS (W_L ← Φ;
-tested), and the sweep's pruning would stop every slower rate. Which η count:
+4d for a Gaussian Φ (≈ E s_max²), capped at `lr_top` and at 2/λ_max of each seed's Φ
+(`stable_top`; one sweep per seed). η = 1 is left out: it solves any target in one step
+from ZAS (W_L ← Φ; tested), and the sweep's pruning would stop every slower rate. Which η
+count:
 
 * η ≤ `lr_top` (η = 1 is a shortcut, not depth scaling);
 * η · λ_max < 2, with λ_max = x^{L−2}(Lx − (L−1)) and x^{L−1}(x − 1) = s_max² the sharpness
@@ -156,13 +157,12 @@ def lrs_for(depth: int, target: str, dim: int, per_octave: int,
     return tuple(x for x in (scale * 2.0 ** (k / per_octave) for k in ks) if x <= top * 1.0001)
 
 
-def stable_top(target: str, dim: int, seeds: tuple[int, ...], depth: int) -> float:
-    """2/λ_max at depth L for the seed with the smallest s_max: above it no η converges
-    stably for that seed. The sweep prunes every η slower than a converged one, so a chaotic
-    hit of the ε-ball above the bound (module doc) must not be in the grid to prune the
-    real optimum; the bound of the flattest seed keeps every seed's optimum."""
-    s_lo = min(s_range(target, dim, s)[0] for s in seeds)
-    return 2.0 / lambda_max(s_lo, depth) * (1 - 1e-9)
+def stable_top(target: str, dim: int, seed: int, depth: int) -> float:
+    """2/λ_max at depth L for this seed's Φ: above it no η converges stably. The sweep
+    prunes every η slower than a converged one, so a chaotic hit of the ε-ball above the
+    bound (module doc) must not be in the seed's grid, or it would prune the real optimum:
+    each seed gets its own cap (a shared cap lets a sharper seed's unstable hit win)."""
+    return 2.0 / lambda_max(s_range(target, dim, seed)[0], depth) * (1 - 1e-9)
 
 
 def _case_depths(cfg: Config, dim: int) -> tuple[int, ...]:
@@ -173,21 +173,25 @@ def _case_seeds(cfg: Config, target: str) -> tuple[int, ...]:
     return (0,) if target == "neg-identity" else tuple(range(cfg.seeds))
 
 
-def grids(cfg: Config, top: float | None = None) -> list[Grid]:
-    """The study's sweeps as `Grid`s, one per case, each depth with its own η grid
-    (`lrs_for`) up to min(`top` (default `cfg.lr_top`), `stable_top`). η = 1, which solves
-    any target in one step from ZAS, is left out: it would prune every other rate. The
-    `fig2-quick` preset of `zasjax sweep` is `grids(Config.quick(), top=Config.quick().lr_top)`."""
+def case_grids(cfg: Config, case: str, top: float | None = None) -> list[Grid]:
+    """One case's sweeps as `Grid`s, one per seed, each depth with its own η grid
+    (`lrs_for`) up to min(`top` (default `cfg.lr_top`), the seed's `stable_top`). η = 1,
+    which solves any target in one step from ZAS, is left out: it would prune every other
+    rate."""
     top = cfg.lr_top if top is None else top
-    out = []
-    for case in cfg.cases:
-        target, dim = CASES[case]
-        depths, seeds = _case_depths(cfg, dim), _case_seeds(cfg, target)
-        lrs = {L: lrs_for(L, target, dim, cfg.per_octave,
-                          min(top, stable_top(target, dim, seeds, L))) for L in depths}
-        out.append(Grid(inits=("zas",), targets=(target,), dims=(dim,), depths=depths,
-                        seeds=seeds, lrs=lrs, eps=EPS, max_iters=cfg.max_iters))
-    return out
+    target, dim = CASES[case]
+    depths = _case_depths(cfg, dim)
+    return [Grid(inits=("zas",), targets=(target,), dims=(dim,), depths=depths, seeds=(seed,),
+                 lrs={L: lrs_for(L, target, dim, cfg.per_octave,
+                                 min(top, stable_top(target, dim, seed, L))) for L in depths},
+                 eps=EPS, max_iters=cfg.max_iters)
+            for seed in _case_seeds(cfg, target)]
+
+
+def grids(cfg: Config, top: float | None = None) -> list[Grid]:
+    """Every case's `case_grids`, in order. The `fig2-quick` preset of `zasjax sweep` is
+    `grids(Config.quick(), top=Config.quick().lr_top)`."""
+    return [g for case in cfg.cases for g in case_grids(cfg, case, top)]
 
 
 @cache
@@ -270,8 +274,10 @@ def local_exponents(depths, its) -> tuple[list[dict], list[dict]]:
     return step, octave
 
 
-def analyse(rows: list[dict], lr_top: float, lrs: dict[int, tuple[float, ...]]) -> dict:
-    """Summary of one case from its sweep rows (every η, every seed, every depth)."""
+def analyse(rows: list[dict], lr_top: float, lrs: dict[tuple[int, int], tuple[float, ...]]
+            ) -> dict:
+    """Summary of one case from its sweep rows (every η, every seed, every depth); `lrs`
+    maps (seed, depth) to the η grid that seed ran at that depth."""
     ok, unstable = _eligible(rows, lr_top)
     best = best_per_config(ok)
     fastest = {(r["depth"], r["seed"]): r for r in best}
@@ -282,11 +288,11 @@ def analyse(rows: list[dict], lr_top: float, lrs: dict[int, tuple[float, ...]]) 
     depths = [t["depth"] for t in table]
     its = [t["iterations"] for t in table]
     step, octave = local_exponents(depths, its)
-    grid_top = {L: max(v) for L, v in lrs.items()}
-    # The fit skips depths whose best η is the grid's top (the η = 1/2 cap at L = 1, 2),
-    # where the count measures the cap rather than the depth.
-    inner = [t for t in table if t["lr_max"] < grid_top[t["depth"]] * 0.9999
-             and math.isfinite(t["iterations"])]
+    # The fit skips depths where a seed's best η is the η = `lr_top` cap (L = 1, 2), where
+    # the count measures the cap rather than the depth. (The other top, 2/λ_max, is where
+    # the optimum lies: the fastest stable rate.)
+    at_top = {r["depth"] for r in best if r["lr"] >= lr_top * 0.9999}
+    inner = [t for t in table if t["depth"] not in at_top and math.isfinite(t["iterations"])]
     fit_depths = [t["depth"] for t in inner]
     last = [o["gamma"] for o in octave[-2:]]
     return dict(
@@ -297,7 +303,8 @@ def analyse(rows: list[dict], lr_top: float, lrs: dict[int, tuple[float, ...]]) 
         local_gamma=step, local_gamma_per_octave=octave,
         table=[{k: t[k] for k in ("depth", "lr", "eta_L_smax2", "eta_lambda", "iterations",
                                   "time", "s_min", "converged", "seeds")} for t in table],
-        best_lr_on_floor=any(r["lr"] <= min(lrs[r["depth"]]) * 1.0001 for r in best),
+        best_lr_on_floor=any(r["lr"] <= min(lrs[r["seed"], r["depth"]]) * 1.0001
+                             for r in best),
         unstable_hits=[list(h) for h in hits])
 
 
@@ -313,7 +320,8 @@ def cross_check(grid: Grid, rows: list[dict], chosen: list[dict], max_depth: int
     depths = tuple(L for L in grid.depths if L <= max_depth)
     if not depths:
         return dict(engine=engine, depths=[], compared=0, agree=0, mismatches=[])
-    lrs = {L: _neighbours(grid.lrs_at(L), {r["lr"] for r in chosen if r["depth"] == L})
+    lrs = {L: _neighbours(grid.lrs_at(L), {r["lr"] for r in chosen
+                                            if r["depth"] == L and r["seed"] in grid.seeds})
            for L in depths}
     sub = dataclasses.replace(grid, depths=depths, lrs=lrs)
     other = {(r["depth"], r["seed"], r["lr"]): r for r in ENGINES[engine](sub)}
@@ -331,27 +339,38 @@ def cross_check(grid: Grid, rows: list[dict], chosen: list[dict], max_depth: int
                 agree=compared - len(mismatches), mismatches=mismatches[:10])
 
 
+def _merge_checks(checks: list[dict], engine: str) -> dict:
+    depths = sorted({L for c in checks for L in c["depths"]})
+    return dict(engine=engine, depths=depths, compared=sum(c["compared"] for c in checks),
+                agree=sum(c["agree"] for c in checks),
+                mismatches=[m for c in checks for m in c["mismatches"]][:10])
+
+
 def run(cfg: Config, files=None) -> Outcome:
     summary: dict = {}
     csv_rows: list[dict] = []
     plot = []
     other = "full" if cfg.engine == "modes" else "modes"
-    for case, grid in zip(cfg.cases, grids(cfg)):
+    for case in cfg.cases:
         target, dim = CASES[case]
+        case_sweeps = case_grids(cfg, case)
         t0 = time.perf_counter()
-        rows = ENGINES[cfg.engine](grid)
+        per_grid = [ENGINES[cfg.engine](g) for g in case_sweeps]
         seconds = time.perf_counter() - t0
-        lrs = {L: grid.lrs_at(L) for L in grid.depths}
+        rows = [r for part in per_grid for r in part]
+        lrs = {(g.seeds[0], L): g.lrs_at(L) for g in case_sweeps for L in g.depths}
         entry = analyse(rows, cfg.lr_top, lrs)
         chosen = best_per_config(_eligible(rows, cfg.lr_top)[0])
         t1 = time.perf_counter()
         fmax = cfg.full_max_depth if dim <= 2 else cfg.full_max_depth_wide
-        check = cross_check(grid, rows, chosen, fmax, other)
+        check = _merge_checks([cross_check(g, part, chosen, fmax, other)
+                               for g, part in zip(case_sweeps, per_grid)], other)
         check["seconds"] = round(time.perf_counter() - t1, 2)
         print(f"[fig2] {case}: {len(rows)} runs ({cfg.engine}) in {seconds:.1f} s; "
               f"{other} engine agrees on {check['agree']}/{check['compared']} at L <= "
               f"{fmax} ({check['seconds']} s)", file=sys.stderr, flush=True)
-        entry.update(target=target, dim=dim, seeds=list(grid.seeds), engine=cfg.engine,
+        entry.update(target=target, dim=dim, seeds=list(_case_seeds(cfg, target)),
+                     engine=cfg.engine,
                      seconds=round(seconds, 2), cross_check=check)
         summary[case] = entry
         picked = {(r["depth"], r["seed"], r["lr"]) for r in chosen}
@@ -364,10 +383,10 @@ def run(cfg: Config, files=None) -> Outcome:
     summary["lr_grid"] = dict(
         fitted_top=cfg.lr_top, per_octave=cfg.per_octave,
         grid=(f"2^k/(L ν), k in [{GRID_LO}, {GRID_HI}], ν = 1 for −I and 4d for a Gaussian "
-              f"Φ, up to min({cfg.lr_top:g}, 2/λ_max(L) of the seed with the smallest s_max)"),
+              f"Φ, up to min({cfg.lr_top:g}, 2/λ_max(L) of each seed's Φ)"),
         why=("η = 1 solves any target in one step from ZAS (W_L ← Φ), so η ≤ "
              f"{cfg.lr_top:g}; only η·λ_max < 2 (stable at the solution) is chosen; "
-             "γ is fitted on the depths whose best η lies strictly inside the grid"))
+             f"γ is fitted on the depths where no seed's best η is the {cfg.lr_top:g} cap"))
     summary["settings"] = dict(eps=EPS, max_iters=cfg.max_iters, dtype="float64",
                                depths=list(cfg.depths), depths_wide=list(cfg.depths_wide),
                                cases=list(cfg.cases), engine=cfg.engine,
