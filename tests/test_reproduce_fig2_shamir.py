@@ -39,12 +39,12 @@ def test_lr_grid_scales_like_one_over_depth_and_stops_at_the_stable_rate():
     # chaotic hit above that bound cannot prune the seed's stable optimum.
     cfg = fig2.Config.quick(depths=(1, 2, 64), seeds=2)
     grids = fig2.grids(cfg)
-    assert [(g.targets[0], g.seeds) for g in grids] == [
-        ("neg-identity", (0,)), ("gaussian", (0,)), ("gaussian", (1,))]
-    for grid in grids:
-        s_max = fig2.s_range(grid.targets[0], grid.dims[0], grid.seeds[0])[0]
+    assert [(g.targets[0], g.seeds) for g in grids] == [("neg-identity", (0,)),
+                                                         ("gaussian", (0, 1))]
+    for grid, seed in ((g, s) for g in grids for s in g.seeds):
+        s_max = fig2.s_range(grid.targets[0], grid.dims[0], seed)[0]
         for L in grid.depths:
-            top = max(grid.lrs_at(L))
+            top = max(grid.lrs_at(L, seed))
             assert top <= cfg.lr_top and top * fig2.lambda_max(s_max, L) < 2
             assert top * fig2.lambda_max(s_max, L) > 2 * 2 ** (-1 / cfg.per_octave) or \
                 top * 1.0001 >= cfg.lr_top  # the next grid point up would be unstable

@@ -290,3 +290,24 @@ def test_default_tuning_grid_follows_depth():
     lrs = {L: sorted(r["lr"] for r in grid.configs() if r["depth"] == L) for L in (1, 1024)}
     assert lrs[1][0] == 2.0**-14 and lrs[1][-1] == 1.0
     assert lrs[1024][0] == 2.0**-24 and lrs[1024][-1] == 2.0 / 1024
+
+
+def test_learning_rates_per_depth_or_per_seed_and_depth():
+    by_depth = _sweep.Grid(depths=(1, 4), lrs={4: (0.1, 0.2), 1: (0.5,)})
+    assert [(r["depth"], r["lr"]) for r in by_depth.configs()] == [(1, 0.5), (4, 0.1), (4, 0.2)]
+    # Keyed by (seed, depth): each seed has its own rates, e.g. capped at its own Φ's bound.
+    by_seed = _sweep.Grid(depths=(1, 4), seeds=(0, 7),
+                          lrs={(0, 1): (0.5,), (7, 1): (0.25,), (0, 4): (0.1,), (7, 4): (0.05,)})
+    assert [(r["depth"], r["seed"], r["lr"]) for r in by_seed.configs()] == [
+        (1, 0, 0.5), (1, 7, 0.25), (4, 0, 0.1), (4, 7, 0.05)]
+    assert by_seed.lrs_at(4, 7) == (0.05,)
+    json.dumps(by_seed.identity())  # config.json holds it
+    with pytest.raises(ValueError, match="depend on the seed"):
+        by_seed.lrs_at(4)
+    bad = [({(0, 1): (0.5,)}, r"\(seed, depth\) pairs \[\(0, 1\), \(0, 4\)"),  # missing (0, 4)
+           ({1: (0.5,), (0, 4): (0.1,)}, "not a mix"),
+           ({(0, 1): (0.5,), (0, 4): ()}, "at least one lr"),
+           ({1: (0.5,), 4: (0.1,), 8: (0.1,)}, "exactly the depths")]
+    for lrs, match in bad:
+        with pytest.raises(ValueError, match=match):
+            _sweep.Grid(depths=(1, 4), lrs=lrs)

@@ -163,7 +163,8 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
 
     finished, has_saved, slices = on_writer(read_folder)
     ctx = _Context(grid, eng, dtype, mesh, chunk, prune, run_id,
-                   _Progress(len(configs), len(finished), progress and is_writer()),
+                   _Progress(len(configs), sum(config_key(c) in finished for c in configs),
+                             progress and is_writer()),
                    runs_csv if write else None, inflight if write else None,
                    out is not None, saved=saved, finished=finished, has_saved=has_saved)
     for i, sl in enumerate(slices):

@@ -22,7 +22,7 @@ from .._run import RunState, Settings
 from .._targets import make_target
 from ._devices import put, sharding, to_host
 from ._grid import FILE_TARGET, Grid
-from ._plan import Slice, batch_cap, batch_size, check_fits, plan
+from ._plan import Slice, batch_cap, batch_size, check_fits, plan, run_order
 from ._programs import Spec, advance_chunk, batch_axis, select, start, until_finished
 
 #: Below this width the unrolled multiply-add formulation with the batch as the last axis
@@ -212,7 +212,7 @@ class ModesEngine:
     def plan(self, rows, ratio, n_dev, budget, dtype, grid: Grid, max_batch) -> list[Slice]:
         slices = []
         for dim in sorted({r["dim"] for r in rows}):
-            members = [r for r in rows if r["dim"] == dim]
+            members = sorted((r for r in rows if r["dim"] == dim), key=run_order)
             cap = batch_cap(8 * dim * dtype.itemsize, budget, n_dev, max_batch)
             batch = batch_size(len(members), n_dev, cap)
             for i0 in range(0, len(members), batch):

@@ -45,8 +45,10 @@ def depth_lrs(depth: int) -> list[float]:
 class Grid:
     """One product grid of configurations. Shapes (dims, depths) are static; the rest sweeps.
 
-    `lrs`: one list for every depth; `AUTO_LRS` for `depth_lrs(L)` at each depth L; or a
-    mapping depth → its own list (stored as sorted `(depth, lrs)` pairs).
+    `lrs`: one list for every depth; `AUTO_LRS` for `depth_lrs(L)` at each depth L; a
+    mapping depth → its own list; or a mapping (seed, depth) → its own list, e.g. each
+    random target's rates capped at its own stability bound. Mappings are stored as sorted
+    `(key, lrs)` pairs and must list every depth (every (seed, depth) pair).
 
     Checked on construction: a value no run can use raises `ValueError` before anything is
     traced or written.
@@ -57,7 +59,8 @@ class Grid:
     dims: Sequence[int] = (1,)
     depths: Sequence[int] = (1, 2, 4, 8)
     seeds: Sequence[int] = (0,)
-    lrs: Sequence[float] | str | Mapping[int, Sequence[float]] = (0.01,)
+    lrs: (Sequence[float] | str | Mapping[int, Sequence[float]]
+          | Mapping[tuple[int, int], Sequence[float]]) = (0.01,)
     optimizer: str = "gd"
     hyper: tuple = ()
     eps: float = 1e-10
@@ -69,8 +72,12 @@ class Grid:
         for name in ("inits", "targets", "dims", "depths", "seeds"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if isinstance(self.lrs, Mapping):
-            object.__setattr__(self, "lrs", tuple(sorted((int(L), tuple(v))
-                                                         for L, v in self.lrs.items())))
+            key = lambda k: tuple(int(x) for x in k) if isinstance(k, Sequence) else int(k)
+            pairs = [(key(k), tuple(v)) for k, v in self.lrs.items()]
+            if len({isinstance(k, tuple) for k, _ in pairs}) > 1:
+                raise ValueError(f"learning rates per depth are keyed by depth or by (seed, "
+                                 f"depth), not a mix; got keys {list(self.lrs)}")
+            object.__setattr__(self, "lrs", tuple(sorted(pairs)))
         elif self.lrs != AUTO_LRS:
             object.__setattr__(self, "lrs", tuple(self.lrs))
         object.__setattr__(self, "hyper", tuple(sorted(tuple(h) for h in self.hyper)))
@@ -89,10 +96,18 @@ class Grid:
             raise ValueError("target 'file' needs a target matrix (--target-file)")
         if isinstance(self.lrs, str) and self.lrs != AUTO_LRS:
             raise ValueError(f"lrs must be numbers or {AUTO_LRS!r}, got {self.lrs!r}")
-        if self._per_depth() and sorted(L for L, _ in self.lrs) != sorted(self.depths):
-            raise ValueError(f"learning rates per depth must list exactly the depths "
-                             f"{sorted(self.depths)}, got {[L for L, _ in self.lrs]}")
-        lists = [self.lrs_at(L) for L in self.depths] if self.depths else [()]
+        if self._per_depth():
+            keys = [k for k, _ in self.lrs]
+            if all(isinstance(k, tuple) and len(k) == 2 for k in keys):
+                want, what = sorted(itertools.product(self.seeds, self.depths)), \
+                    "(seed, depth) pairs"
+            else:
+                want, what = sorted(self.depths), "depths"
+            if sorted(keys) != want:
+                raise ValueError(f"learning rates per {what.split(' ')[0]} must list exactly "
+                                 f"the {what} {want}, got {sorted(keys)}")
+        lists = [self.lrs_at(L, s) for L in self.depths for s in self.seeds] \
+            if self.depths and self.seeds else [()]
         for name, values in (("init", self.inits), ("target", self.targets), ("dim", self.dims),
                              ("depth", self.depths), ("seed", self.seeds)) + tuple(
                                  ("lr", v) for v in lists):
@@ -136,17 +151,23 @@ class Grid:
                      optimizer=self.optimizer)
                 for i, t, d, L, s in itertools.product(self.inits, self.targets, self.dims,
                                                        self.depths, self.seeds)
-                for lr in self.lrs_at(L)]
+                for lr in self.lrs_at(L, s)]
 
     def _per_depth(self) -> bool:
         return bool(self.lrs) and self.lrs != AUTO_LRS and isinstance(self.lrs[0], tuple)
 
-    def lrs_at(self, depth: int) -> tuple[float, ...]:
-        """The learning rates of depth `depth`."""
+    def lrs_at(self, depth: int, seed: int | None = None) -> tuple[float, ...]:
+        """The learning rates of depth `depth` (and `seed`, for rates keyed by seed)."""
         if self.lrs == AUTO_LRS:
             return tuple(depth_lrs(depth))
         if self._per_depth():
-            return dict(self.lrs).get(depth, ())
+            table = dict(self.lrs)
+            if isinstance(self.lrs[0][0], tuple):
+                if seed is None:
+                    raise ValueError("this grid's learning rates depend on the seed; "
+                                     "give one")
+                return table.get((seed, depth), ())
+            return table.get(depth, ())
         return self.lrs
 
     def identity(self) -> dict:

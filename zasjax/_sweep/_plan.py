@@ -10,9 +10,9 @@ width is one class, of capacity the power of two at or above its deepest configu
 from a ladder too (1, 2, 3, 4, 6, 8, 12, … times the device count). So a width compiles two
 programs (initial state, chunk) whether a sweep lists 10 depths or 512.
 
-Within a class, configurations are sorted by depth and cut into slices (`SLICES` of them,
-or fewer when a slice would hold under `MIN_BATCH` configurations), so each slice's
-`active` is close to each of its members' depths.
+Within a class, configurations are sorted by depth (largest η first, `run_order`) and cut
+into slices (`SLICES` of them, or fewer when a slice would hold under `MIN_BATCH`
+configurations), so each slice's `active` is close to each of its members' depths.
 """
 
 from __future__ import annotations
@@ -135,6 +135,13 @@ class Slice:
         return f"d{self.dim}-C{self.capacity}-B{self.batch}"
 
 
+def run_order(row: dict) -> tuple:
+    """Slices run in this order: by depth, so a slice's members need similar layer counts,
+    and within a depth the largest η first. Those finish (converge or diverge) soonest, so
+    a tuning sweep's slower rates in later slices are pruned at their first check."""
+    return row["depth"], -row["lr"]
+
+
 def plan(rows: list[dict], ratio: float | None, n_dev: int, budget: int, itemsize: int,
          optimizer: str, max_batch: int | None = None) -> list[Slice]:
     """Split `rows` by width and capacity class, sort each class by depth, and cut it into
@@ -143,8 +150,7 @@ def plan(rows: list[dict], ratio: float | None, n_dev: int, budget: int, itemsiz
     for dim in sorted({r["dim"] for r in rows}):
         of_dim = [r for r in rows if r["dim"] == dim]
         for C, depths in sorted(depth_classes([r["depth"] for r in of_dim], ratio).items()):
-            members = sorted((r for r in of_dim if r["depth"] in depths),
-                             key=lambda r: r["depth"])
+            members = sorted((r for r in of_dim if r["depth"] in depths), key=run_order)
             cap = batch_cap(bytes_per_config(C, dim, itemsize, optimizer), budget, n_dev,
                             max_batch)
             want = max(-(-len(members) // SLICES), min(MIN_BATCH * n_dev, len(members)))

@@ -15,7 +15,7 @@ engines give the same status and count there (`cross_check`).
 
 The η grid at depth L: 2^{k/per_octave}/(L ν) for 2⁻⁴ ≤ 2^{k/per_octave} ≤ 2⁵, ν = 1 for −I and
 4d for a Gaussian Φ (≈ E s_max²), capped at `lr_top` and at 2/λ_max of each seed's Φ
-(`stable_top`; one sweep per seed). η = 1 is left out: it solves any target in one step
+(`stable_top`). η = 1 is left out: it solves any target in one step
 from ZAS (W_L ← Φ; tested), and the sweep's pruning would stop every slower rate. Which η
 count:
 
@@ -88,7 +88,7 @@ def _sweep_engine(name: str) -> Callable[[Grid], list[dict]]:
 def _batch(grid: Grid) -> int:
     # Slices of about one depth each: a slice runs until its slowest member ends, so deep,
     # slow depths must not hold the shallow ones' rows in the batch.
-    return max(len(grid.seeds) * max(len(grid.lrs_at(L)) for L in grid.depths), 1)
+    return max(sum(max(len(grid.lrs_at(L, s)) for L in grid.depths) for s in grid.seeds), 1)
 
 
 #: engine name -> rows of one case's `Grid` (every depth, seed and η; the sweep's rows).
@@ -173,25 +173,24 @@ def _case_seeds(cfg: Config, target: str) -> tuple[int, ...]:
     return (0,) if target == "neg-identity" else tuple(range(cfg.seeds))
 
 
-def case_grids(cfg: Config, case: str, top: float | None = None) -> list[Grid]:
-    """One case's sweeps as `Grid`s, one per seed, each depth with its own η grid
-    (`lrs_for`) up to min(`top` (default `cfg.lr_top`), the seed's `stable_top`). η = 1,
-    which solves any target in one step from ZAS, is left out: it would prune every other
-    rate."""
+def case_grid(cfg: Config, case: str, top: float | None = None) -> Grid:
+    """One case's sweep as a `Grid`, each (seed, depth) with its own η grid (`lrs_for`) up to
+    min(`top` (default `cfg.lr_top`), that seed's `stable_top`). η = 1, which solves any
+    target in one step from ZAS, is left out: it would prune every other rate."""
     top = cfg.lr_top if top is None else top
     target, dim = CASES[case]
-    depths = _case_depths(cfg, dim)
-    return [Grid(inits=("zas",), targets=(target,), dims=(dim,), depths=depths, seeds=(seed,),
-                 lrs={L: lrs_for(L, target, dim, cfg.per_octave,
-                                 min(top, stable_top(target, dim, seed, L))) for L in depths},
-                 eps=EPS, max_iters=cfg.max_iters)
-            for seed in _case_seeds(cfg, target)]
+    depths, seeds = _case_depths(cfg, dim), _case_seeds(cfg, target)
+    lrs = {(seed, L): lrs_for(L, target, dim, cfg.per_octave,
+                              min(top, stable_top(target, dim, seed, L)))
+           for seed in seeds for L in depths}
+    return Grid(inits=("zas",), targets=(target,), dims=(dim,), depths=depths, seeds=seeds,
+                lrs=lrs, eps=EPS, max_iters=cfg.max_iters)
 
 
 def grids(cfg: Config, top: float | None = None) -> list[Grid]:
-    """Every case's `case_grids`, in order. The `fig2-quick` preset of `zasjax sweep` is
+    """Every case's `case_grid`, in order. The `fig2-quick` preset of `zasjax sweep` is
     `grids(Config.quick(), top=Config.quick().lr_top)`."""
-    return [g for case in cfg.cases for g in case_grids(cfg, case, top)]
+    return [case_grid(cfg, case, top) for case in cfg.cases]
 
 
 @cache
@@ -320,9 +319,10 @@ def cross_check(grid: Grid, rows: list[dict], chosen: list[dict], max_depth: int
     depths = tuple(L for L in grid.depths if L <= max_depth)
     if not depths:
         return dict(engine=engine, depths=[], compared=0, agree=0, mismatches=[])
-    lrs = {L: _neighbours(grid.lrs_at(L), {r["lr"] for r in chosen
-                                            if r["depth"] == L and r["seed"] in grid.seeds})
-           for L in depths}
+    # (a seed with no eligible rate at a depth reruns its top rate, to keep the grid whole)
+    lrs = {(s, L): _neighbours(grid.lrs_at(L, s), {r["lr"] for r in chosen
+                                                   if (r["depth"], r["seed"]) == (L, s)})
+           or grid.lrs_at(L, s)[-1:] for s in grid.seeds for L in depths}
     sub = dataclasses.replace(grid, depths=depths, lrs=lrs)
     other = {(r["depth"], r["seed"], r["lr"]): r for r in ENGINES[engine](sub)}
     compared, mismatches = 0, []
@@ -339,13 +339,6 @@ def cross_check(grid: Grid, rows: list[dict], chosen: list[dict], max_depth: int
                 agree=compared - len(mismatches), mismatches=mismatches[:10])
 
 
-def _merge_checks(checks: list[dict], engine: str) -> dict:
-    depths = sorted({L for c in checks for L in c["depths"]})
-    return dict(engine=engine, depths=depths, compared=sum(c["compared"] for c in checks),
-                agree=sum(c["agree"] for c in checks),
-                mismatches=[m for c in checks for m in c["mismatches"]][:10])
-
-
 def run(cfg: Config, files=None) -> Outcome:
     summary: dict = {}
     csv_rows: list[dict] = []
@@ -353,24 +346,21 @@ def run(cfg: Config, files=None) -> Outcome:
     other = "full" if cfg.engine == "modes" else "modes"
     for case in cfg.cases:
         target, dim = CASES[case]
-        case_sweeps = case_grids(cfg, case)
+        grid = case_grid(cfg, case)
         t0 = time.perf_counter()
-        per_grid = [ENGINES[cfg.engine](g) for g in case_sweeps]
+        rows = ENGINES[cfg.engine](grid)
         seconds = time.perf_counter() - t0
-        rows = [r for part in per_grid for r in part]
-        lrs = {(g.seeds[0], L): g.lrs_at(L) for g in case_sweeps for L in g.depths}
+        lrs = {(s, L): grid.lrs_at(L, s) for s in grid.seeds for L in grid.depths}
         entry = analyse(rows, cfg.lr_top, lrs)
         chosen = best_per_config(_eligible(rows, cfg.lr_top)[0])
         t1 = time.perf_counter()
         fmax = cfg.full_max_depth if dim <= 2 else cfg.full_max_depth_wide
-        check = _merge_checks([cross_check(g, part, chosen, fmax, other)
-                               for g, part in zip(case_sweeps, per_grid)], other)
+        check = cross_check(grid, rows, chosen, fmax, other)
         check["seconds"] = round(time.perf_counter() - t1, 2)
         print(f"[fig2] {case}: {len(rows)} runs ({cfg.engine}) in {seconds:.1f} s; "
               f"{other} engine agrees on {check['agree']}/{check['compared']} at L <= "
               f"{fmax} ({check['seconds']} s)", file=sys.stderr, flush=True)
-        entry.update(target=target, dim=dim, seeds=list(_case_seeds(cfg, target)),
-                     engine=cfg.engine,
+        entry.update(target=target, dim=dim, seeds=list(grid.seeds), engine=cfg.engine,
                      seconds=round(seconds, 2), cross_check=check)
         summary[case] = entry
         picked = {(r["depth"], r["seed"], r["lr"]) for r in chosen}
