@@ -110,6 +110,8 @@ class Config(_runner.Config):
     lr_top: float = option(0.5, "largest η of the fitted grid (η = 1 is the one-step "
                                 "shortcut)")
     per_octave: int = option(4, "η grid points per factor of two")
+    grid_lo: int = option(GRID_LO, "each grid starts at 2^k/(L ν) with this k (a best η "
+                                   "on the floor is flagged in the summary)")
     max_iters: int = option(3_000_000, "iteration cap")
     engine: Literal["modes", "full"] = option(
         "modes", f"what runs every depth ({'/'.join(ENGINES)}); 'full' only for small depths")
@@ -125,6 +127,8 @@ class Config(_runner.Config):
         _runner.check_depths(self, "depths", "depths_wide")
         _runner.check_at_least(self, 1, "seeds", "per_octave", "max_iters")
         _runner.check_at_least(self, 0, "full_max_depth", "full_max_depth_wide")
+        if not GRID_LO <= self.grid_lo <= 0:
+            raise ValueError(f"grid_lo must lie in [{GRID_LO}, 0], got {self.grid_lo}")
         if not 0 < self.lr_top <= ONE_STEP_LR:
             raise ValueError(f"lr_top must lie in (0, 1], got {self.lr_top}")
         if self.engine not in ENGINES:
@@ -143,17 +147,17 @@ def _nu(target: str, dim: int) -> float:
     return 1.0 if target == "neg-identity" else 4.0 * dim
 
 
-def lr_floor(depth: int, target: str, dim: int) -> float:
-    """Smallest η tried at `depth`: 2⁻⁴ below the stability scale 1/(L ν)."""
-    return 2.0**GRID_LO / (depth * _nu(target, dim))
+def lr_floor(depth: int, target: str, dim: int, lo: int = GRID_LO) -> float:
+    """Smallest η tried at `depth`: 2^lo (default 2⁻⁴) times the stability scale 1/(L ν)."""
+    return 2.0**lo / (depth * _nu(target, dim))
 
 
 def lrs_for(depth: int, target: str, dim: int, per_octave: int,
-            top: float = ONE_STEP_LR) -> tuple[float, ...]:
-    """The η grid at one depth: 2^{k/per_octave}/(L ν) for k/per_octave in [−4, 5], below
+            top: float = ONE_STEP_LR, lo: int = GRID_LO) -> tuple[float, ...]:
+    """The η grid at one depth: 2^{k/per_octave}/(L ν) for k/per_octave in [lo, 5], below
     `top`. Anchored at 1/(L ν), so every depth sees the same multiples of its own scale."""
     scale = 1.0 / (depth * _nu(target, dim))
-    ks = range(GRID_LO * per_octave, GRID_HI * per_octave + 1)
+    ks = range(lo * per_octave, GRID_HI * per_octave + 1)
     return tuple(x for x in (scale * 2.0 ** (k / per_octave) for k in ks) if x <= top * 1.0001)
 
 
@@ -181,7 +185,7 @@ def case_grid(cfg: Config, case: str, top: float | None = None) -> Grid:
     target, dim = CASES[case]
     depths, seeds = _case_depths(cfg, dim), _case_seeds(cfg, target)
     lrs = {(seed, L): lrs_for(L, target, dim, cfg.per_octave,
-                              min(top, stable_top(target, dim, seed, L)))
+                              min(top, stable_top(target, dim, seed, L)), cfg.grid_lo)
            for seed in seeds for L in depths}
     return Grid(inits=("zas",), targets=(target,), dims=(dim,), depths=depths, seeds=seeds,
                 lrs=lrs, eps=EPS, max_iters=cfg.max_iters)
@@ -372,14 +376,14 @@ def run(cfg: Config, files=None) -> Outcome:
                          octave=entry["local_gamma_per_octave"]))
     summary["lr_grid"] = dict(
         fitted_top=cfg.lr_top, per_octave=cfg.per_octave,
-        grid=(f"2^k/(L ν), k in [{GRID_LO}, {GRID_HI}], ν = 1 for −I and 4d for a Gaussian "
+        grid=(f"2^k/(L ν), k in [{cfg.grid_lo}, {GRID_HI}], ν = 1 for −I and 4d for a Gaussian "
               f"Φ, up to min({cfg.lr_top:g}, 2/λ_max(L) of each seed's Φ)"),
         why=("η = 1 solves any target in one step from ZAS (W_L ← Φ), so η ≤ "
              f"{cfg.lr_top:g}; only η·λ_max < 2 (stable at the solution) is chosen; "
              f"γ is fitted on the depths where no seed's best η is the {cfg.lr_top:g} cap"))
     summary["settings"] = dict(eps=EPS, max_iters=cfg.max_iters, dtype="float64",
                                depths=list(cfg.depths), depths_wide=list(cfg.depths_wide),
-                               cases=list(cfg.cases), engine=cfg.engine,
+                               cases=list(cfg.cases), engine=cfg.engine, grid_lo=cfg.grid_lo,
                                full_max_depth=cfg.full_max_depth,
                                full_max_depth_wide=cfg.full_max_depth_wide)
     return Outcome(summary, csv_rows, COLUMNS, plot=plot)
