@@ -35,6 +35,10 @@ def test_lr_grid_scales_like_one_over_depth_and_stops_at_the_stable_rate():
     assert len(deep) == len(deeper) == 9 * 4 + 1
     assert [x * 2**10 for x in deeper] == pytest.approx(deep)
     assert min(deeper) == pytest.approx(fig2.lr_floor(2**20, "gaussian", 100))
+    narrow = fig2.lrs_for(2**20, "gaussian", 100, 4, lo=-1)
+    assert narrow == deeper[-len(narrow):] and len(narrow) == 6 * 4 + 1
+    with pytest.raises(ValueError, match="grid_lo"):
+        fig2.Config(grid_lo=1).check()
     # Each seed's grid ends below η = 1 (one step) and below 2/λ_max of its own Φ, so a
     # chaotic hit above that bound cannot prune the seed's stable optimum.
     cfg = fig2.Config.quick(depths=(1, 2, 64), seeds=2)
