@@ -176,3 +176,26 @@ def test_shamir_quick_end_to_end(tmp_path):
     assert all(_finite(row["median_iterations"]) for row in z["table"])
     assert (tmp_path / "shamir.png").stat().st_size > 0
     assert (tmp_path / "shamir_success.png").stat().st_size > 0
+
+
+def test_fig2_keeps_its_sweeps_and_resumes_them(tmp_path):
+    # Each case's main sweep lives in out/sweeps/<case>-<engine>: a rerun of the same
+    # command reads its finished rows instead of recomputing them (a killed d = 100 run
+    # loses at most a chunk), and other options never reuse those rows.
+    def args(cap):
+        return ["reproduce", "fig2", "--cases", "gaussian_d2", "--depths", "2,8", "--seeds",
+                "2", "--per-octave", "2", "--max-iters", str(cap), "--full-max-depth", "0",
+                "--out", str(tmp_path)]
+
+    assert cli.main(args(3000)) == 0
+    runs = tmp_path / "sweeps" / "gaussian_d2-modes" / "runs.csv"
+    lines = runs.read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if ",converged," in line)
+    lines[i] = lines[i].replace(",converged,", ",max-iters,")  # a mark only a read-back keeps
+    runs.write_text("\n".join(lines) + "\n")
+    assert cli.main(args(3000)) == 0
+    assert runs.read_text().splitlines() == lines  # nothing rerun, nothing appended
+    fig2_csv = (tmp_path / "fig2.csv").read_text()
+    assert fig2_csv.count(",max-iters,") == 1
+    assert cli.main(args(2500)) == 2  # another cap: refused, the folder left as it was
+    assert runs.read_text().splitlines() == lines

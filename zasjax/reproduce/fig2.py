@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -52,6 +53,8 @@ from typing import Literal
 
 import numpy as np
 
+from .. import _store
+from .._errors import InputError
 from .._fits import fit_power_law
 from .._plots import pyplot, save
 from .._sweep import Grid, best_per_config, sweep
@@ -78,11 +81,33 @@ COLUMNS = ("case", "engine", "target", "dim", "depth", "seed", "lr", "iterations
            "final_loss", "chosen")
 
 
-def _sweep_engine(name: str) -> Callable[[Grid], list[dict]]:
-    def run_grid(grid: Grid) -> list[dict]:
-        # prune: a rate still running past another rate's converged count cannot be the best
-        return sweep(grid, dtype="float64", engine=name, prune=True, max_batch=_batch(grid))
+def _sweep_engine(name: str) -> Callable[..., list[dict]]:
+    def run_grid(grid: Grid, out: str | os.PathLike | None = None) -> list[dict]:
+        # prune: a rate still running past another rate's converged count cannot be the best.
+        # With `out`, finished rows and in-flight states are kept there: a rerun resumes.
+        resume = out is not None and os.path.exists(os.path.join(out, "runs.csv"))
+        return sweep(grid, out, resume=resume, dtype="float64", engine=name, prune=True,
+                     max_batch=_batch(grid))
     return run_grid
+
+
+def _sweep_folder(files, case: str, engine: str, grid: Grid):
+    """`out/sweeps/<case>-<engine>`, where the main sweep of a case keeps its rows, so an
+    interrupted study resumes (hours at d = 100). A folder left by other options is an
+    error, never reused: its rows belong to another grid."""
+    if files is None:
+        return None
+    folder = files.path("sweeps", f"{case}-{engine}")
+    identity = _store._json_safe(grid.identity())
+    path = folder / "grid.json"
+    if path.exists():
+        if _store.read_json(path) != identity:
+            raise InputError(f"{folder} holds a sweep of other options (depths, seeds, η grid "
+                             "or iteration cap); rerun with those options or another --out")
+    else:
+        os.makedirs(folder, exist_ok=True)
+        _store.write_json(path, identity)
+    return folder
 
 
 def _batch(grid: Grid) -> int:
@@ -352,7 +377,7 @@ def run(cfg: Config, files=None) -> Outcome:
         target, dim = CASES[case]
         grid = case_grid(cfg, case)
         t0 = time.perf_counter()
-        rows = ENGINES[cfg.engine](grid)
+        rows = ENGINES[cfg.engine](grid, _sweep_folder(files, case, cfg.engine, grid))
         seconds = time.perf_counter() - t0
         lrs = {(s, L): grid.lrs_at(L, s) for s in grid.seeds for L in grid.depths}
         entry = analyse(rows, cfg.lr_top, lrs)
