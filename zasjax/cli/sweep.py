@@ -388,11 +388,11 @@ def _print_summary(table: list[dict], out: str, elapsed: float) -> None:
     groups: dict[tuple, list] = {}
     for r in table:
         groups.setdefault((r["init"], r["target"], r["dim"], r["depth"]), []).append(r)
-    print(f"{'init':<14}{'target':<14}{'dim':>4}{'depth':>7}  median iterations (lr)")
+    print(f"{'init':<14}{'target':<14}{'dim':>4}{'depth':>9}  median iterations (lr)")
     for (init, target, dim, depth), rs in sorted(groups.items()):
         its = [r["iterations"] for r in rs if r["status"] == "converged"]
         med = f"{np.median(its):.0f}" if its else "-"
         lrs = sorted({r["lr"] for r in rs})
         lr_text = f"{lrs[0]:.3g}" if len(lrs) == 1 else f"{lrs[0]:.3g}..{lrs[-1]:.3g}"
-        print(f"{init:<14}{target:<14}{dim:>4}{depth:>7}  {med} ({lr_text})")
+        print(f"{init:<14}{target:<14}{dim:>4}{depth:>9}  {med} ({lr_text})")
     print(f"wrote {out}/results.csv, config.json, iterations_vs_depth.png")
