@@ -20,10 +20,17 @@ LONG = ["sweep", "--depths", "1:65", "--seeds", "0:32", "--lr", "0.0001", "--max
         "--chunk", "300", "--x64", "--no-progress"]
 
 
+def _default_sigint():
+    # As at a terminal: a shell without job control starts background commands with SIGINT
+    # ignored, and children inherit that (a CI script run with `&` would never see ^C).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(args, **kw):
     env = {**os.environ, "PYTHONPATH": ROOT}
     return subprocess.Popen([sys.executable, "-m", "zasjax", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint, **kw)
 
 
 def _rows(path):
