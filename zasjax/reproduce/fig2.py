@@ -31,8 +31,9 @@ octave (L, 2L), N the median over seeds of the best count. The explanation, chec
 tests/test_reproduce_fig2_shamir.py and REPRODUCTION.md: along the flow a² − b² = 1, and a
 mode with L s² ≫ 1 needs time T → √(π/2)/(s√L) plus a linear tail ≈ log(s/e_ε)/(L s²); GD
 tracks the flow with η ≈ c/(L s_max²), c → 2/(1 + 1/log(L s_max²)), so N ≈ T/η ∝ √L s_max²/s_min
-(γ → ½, approached from below); a mode with L s² ≲ 1 stays linear, T = O(log 1/ε), N ∝ L
-(γ ≈ 1) until L ~ 1/s_min².
+(γ → ½, approached from below; `flow_estimate`, and its ratio to each count in the
+table); a mode with L s² ≲ 1 stays linear, T = O(log 1/ε), N ∝ L (γ ≈ 1) until
+L ~ 1/s_min².
 
 Outputs in `--out`: `summary.json` (per case: the table of (L, best η, η·L·s_max²,
 η·λ_max, iterations), the local exponents per step and per octave, the cross-check),
@@ -271,9 +272,22 @@ def _median(values) -> float:
     return float(np.median(values)) if len(values) else math.nan
 
 
+def flow_estimate(depth: int, lr: float, s_max: float, s_min: float, eps: float = EPS
+                  ) -> float:
+    """Iterations the flow predicts for GD at η = `lr` once s_min√L ≫ 1 (module doc):
+    N ≈ (s_max²/c)(√(π/2)√L/s_min + τ/s_min²), c = η L s_max², τ = log(s_min/√(2ε)).
+
+    The first term is the flow's time √(π/2)/(s_min√L) of the slowest mode over η, the
+    second its linear ε-tail log(s_min/e_ε)/(L s_min²) over η; local exponent ½·A/(A + B)."""
+    c = lr * depth * s_max**2
+    tau = math.log(s_min / math.sqrt(2 * eps))
+    return s_max**2 / c * (math.sqrt(math.pi / 2 * depth) / s_min + tau / s_min**2)
+
+
 def _table(best: list[dict]) -> list[dict]:
     """Per depth, medians over seeds of the best η, of η·L·s_max² and η·λ_max (what sets
-    the best η), of the count N (NaN unless most seeds converged) and of the time η·N."""
+    the best η), of the count N (NaN unless most seeds converged), of the time η·N and of
+    N / `flow_estimate` (→ 1 once s_min√L ≫ 1)."""
     out = []
     for L in sorted({r["depth"] for r in best}):
         rs = [r for r in best if r["depth"] == L]
@@ -287,6 +301,9 @@ def _table(best: list[dict]) -> list[dict]:
             iterations=med if math.isfinite(med) else math.nan,
             time=_median([r["lr"] * i for r, i in zip(rs, its)]),
             s_min=_median([s_range(r["target"], r["dim"], r["seed"])[1] for r in rs]),
+            over_flow_estimate=_median([
+                i / flow_estimate(L, r["lr"], *s_range(r["target"], r["dim"], r["seed"]))
+                for r, i in zip(rs, its)]),
             converged=sum(math.isfinite(i) for i in its), seeds=len(rs),
             lr_max=max(r["lr"] for r in rs), lr_min=min(r["lr"] for r in rs)))
     return out
@@ -330,7 +347,8 @@ def analyse(rows: list[dict], lr_top: float, lrs: dict[tuple[int, int], tuple[fl
         gamma_last_two_octaves=float(np.mean(last)) if last else math.nan,
         local_gamma=step, local_gamma_per_octave=octave,
         table=[{k: t[k] for k in ("depth", "lr", "eta_L_smax2", "eta_lambda", "iterations",
-                                  "time", "s_min", "converged", "seeds")} for t in table],
+                                  "time", "s_min", "over_flow_estimate", "converged", "seeds")}
+               for t in table],
         best_lr_on_floor=any(r["lr"] <= min(lrs[r["seed"], r["depth"]]) * 1.0001
                              for r in best),
         unstable_hits=[list(h) for h in hits])
