@@ -37,8 +37,9 @@ L ~ 1/s_min².
 
 Outputs in `--out`: `summary.json` (per case: the table of (L, best η, η·L·s_max²,
 η·λ_max, iterations), the local exponents per step and per octave, the cross-check),
-`fig2.csv` (every run: case, engine, depth, seed, η, iterations, status, chosen) and
-`fig2.png` (iterations vs L and the local exponent vs L).
+`fig2.csv` (every run: case, engine, depth, seed, η, iterations, status, chosen),
+`fig2.png` (iterations vs L and the local exponent vs L) and `sweeps/<case>-<engine>/`
+(each main sweep's rows and in-flight checkpoints: the same command resumes it).
 """
 
 from __future__ import annotations
