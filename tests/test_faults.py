@@ -20,17 +20,15 @@ LONG = ["sweep", "--depths", "1:65", "--seeds", "0:32", "--lr", "0.0001", "--max
         "--chunk", "300", "--x64", "--no-progress"]
 
 
-def _default_sigint():
-    # As at a terminal: a shell without job control starts background commands with SIGINT
-    # ignored, and children inherit that (a CI script run with `&` would never see ^C).
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _cli(args, **kw):
+    # As at a terminal: a shell without job control starts background commands (a CI runner
+    # started with `&`) with SIGINT ignored, and exec passes "ignored" on, so the child would
+    # never see ^C. A caught signal is reset to its default by exec instead.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     env = {**os.environ, "PYTHONPATH": ROOT}
     return subprocess.Popen([sys.executable, "-m", "zasjax", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_default_sigint, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
 def _rows(path):
