@@ -26,7 +26,7 @@ KEYS = ("init", "target", "dim", "depth", "seed", "lr", "optimizer")
 def _cli(args, env=None):
     env = {**os.environ, "PYTHONPATH": ROOT, **(env or {})}
     for name in ("ZASJAX_COORDINATOR", "ZASJAX_NUM_PROCESSES", "ZASJAX_PROCESS_ID",
-                 "ZASJAX_DEVICES"):
+                 "ZASJAX_DEVICES", "ZASJAX_LAUNCHER_PID"):
         env.pop(name, None)  # never a worker of someone else's launcher
     return subprocess.Popen([sys.executable, "-m", "zasjax", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -147,6 +147,40 @@ def test_killed_worker_is_one_line_then_resume_finishes(tmp_path, one_process):
     assert code == 0, err
     _same_table(_rows(out / "results.csv"), one_process)
     assert len(_rows(out / "runs.csv")) == len(one_process)
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has stopped
+    except FileNotFoundError:
+        return False
+
+
+def test_sigkilled_launcher_takes_its_workers_with_it(tmp_path, one_process):
+    # SIGKILL cannot be forwarded: the workers notice their launcher is gone and stop,
+    # rather than run on unseen and hold the folder's lock. Output to files: workers that
+    # inherited the launcher's pipes would keep them open.
+    out = tmp_path / "run"
+    args = [*GRID, "--processes", "2", "--out", str(out)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZASJAX_")}
+    with open(tmp_path / "log", "w") as log:
+        launcher = subprocess.Popen([sys.executable, "-m", "zasjax", *args], cwd=ROOT,
+                                    env={**env, "PYTHONPATH": ROOT}, stdout=log, stderr=log)
+    _wait_rows(out, launcher)
+    assert launcher.poll() is None, "the sweep ended before it could be interrupted"
+    workers = [_worker_pid(launcher.pid, i) for i in range(2)]
+    launcher.kill()
+    launcher.wait()
+    end = time.monotonic() + 20
+    while time.monotonic() < end and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers), (tmp_path / "log").read_text()
+    assert "launcher of this sweep is gone" in (tmp_path / "log").read_text()
+    assert not (out / "results.csv").exists()  # stopped, not left to finish unseen
+    code, _, err = _finish(_cli([*args, "--resume"]))
+    assert code == 0, err
+    _same_table(_rows(out / "results.csv"), one_process)
 
 
 def test_survivor_started_by_hand_stops_with_one_line(tmp_path):

@@ -8,6 +8,9 @@ sharded configuration axis between them, exactly as on a cluster. Process 0 writ
 workers on this machine, each the same command, told its place by the environment
 (`ZASJAX_COORDINATOR`, `ZASJAX_PROCESS_ID`, `ZASJAX_NUM_PROCESSES`, `ZASJAX_DEVICES`),
 waits for them, forwards SIGINT/SIGTERM, and stops them all with one line if one fails.
+A launcher killed outright (SIGKILL) cannot stop its workers, so each worker watches it
+(`stop_with_launcher`) and stops within a second once it is gone; the folder then resumes
+as after any kill.
 
 Exit status of a worker whose partner vanished: `PEER_LOST` (75). Run by the launcher it
 says nothing (the launcher names the worker that failed); run on its own it prints one line.
@@ -20,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 #: Seconds a process waits for the others to join, the heartbeat silence after which a
@@ -34,12 +38,34 @@ PEER_LOST = 75
 #: Seconds the launcher lets the other workers stop on their own once one has failed.
 GRACE_S = 10.0
 
-ENV = ("ZASJAX_COORDINATOR", "ZASJAX_NUM_PROCESSES", "ZASJAX_PROCESS_ID", "ZASJAX_DEVICES")
+ENV = ("ZASJAX_COORDINATOR", "ZASJAX_NUM_PROCESSES", "ZASJAX_PROCESS_ID", "ZASJAX_DEVICES",
+       "ZASJAX_LAUNCHER_PID")
+
+#: Seconds between a worker's checks that its launcher is still alive.
+WATCH_S = 0.5
 
 
 def launched() -> bool:
     """Whether this process is a worker started by `launch`."""
     return "ZASJAX_PROCESS_ID" in os.environ
+
+
+def stop_with_launcher(poll_s: float = WATCH_S) -> None:
+    """In a worker started by `launch`: exit (status `PEER_LOST`, no cleanup, as if killed
+    with it) once the launcher is gone, which a SIGKILLed launcher cannot tell it."""
+    if not os.environ.get("ZASJAX_LAUNCHER_PID", "").isdigit():
+        return  # worker variables set by hand: nobody to watch
+    launcher = int(os.environ["ZASJAX_LAUNCHER_PID"])
+
+    def watch():
+        while os.getppid() == launcher:
+            time.sleep(poll_s)
+        sys.stderr.write("zasjax: the launcher of this sweep is gone; stopping this worker "
+                         "(finished runs are kept: run the command again with --resume)\n")
+        sys.stderr.flush()
+        os._exit(PEER_LOST)
+
+    threading.Thread(target=watch, name="zasjax-launcher-watch", daemon=True).start()
 
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None,
@@ -84,7 +110,8 @@ def launch(argv: list[str], n: int, devices: int | None, out: str) -> int:
     procs = []
     for i in range(n):
         env = {**os.environ, "ZASJAX_COORDINATOR": f"127.0.0.1:{port}",
-               "ZASJAX_NUM_PROCESSES": str(n), "ZASJAX_PROCESS_ID": str(i)}
+               "ZASJAX_NUM_PROCESSES": str(n), "ZASJAX_PROCESS_ID": str(i),
+               "ZASJAX_LAUNCHER_PID": str(os.getpid())}
         if devices is not None:
             env["ZASJAX_DEVICES"] = str(devices)
         # A session of their own: the terminal's ^C reaches the launcher, which forwards it

@@ -231,11 +231,12 @@ def prepare(args) -> Job:
 
     import jax
 
-    from .._launch import initialize
+    from .._launch import initialize, stop_with_launcher
     from .._sweep._driver import check_target_fits
     from .._sweep._plan import check_fits, memory_budget
 
     if mode == "worker":
+        stop_with_launcher()
         initialize(os.environ["ZASJAX_COORDINATOR"], int(os.environ["ZASJAX_NUM_PROCESSES"]),
                    int(os.environ["ZASJAX_PROCESS_ID"]))
     elif mode == "join":
