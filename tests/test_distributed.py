@@ -157,17 +157,23 @@ def _alive(pid):
         return False
 
 
-def test_sigkilled_launcher_takes_its_workers_with_it(tmp_path, one_process):
+def test_sigkilled_launcher_takes_its_workers_with_it(tmp_path):
     # SIGKILL cannot be forwarded: the workers notice their launcher is gone and stop,
     # rather than run on unseen and hold the folder's lock. Output to files: workers that
     # inherited the launcher's pipes would keep them open.
     out = tmp_path / "run"
-    args = [*GRID, "--processes", "2", "--out", str(out)]
+    # A slow rate: the sweep lasts far longer than the half second the workers need to stop.
+    slow = [*GRID[:GRID.index("--lr")], "--lr", "0.0001", "--max-iters", "100000", "--chunk",
+            "100", "--x64", "--no-progress"]
+    args = [*slow, "--processes", "2", "--out", str(out)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZASJAX_")}
     with open(tmp_path / "log", "w") as log:
         launcher = subprocess.Popen([sys.executable, "-m", "zasjax", *args], cwd=ROOT,
                                     env={**env, "PYTHONPATH": ROOT}, stdout=log, stderr=log)
-    _wait_rows(out, launcher)
+    end = time.monotonic() + 120  # until the first chunk is checkpointed: early in the sweep
+    while time.monotonic() < end and launcher.poll() is None and not any(
+            (out / "inflight").glob("*.npz")):
+        time.sleep(0.02)
     assert launcher.poll() is None, "the sweep ended before it could be interrupted"
     workers = [_worker_pid(launcher.pid, i) for i in range(2)]
     launcher.kill()
@@ -178,9 +184,12 @@ def test_sigkilled_launcher_takes_its_workers_with_it(tmp_path, one_process):
     assert not any(_alive(w) for w in workers), (tmp_path / "log").read_text()
     assert "launcher of this sweep is gone" in (tmp_path / "log").read_text()
     assert not (out / "results.csv").exists()  # stopped, not left to finish unseen
-    code, _, err = _finish(_cli([*args, "--resume"]))
+    code, _, err = _finish(_cli([*args, "--resume"]), timeout=600)
     assert code == 0, err
-    _same_table(_rows(out / "results.csv"), one_process)
+    alone = tmp_path / "alone"
+    code, _, err = _finish(_cli([*slow, "--out", str(alone)]), timeout=600)
+    assert code == 0, err
+    _same_table(_rows(out / "results.csv"), _rows(alone / "results.csv"))
 
 
 def test_survivor_started_by_hand_stops_with_one_line(tmp_path):
