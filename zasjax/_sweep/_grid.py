@@ -7,6 +7,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -106,8 +107,9 @@ class Grid:
             if sorted(keys) != want:
                 raise ValueError(f"learning rates per {what.split(' ')[0]} must list exactly "
                                  f"the {what} {want}, got {sorted(keys)}")
-        lists = [self.lrs_at(L, s) for L in self.depths for s in self.seeds] \
-            if self.depths and self.seeds else [()]
+        seeds = self.seeds if self._per_seed() else self.seeds[:1]
+        lists = [self.lrs_at(L, s) for L in self.depths for s in seeds] \
+            if self.depths and seeds else [()]
         for name, values in (("init", self.inits), ("target", self.targets), ("dim", self.dims),
                              ("depth", self.depths), ("seed", self.seeds)) + tuple(
                                  ("lr", v) for v in lists):
@@ -156,18 +158,24 @@ class Grid:
     def _per_depth(self) -> bool:
         return bool(self.lrs) and self.lrs != AUTO_LRS and isinstance(self.lrs[0], tuple)
 
+    def _per_seed(self) -> bool:
+        return self._per_depth() and isinstance(self.lrs[0][0], tuple)
+
+    @cached_property
+    def _lr_table(self) -> dict:
+        # key → rates, built once: `configs` looks up every (depth, seed)
+        return dict(self.lrs)
+
     def lrs_at(self, depth: int, seed: int | None = None) -> tuple[float, ...]:
         """The learning rates of depth `depth` (and `seed`, for rates keyed by seed)."""
         if self.lrs == AUTO_LRS:
             return tuple(depth_lrs(depth))
+        if self._per_seed():
+            if seed is None:
+                raise ValueError("this grid's learning rates depend on the seed; give one")
+            return self._lr_table.get((seed, depth), ())
         if self._per_depth():
-            table = dict(self.lrs)
-            if isinstance(self.lrs[0][0], tuple):
-                if seed is None:
-                    raise ValueError("this grid's learning rates depend on the seed; "
-                                     "give one")
-                return table.get((seed, depth), ())
-            return table.get(depth, ())
+            return self._lr_table.get(depth, ())
         return self.lrs
 
     def identity(self) -> dict:

@@ -119,11 +119,10 @@ def dims_from_args(args) -> tuple[int, ...]:
 
 
 def grids_from_args(args) -> tuple[list[Grid], bool]:
-    """The grids and whether to tune the learning rate; ValueError on bad input. A preset
-    sets `args.x64` here; `prepare` enables it before building the grids."""
+    """The grids and whether to tune the learning rate; ValueError on bad input. Call after
+    `prepare` has set and enabled a preset's x64: building a preset's grids computes."""
     if args.preset:
-        make, tune, x64, _ = _preset(args)
-        args.x64 = args.x64 or x64
+        make, tune, _, _ = _preset(args)
         return make(), tune
     dims = parse_ints(args.dim, "dim")
     targets = parse_names(args.target or "neg-identity", "target")
