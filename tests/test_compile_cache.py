@@ -49,3 +49,139 @@ def test_cache_can_be_switched_off(tmp_path):
     timing = _timing(tmp_path / "run")
     assert timing["cache_dir"] is None and timing["cache_hits"] == 0 and timing["programs"] > 0
     assert not cache.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# zasjax's own store of compiled programs (`_executables`): warm runs neither trace nor lower
+# ---------------------------------------------------------------------------------------------
+
+from functools import partial  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from zasjax import _compilation, _executables  # noqa: E402
+from zasjax._executables import stored  # noqa: E402
+
+
+@partial(jax.jit, static_argnames=("power",))
+def _moment(x, y, power):
+    return jnp.sum(x ** power) * y, jnp.cumsum(x)
+
+
+@pytest.fixture
+def store(tmp_path):
+    """The persistent caches in `tmp_path` for one test, then back to the suite's."""
+    from jax.experimental.compilation_cache import compilation_cache
+
+    before = jax.config.jax_compilation_cache_dir
+    assert _compilation.use_cache_dir(str(tmp_path)) == str(tmp_path)
+    yield tmp_path / _executables.FOLDER
+    jax.config.update("jax_compilation_cache_dir", before)
+    compilation_cache.reset_cache()
+
+
+def _entries(folder):
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".")) \
+        if folder.exists() else []
+
+
+def test_a_stored_program_is_the_jitted_one_and_loads_in_a_new_process(store):
+    x, y = jnp.linspace(0.1, 2.0, 7), jnp.float64(3.0)
+    first = stored(_moment, ("power",))
+    got = first(x, y, power=3)  # before `_moment` itself, which would leave nothing to compile
+    assert len(_entries(store)) == 1
+    expected = _moment(x, y, power=3)
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+    before = _compilation.compile_stats()
+    again = stored(_moment, ("power",))(x, y, power=3)  # a fresh wrapper: what a new process has
+    spent = _compilation.compile_stats().since(before)
+    assert spent.cache_hits == 1 and spent.programs == 0
+    assert all(np.array_equal(a, b) for a, b in zip(again, expected))
+
+    # Another static value, dtype or shape is another program.
+    first(x, y, power=2)
+    first(x.astype(jnp.float32), y.astype(jnp.float32), power=3)
+    first(x[:3], y, power=3)
+    assert len(_entries(store)) == 4
+
+
+def test_a_damaged_entry_is_compiled_again(store):
+    x, y = jnp.arange(1.0, 5.0), jnp.float64(2.0)
+    stored(_moment, ("power",))(x, y, power=2)
+    (entry,) = _entries(store)
+    size = entry.stat().st_size
+    entry.write_bytes(entry.read_bytes()[: size // 2])  # torn, as no atomic write leaves it
+
+    jax.clear_caches()  # as a new process
+    before = _compilation.compile_stats()
+    got = stored(_moment, ("power",))(x, y, power=2)
+    spent = _compilation.compile_stats().since(before)
+    assert spent.programs == 1 and spent.cache_hits == 0
+    assert np.array_equal(got[0], _moment(x, y, power=2)[0])
+    assert entry.stat().st_size == size  # written whole again
+
+
+def test_the_key_holds_the_source_and_libraries(store, monkeypatch):
+    x, y = jnp.arange(1.0, 4.0), jnp.float64(1.0)
+    stored(_moment, ("power",))(x, y, power=2)
+    edited = (*_executables._environment()[:1], "an edited zasjax")
+    monkeypatch.setattr(_executables, "_environment", lambda: edited)
+    jax.clear_caches()
+    before = _compilation.compile_stats()
+    stored(_moment, ("power",))(x, y, power=2)
+    assert _compilation.compile_stats().since(before).programs == 1
+    assert len(_entries(store)) == 2
+
+
+def test_under_a_transformation_it_is_the_function_itself(store):
+    f = stored(_moment, ("power",))
+    xs = jnp.arange(6.0).reshape(2, 3)
+    got = jax.vmap(lambda x: f(x, jnp.float64(2.0), power=2)[0])(xs)
+    assert np.allclose(got, 2.0 * jnp.sum(xs ** 2, axis=1))
+    assert jax.grad(lambda y: f(xs[1], y, power=1)[0])(jnp.float64(1.0)) == 12.0
+    assert _entries(store) == []  # nothing concrete was compiled
+
+
+def test_only_module_level_functions_with_static_arguments_last():
+    with pytest.raises(TypeError, match="module-level"):
+        stored(jax.jit(lambda x: x))
+    with pytest.raises(TypeError, match="must be the last"):
+        stored(_moment, ("x",))
+
+
+def test_without_the_persistent_cache_nothing_is_stored(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZASJAX_CACHE", "0")
+    assert _executables.folder() is None
+    got = stored(_moment, ("power",))(jnp.arange(3.0), jnp.float64(1.0), power=1)
+    assert float(got[0]) == 3.0
+
+
+def test_the_store_keeps_its_size_bound_dropping_the_least_recently_used(tmp_path):
+    for i, name in enumerate(["old", "mid", "new"]):
+        (tmp_path / name).write_bytes(b"x" * 100)
+        os.utime(tmp_path / name, (1000 + i, 1000 + i))
+    _executables._evict(str(tmp_path), max_bytes=250)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mid", "new"]
+
+
+def test_refilling_the_store_while_jax_has_the_programs_still_runs_right(tmp_path):
+    # JAX's own cache hands back executables that serialise incompletely on XLA:CPU; the
+    # store must hold freshly compiled ones ("Function ... not found" at the next run).
+    cache = tmp_path / "cache"
+    first = _start(tmp_path / "run0", cache)
+    first.communicate()
+    assert first.returncode == 0
+    expected = (tmp_path / "run0" / "results.csv").read_text()
+    for p in (cache / _executables.FOLDER).iterdir():
+        p.unlink()  # JAX's cache warm, the store cold
+    for i in (1, 2):
+        p = _start(tmp_path / f"run{i}", cache)
+        _, err = p.communicate()
+        assert p.returncode == 0, err
+        assert (tmp_path / f"run{i}" / "results.csv").read_text() == expected
+    timing = _timing(tmp_path / "run2")
+    assert timing["programs"] == 0 and timing["cache_hits"] >= 2

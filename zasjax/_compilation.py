@@ -18,6 +18,7 @@ cache, and a count of what compiling cost.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -64,12 +65,17 @@ def enable_persistent_cache(path: str | None = None, env=os.environ) -> str | No
     """
     import jax
 
-    if env.get("ZASJAX_CACHE", "1").strip().lower() in ("0", "off", "false", "no"):
+    if not cache_enabled(env):
         return None
     current = jax.config.jax_compilation_cache_dir
     if current:
         return current
     return use_cache_dir(path or default_cache_dir(env))
+
+
+def cache_enabled(env=os.environ) -> bool:
+    """False when `ZASJAX_CACHE` switches the persistent caches off (0, off, false, no)."""
+    return env.get("ZASJAX_CACHE", "1").strip().lower() not in ("0", "off", "false", "no")
 
 
 def use_cache_dir(path: str) -> str | None:
@@ -97,6 +103,30 @@ def use_cache_dir(path: str) -> str | None:
 
     compilation_cache.reset_cache()  # re-read the settings even if JAX compiled before
     return path
+
+
+@contextlib.contextmanager
+def fresh_compiles():
+    """Compile without JAX's persistent cache inside the block (and so write nothing to it).
+
+    An executable JAX loaded from its cache serialises incompletely on XLA:CPU (running
+    the copy fails with "Function ... not found"), so whatever `_executables` stores must
+    come from a real compilation. Not thread-safe: JAX's cache switch is global.
+    """
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    was = jax.config.jax_enable_compilation_cache
+    if not was:
+        yield
+        return
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()  # JAX decides once whether its cache is in use
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", True)
+        compilation_cache.reset_cache()
 
 
 def _heal_access_times(path: str) -> None:
@@ -162,6 +192,22 @@ def _on_event(event: str, **_) -> None:
     if event == _CACHE_HIT:
         with _lock:
             _stats.cache_hits += 1
+
+
+def record_load(seconds: float) -> None:
+    """A program loaded from zasjax's own store (`_executables`): a cache hit."""
+    compile_stats()
+    with _lock:
+        _stats.seconds += seconds
+        _stats.backend += 1
+        _stats.cache_hits += 1
+
+
+def record_store(seconds: float) -> None:
+    """Time spent writing a compiled program to the store, part of compiling it."""
+    compile_stats()
+    with _lock:
+        _stats.seconds += seconds
 
 
 def compile_stats() -> CompileStats:

@@ -1,30 +1,39 @@
 """Generic matplotlib helpers and the command-line figures (`sweep`, `flow`).
 
 Each study draws its own figure in its module (`reproduce/*.py`) with these helpers.
-matplotlib is imported lazily, with the Agg backend (no display).
+matplotlib is imported lazily; figures are drawn by the Agg canvas directly, without
+pyplot's global state (nothing to close, nothing shown, safe in any thread).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 
 
-def pyplot():
-    """`matplotlib.pyplot` on the Agg backend."""
-    import matplotlib
+def prefetch() -> None:
+    """Import matplotlib in a background thread, so that a figure drawn after a sweep does
+    not wait for it: the sweep spends its time in XLA, which lets other threads run."""
+    threading.Thread(target=_import_matplotlib, name="zasjax-matplotlib", daemon=True).start()
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    return plt
+def _import_matplotlib() -> None:
+    import matplotlib.figure  # noqa: F401
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize, **kwargs):
+    """`(figure, axes)` as `pyplot.subplots` makes them, on a figure of its own."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def save(fig, path) -> None:
-    """Lay out, write (120 dpi) and close `fig`."""
+    """Lay out and write `fig` (120 dpi)."""
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    pyplot().close(fig)
 
 
 def iterations_vs_depth(rows: Sequence[dict], path: str | os.PathLike,
@@ -36,7 +45,6 @@ def iterations_vs_depth(rows: Sequence[dict], path: str | os.PathLike,
     """
     import numpy as np
 
-    plt = pyplot()
     lrs_per_group: dict[tuple, set] = {}
     for r in rows:
         lrs_per_group.setdefault((r["init"], r["target"], r["dim"]), set()).add(r["lr"])
@@ -48,7 +56,7 @@ def iterations_vs_depth(rows: Sequence[dict], path: str | os.PathLike,
         pts = lines.setdefault(group, {})
         if r["status"] == "converged":
             pts.setdefault(r["depth"], []).append(r["iterations"])
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = subplots(figsize=(6, 4.5))
     for group, pts in sorted(lines.items(), key=lambda kv: str(kv[0])):
         depths = sorted(pts)
         label = f"{group[0]}, Φ={group[1]}, d={group[2]}" + (f", η={group[3]:g}"
@@ -82,13 +90,11 @@ def flow_vs_gd(path: str | os.PathLike, ts, loss_flow, bound, gd_curves: dict,
     """
     import numpy as np
 
-    plt = pyplot()
-
     def positive(y):
         y = np.asarray(y, float)
         return np.where(np.isfinite(y) & (y > 0), y, np.nan)
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = subplots(figsize=(6.4, 4.4))
     ax.plot(ts, positive(bound), "k--", lw=1.2, label="e^{−2t} R(0) (Thm 4.1)")
     ax.plot(ts, positive(loss_flow), "k-", lw=2.2, label="gradient flow")
     for label, (t, losses) in gd_curves.items():
@@ -111,8 +117,7 @@ def scaling_lines(series: Sequence[dict], path: str | os.PathLike, *, title: str
     """
     import numpy as np
 
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.5))
+    fig, ax = subplots(figsize=(6.4, 4.5))
     for s in series:
         x, y = np.asarray(s["x"], float), np.asarray(s["y"], float)
         ok = np.isfinite(y) & ((y > 0) if logy else True)

@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._executables import stored
 from ._run import Regression
 
 
@@ -302,18 +303,22 @@ def zas_minimum_sharpness(s_max, L: int, c=1.0) -> jax.Array:
     """λ_max = x^{L−2}(L·x − (L−1)c) with x^{L−1}(x − c) = s_max², the sharpness at the
     minimum reached from ZAS (c = 1; module docstring). Vmappable over `s_max`; 1 at L = 1.
     One compiled program serves every depth (L is passed as data)."""
-    L = _check_depth(L)
-    s_max = jnp.asarray(s_max)
-    if not jnp.issubdtype(s_max.dtype, jnp.floating):
-        s_max = s_max.astype(jnp.result_type(float))
-    return _minimum_sharpness(s_max, jnp.asarray(L, s_max.dtype), jnp.asarray(c, s_max.dtype))
+    return _minimum_sharpness(s_max, _check_depth(L), c)
 
 
 @jax.jit
-def _minimum_sharpness(s_max, L, c):
+def _minimum_sharpness_jit(s_max, L, c):
+    s_max = jnp.asarray(s_max)
+    if not jnp.issubdtype(s_max.dtype, jnp.floating):
+        s_max = s_max.astype(jnp.result_type(float))
+    L, c = jnp.asarray(L, s_max.dtype), jnp.asarray(c, s_max.dtype)
     x = _zas_mode(s_max, L, c)
     lam = jnp.exp((L - 2) * jnp.log(x)) * (L * x - (L - 1) * c)  # x^{L−2} may overflow alone
     return jnp.where(L == 1, jnp.ones_like(lam), lam)
+
+
+# Kept on disk (`_executables`): the Figure 2 study's η grids start with it.
+_minimum_sharpness = stored(_minimum_sharpness_jit)
 
 
 __all__ = ["Sharpness", "sharpness", "hessian_vector_product", "zas_minimum",

@@ -21,6 +21,7 @@ import numpy as np
 from .. import _store
 from .._compilation import enable_persistent_cache
 from .._errors import InputError
+from .._executables import stored
 from .._network import MATMULS, check_prefix
 from .._run import PRUNED, RUNNING, STATUS_NAMES
 from . import _inflight
@@ -217,7 +218,15 @@ def _result_row(row: dict, host: dict, i: int) -> dict:
 def _stop(state, stop: np.ndarray, n_padded: int, mesh):
     flags = np.zeros(n_padded, bool)
     flags[: len(stop)] = stop
-    return state._replace(status=jnp.where(put(flags, mesh, 0), PRUNED, state.status))
+    return state._replace(status=_mark_pruned(put(flags, mesh, 0), state.status))
+
+
+@jax.jit
+def _pruned(stop, status):
+    return jnp.where(stop, PRUNED, status)
+
+
+_mark_pruned = stored(_pruned)  # loaded, not traced, by a warm run (`_executables`)
 
 
 def _save_running(ctx: _Context, checkpoint, rows, padded, state, dim) -> None:

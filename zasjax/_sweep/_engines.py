@@ -17,6 +17,7 @@ from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from .. import _modes
+from .._executables import stored
 from .._inits import depth_coef
 from .._run import RunState, Settings
 from .._targets import make_target
@@ -102,8 +103,8 @@ class FullEngine:
         coefs = np.asarray([depth_coef(r["init"], r["dim"], r["depth"], grid.init_scale)
                             for r in rows], dtype)
         inits = np.asarray([grid.inits.index(r["init"]) for r in rows], np.int32)
-        return start(*(put(x, mesh, 0) for x in (seeds, depths, coefs, inits, targets, lr)),
-                     replicated(matrix, mesh), spec=spec)
+        return _start(*(put(x, mesh, 0) for x in (seeds, depths, coefs, inits, targets, lr)),
+                      replicated(matrix, mesh), spec=spec)
 
     def start(self, grid: Grid, sl: Slice, rows: list[dict], dtype, mesh, chunk: int
               ) -> Prepared:
@@ -112,7 +113,7 @@ class FullEngine:
         eps = replicated(np.asarray(grid.eps, dtype), mesh)
         max_iters = replicated(np.int32(grid.max_iters), mesh)
         active = replicated(np.int32(sl.active), mesh)
-        return Prepared(state, lambda state: advance_chunk(
+        return Prepared(state, lambda state: _advance(
             state, phi, mask, lr, active, eps, max_iters, settings, axis, loop_mesh))
 
     def to_host(self, state: RunState, dim: int) -> dict[str, np.ndarray]:
@@ -192,6 +193,13 @@ def advance_modes(state, s, depth, lr, eps, max_iters, chunk):
                           chunk)
 
 
+# A warm run loads each compiled program from disk without tracing it (`_executables`).
+_start = stored(start, ("spec",))
+_advance = stored(advance_chunk, ("settings", "axis", "loop_mesh"))
+_start_modes = stored(start_modes, ("targets", "dim", "dtype", "mesh"))
+_advance_modes = stored(advance_modes, ("chunk",))
+
+
 @dataclass(frozen=True)
 class ModesEngine:
     """GD from ZAS as d scalar pairs per configuration: O(d) a step at any depth."""
@@ -223,13 +231,13 @@ class ModesEngine:
     def start(self, grid: Grid, sl: Slice, rows: list[dict], dtype, mesh, chunk: int
               ) -> Prepared:
         seeds, depths, targets, lr, matrix = _seed_and_target_inputs(grid, rows, dtype, sl.dim)
-        state, s, depth, lr = start_modes(
+        state, s, depth, lr = _start_modes(
             *(put(x, mesh, 0) for x in (seeds, depths, targets, lr)), replicated(matrix, mesh),
             targets=tuple(grid.targets), dim=sl.dim, dtype=dtype.name, mesh=mesh)
         eps = replicated(np.asarray(grid.eps, dtype), mesh)
         max_iters = replicated(np.int32(grid.max_iters), mesh)
-        return Prepared(state, lambda state: advance_modes(state, s, depth, lr, eps, max_iters,
-                                                           chunk))
+        return Prepared(state, lambda state: _advance_modes(state, s, depth, lr, eps,
+                                                            max_iters, chunk))
 
     def to_host(self, state, dim: int) -> dict[str, np.ndarray]:
         return {name: to_host(value, value.ndim - 1)

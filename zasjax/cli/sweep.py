@@ -349,6 +349,8 @@ def _run(job: Job, config_path: str, writer: bool) -> int:
     if writer:
         _store.write_json(config_path, {**config, "started": time.strftime("%FT%T%z")})
     cache_dir = enable_persistent_cache()
+    if writer:
+        _plots.prefetch()
     timer = Timer()
     rows = []
     try:

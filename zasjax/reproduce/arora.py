@@ -42,7 +42,7 @@ import numpy as np
 from .._fits import fit_log_linear
 from .._inits import make_init
 from .._network import pad_square, support_mask
-from .._plots import pyplot, save
+from .._plots import save, subplots
 from .._run import run as gd_run
 from .._status import CONVERGED, DIVERGED, name as status_name
 from .._theory import arora_conditions
@@ -279,8 +279,7 @@ def success_and_rate(entries, path, exact: float | None = None) -> None:
     """(left) success probability and margin-positive fraction vs depth, one colour per
     init, with the closed-form P(margin > 0) of the balanced init; (right) median measured
     linear rate −d log ℓ/dt against the Theorem 1 bound η c^{2(N−1)/N}."""
-    plt = pyplot()
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax, bx) = subplots(1, 2, figsize=(11, 4.2))
     inits = sorted({e["init"] for e in entries})
     for i, name in enumerate(inits):
         es = sorted((e for e in entries if e["init"] == name), key=lambda e: e["depth"])

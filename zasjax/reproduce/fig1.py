@@ -32,7 +32,7 @@ from jax import lax
 
 from .._diagnostics import layer_grad_norms, plateau
 from .._network import whitened_loss
-from .._plots import pyplot, save
+from .._plots import save, subplots
 from .._run import Settings, Whitened, init_state, step
 from .._status import name as status_name
 from . import _runner
@@ -186,8 +186,7 @@ def landscape_paths(path, X, Y, Z, paths: dict, minima=None, saddle=(0.0, 0.0),
     `paths` maps a label to `(w1s, w2s)`; `minima`: optional w₁ ↦ w₂ curve of global
     minima (drawn dashed on each branch, e.g. w₂ = Φ/w₁); `saddle` is marked with a cross.
     """
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.6, 5.2))
+    fig, ax = subplots(figsize=(5.6, 5.2))
     logZ = np.log10(np.maximum(np.asarray(Z, float), 1e-6))
     cs = ax.contourf(X, Y, logZ, levels=24, cmap="Greys_r", alpha=0.75)
     fig.colorbar(cs, ax=ax, label="log₁₀ R")

@@ -50,16 +50,19 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 from typing import Literal
 
+import jax
 import numpy as np
 
 from .. import _store
 from .._errors import InputError
+from .._executables import stored
 from .._fits import fit_power_law
-from .._plots import pyplot, save
+from .._plots import save, subplots
 from .._sweep import Grid, best_per_config, sweep
+from .._targets import make_target
 from . import _runner
 from ._runner import Outcome, option
 
@@ -227,26 +230,20 @@ def grids(cfg: Config, top: float | None = None) -> list[Grid]:
 @cache
 def s_range(target: str, dim: int, seed: int) -> tuple[float, float]:
     """(s_max, s_min) of Φ as the sweep draws it (key fold_in(key(seed), 1)), float64."""
-    import jax
-
     with jax.enable_x64(True):
-        s = np.asarray(_singular_values(target, dim)(np.int64(seed)))
+        phi = np.asarray(_draw_target(np.int64(seed), target=target, dim=dim))
+    s = np.linalg.svd(phi, compute_uv=False)  # LAPACK's, as jnp's on CPU, without lowering it
     return float(s[0]), float(s[-1])
 
 
-@cache
-def _singular_values(target: str, dim: int):
-    # One compiled program per (target, dim) for every seed (on disk with the others).
-    import jax
+@partial(jax.jit, static_argnames=("target", "dim"))
+def _jit_draw_target(seed, target: str, dim: int):
+    key = jax.random.fold_in(jax.random.key(seed), 1)
+    return make_target(target, key, (dim, dim), dtype="float64")
 
-    from .._targets import make_target
 
-    def draw(seed):
-        key = jax.random.fold_in(jax.random.key(seed), 1)
-        return jax.numpy.linalg.svd(make_target(target, key, (dim, dim), dtype="float64"),
-                                    compute_uv=False)
-
-    return jax.jit(draw)
+# One program per (target, dim) for every seed, loaded from disk by a warm run (`_executables`).
+_draw_target = stored(_jit_draw_target, ("target", "dim"))
 
 
 @cache
@@ -436,8 +433,7 @@ def run(cfg: Config, files=None) -> Outcome:
 def figure(outcome: Outcome, folder) -> None:
     """`fig2.png`: iterations vs L (log-log) and the local exponent per octave vs L, with
     the large-L limits ½ (and 1, the linear regime L s_min² ≲ 1) marked."""
-    plt = pyplot()
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, (ax, bx) = subplots(1, 2, figsize=(11, 4.5))
     for s in outcome.plot:
         x, y = np.asarray(s["x"], float), np.asarray(s["y"], float)
         ok = np.isfinite(y) & (y > 0)

@@ -42,7 +42,7 @@ import numpy as np
 from .._diagnostics import plateau
 from .._inits import make_init
 from .._network import end_to_end
-from .._plots import pyplot, save
+from .._plots import save, subplots
 from .._run import run as gd_run
 from .._status import name as status_name
 from . import _runner
@@ -205,8 +205,7 @@ def saddle_escape_curves(path, curves: dict, saddles=(), eps=None,
     lines, e.g. k/2 for Φ = −I); `eps`: the convergence threshold (dashed line).
     Non-positive or non-finite losses are not drawn.
     """
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.6, 4.4))
+    fig, ax = subplots(figsize=(6.6, 4.4))
     for i, s in enumerate(saddles):
         ax.axhline(s, color="grey", lw=0.7, ls=":",
                    label=("saddle values " + ", ".join(f"{v:g}" for v in saddles)

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._data import fashion_mnist_files, load_fashion_mnist
-from .._plots import pyplot, save
+from .._plots import save, subplots
 from .._resnet import RESNET_INITS, init_resnet
 from .._status import name as status_name
 from .._train import train_resnet
@@ -221,14 +221,15 @@ def training_accuracy_curves(rows, path, title: str = "Training accuracy, nonlin
     """Training accuracy vs iteration; `rows` are dicts with keys init, depth, lr, iteration,
     train_accuracy (one learning rate per (init, depth), the chosen one); one line per
     (init, depth), solid for mZAS and dashed for the other initialisations."""
-    plt = pyplot()
     curves: dict[tuple, list] = {}
     for r in rows:
         curves.setdefault((r["init"], int(r["depth"]), float(r["lr"])), []).append(
             (int(r["iteration"]), float(r["train_accuracy"])))
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    from matplotlib import colormaps
+
+    fig, ax = subplots(figsize=(6.4, 4.2))
     depths = sorted({d for _, d, _ in curves})
-    colours = {d: plt.cm.viridis(i / max(len(depths) - 1, 1)) for i, d in enumerate(depths)}
+    colours = {d: colormaps["viridis"](i / max(len(depths) - 1, 1)) for i, d in enumerate(depths)}
     for (init, depth, lr), pts in sorted(curves.items()):
         pts.sort()
         ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colours[depth],

@@ -45,7 +45,7 @@ import numpy as np
 
 from .._inits import make_init
 from .._network import pad_square, support_mask
-from .._plots import pyplot, save
+from .._plots import save, subplots
 from .._run import run as gd_run
 from .._status import DIVERGED, name as status_name
 from . import _runner
@@ -262,9 +262,8 @@ def figure(outcome: Outcome, folder) -> None:
     line per (model, transform, optimizer); the modified identity has a single width
     m = d + k and shows as a star (`zou.png`)."""
     entries = outcome.plot
-    plt = pyplot()
     depths = sorted({e["depth"] for e in entries})
-    fig, axes = plt.subplots(1, len(depths), figsize=(4.6 * len(depths), 4.2), squeeze=False)
+    fig, axes = subplots(1, len(depths), figsize=(4.6 * len(depths), 4.2), squeeze=False)
     names = sorted({(e["model"], e["transform"], e["optimizer"]) for e in entries})
     for ax, L in zip(axes[0], depths):
         for i, name in enumerate(names):

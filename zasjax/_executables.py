@@ -1,0 +1,234 @@
+"""Compiled sweep programs kept on disk under a key of what they compute, so a later process
+runs them without tracing or lowering anything.
+
+JAX's persistent cache (`_compilation`) keys a program by its lowered text, so a warm run
+still traces and lowers every program before the cache can answer: with the compiling
+itself gone, that was most of what a second sweep paid. `stored(fn)` keys a jitted
+function's program instead by the function, its static arguments, the abstract values and
+shardings of its array arguments, the devices, the versions of zasjax's own source and of
+the libraries that trace it, and the JAX settings that change a trace; a hit deserialises
+the executable (`jax.experimental.serialize_executable`) and runs it.
+
+The entries live in `programs/` inside the compilation-cache folder, written atomically
+(a reader sees a whole entry or none, so processes may share the folder), least recently
+used first out beyond `MAX_BYTES`. Anything unreadable is compiled afresh. The store is on
+exactly when the persistent cache is (`ZASJAX_CACHE=0` switches both off) and only in
+single-process runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import os
+import pickle
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from . import _compilation
+
+#: Size bound of the store; entries are a few hundred kB.
+MAX_BYTES = 2**30
+FOLDER = "programs"
+
+# JAX settings that change what a function traces to (array dtypes say the rest).
+_TRACE_SETTINGS = ("jax_enable_x64", "jax_default_matmul_precision", "jax_default_prng_impl",
+                   "jax_threefry_partitionable", "jax_numpy_rank_promotion",
+                   "jax_numpy_dtype_promotion", "jax_enable_checks", "jax_debug_nans",
+                   "jax_debug_infs", "jax_disable_jit")
+
+
+def folder() -> str | None:
+    """The store's folder, or None while the persistent cache is off."""
+    cache = jax.config.jax_compilation_cache_dir
+    if not cache or not _compilation.cache_enabled() or jax.process_count() > 1:
+        return None
+    return os.path.join(cache, FOLDER)
+
+
+def stored(fn: Callable, static_argnames: tuple[str, ...] = ()) -> Callable:
+    """`fn` (a `jax.jit` function with these `static_argnames`, which follow every array
+    argument) taking its compiled programs from the store. Called like `fn`; within a
+    process each program is looked up once and kept. Under a transformation (vmap, jit,
+    grad: tracers among the arguments) it is `fn` itself."""
+    inner = inspect.unwrap(fn)
+    if "<locals>" in inner.__qualname__ or getattr(inner, "__closure__", None):
+        raise TypeError(f"{inner.__qualname__}: only a module-level function can be stored "
+                        "(what a closure captures would not be in the key)")
+    signature = inspect.signature(fn)
+    static = frozenset(static_argnames)
+    params = list(signature.parameters)
+    if not static <= set(params) or any(n in static for n in params[:len(params) - len(static)]):
+        raise TypeError(f"static arguments {sorted(static)} must be the last of {params}")
+    loaded: dict = {}
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        dynamic = [v for k, v in bound.arguments.items() if k not in static]
+        statics = tuple((k, v) for k, v in bound.arguments.items() if k in static)
+        leaves, tree = jax.tree.flatten(dynamic)
+        if any(isinstance(x, jax.core.Tracer) for x in leaves):
+            return fn(*args, **kwargs)
+        memo_key = (statics, tree, tuple(_abstract(x) for x in leaves), _context())
+        program = loaded.get(memo_key)
+        if program is None:
+            program = loaded[memo_key] = _load_or_compile(fn, bound, statics, memo_key)
+        return program(*dynamic)
+
+    return call
+
+
+def _abstract(x):
+    # Shape, dtype, weak type and placement: all a program depends on of an argument. A
+    # whole copy on each device is one placement however it is spelled (on one device,
+    # P("cfg") and P() are the same; a program's outputs come back as the latter).
+    sharding = getattr(x, "sharding", None)
+    if sharding is not None and sharding.is_fully_replicated:
+        sharding = ("replicated", tuple(sorted(d.id for d in sharding.device_set)),
+                    getattr(sharding, "memory_kind", None))
+    return (str(jax.typeof(x)), sharding)
+
+
+def _context() -> tuple:
+    return tuple(str(getattr(jax.config, name, None)) for name in _TRACE_SETTINGS)
+
+
+def _load_or_compile(fn, bound, statics, memo_key):
+    where = folder()
+    path = None
+    if where is not None:
+        key = hashlib.sha256(repr((fn.__module__, fn.__qualname__, _describe(memo_key),
+                                   _environment())).encode()).hexdigest()
+        path = os.path.join(where, key)
+        program = _load(path)
+        if program is not None:
+            return program
+    static = dict(statics)
+    dynamic = [v for k, v in bound.arguments.items() if k not in static]
+    if path is None:
+        return fn.lower(*dynamic, **static).compile()
+    before = _compilation.compile_stats()
+    with _compilation.fresh_compiles():
+        program = fn.lower(*dynamic, **static).compile()
+    if _compilation.compile_stats().since(before).programs == 1:
+        _save(path, program)  # only what XLA compiled just now (not JAX's in-memory copy)
+    return program
+
+
+def _load(path: str):
+    start = time.perf_counter()
+    try:
+        with open(path, "rb") as f:
+            blob, in_tree, out_tree = pickle.load(f)
+        from jax.experimental.serialize_executable import deserialize_and_load
+
+        program = deserialize_and_load(blob, in_tree, out_tree)
+    except FileNotFoundError:
+        return None
+    except Exception:  # noqa: BLE001 - a damaged or foreign entry is only a miss
+        return None
+    try:
+        os.utime(path)  # least recently used goes first
+    except OSError:
+        pass
+    _compilation.record_load(time.perf_counter() - start)
+    return program
+
+
+def _save(path: str, program) -> None:
+    start = time.perf_counter()
+    try:
+        from jax.experimental.serialize_executable import serialize
+
+        blob = pickle.dumps(serialize(program), protocol=pickle.HIGHEST_PROTOCOL)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+            os.replace(tmp, path)  # whole or not at all, whoever else writes it
+        except BaseException:
+            _unlink(tmp)
+            raise
+        _evict(os.path.dirname(path))
+    except Exception:  # noqa: BLE001 - a program that cannot be stored is only compiled again
+        pass
+    _compilation.record_store(time.perf_counter() - start)
+
+
+def _evict(where: str, max_bytes: int = MAX_BYTES) -> None:
+    entries = []
+    with os.scandir(where) as it:
+        for e in it:
+            if not e.name.startswith(".") and e.is_file():
+                st = e.stat()
+                entries.append((st.st_mtime, st.st_size, e.path))
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= max_bytes:
+            break
+        _unlink(path)
+        total -= size
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _describe(obj):
+    """A stable text of `obj` for the disk key: devices by id, everything else by value."""
+    if isinstance(obj, jax.sharding.Mesh):
+        return ("Mesh", obj.axis_names, obj.devices.shape,
+                tuple(d.id for d in obj.devices.flat), str(getattr(obj, "axis_types", "")))
+    if isinstance(obj, jax.sharding.NamedSharding):
+        return ("NamedSharding", _describe(obj.mesh), str(obj.spec), obj.memory_kind)
+    if isinstance(obj, jax.sharding.Sharding):
+        return (type(obj).__name__, tuple(sorted(d.id for d in obj.device_set)),
+                getattr(obj, "memory_kind", None), repr(obj))
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a NamedTuple
+        return (type(obj).__qualname__, *(_describe(x) for x in obj))
+    if isinstance(obj, (tuple, list)):
+        return tuple(_describe(x) for x in obj)
+    if isinstance(obj, jax.tree_util.PyTreeDef):
+        return str(obj)
+    return repr(obj)
+
+
+@functools.cache
+def _environment() -> tuple:
+    """What a program depends on beyond its arguments, the same for the whole process."""
+    import equinox
+    import jaxlib
+    import optax
+
+    backend = jax.devices()[0].client
+    return (_source_digest(), sys.version_info[:2], jax.__version__,
+            jaxlib.version.__version__, equinox.__version__, optax.__version__,
+            np.__version__, backend.platform, backend.platform_version,
+            tuple((d.id, d.device_kind, d.process_index) for d in jax.devices()),
+            os.environ.get("XLA_FLAGS", ""), os.environ.get("LIBTPU_INIT_ARGS", ""))
+
+
+def _source_digest() -> str:
+    """A hash of every Python file of zasjax: an edit anywhere misses every old entry."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    h = hashlib.sha256()
+    for folder_, _, files in sorted(os.walk(root)):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder_, name)
+                h.update(os.path.relpath(path, root).encode())
+                with open(path, "rb") as f:
+                    h.update(f.read())
+    return h.hexdigest()
