@@ -29,6 +29,7 @@ import numpy as np
 
 from . import _sweep
 from ._compilation import Timer, use_cache_dir
+from ._executables import forget
 from ._sweep._driver import slice_program
 
 L = 100
@@ -193,6 +194,7 @@ def devices_d100(steps: int, repeats: int, peak: float, timeout: float = 600) ->
 def _timed_sweep(grid, iters: int, ratio: float, cache_dir: str) -> dict:
     """One sweep in a process whose in-memory caches were cleared: what a new run pays."""
     jax.clear_caches()
+    forget()
     use_cache_dir(cache_dir)
     timer = Timer()
     _sweep.sweep(grid, chunk=iters + 1, bucket_ratio=ratio, dtype=jnp.float32, cache=False)

@@ -10,7 +10,8 @@ cache, and a count of what compiling cost.
   sweep loads its programs instead of compiling them. On by default for the CLI and
   `sweep`; `ZASJAX_CACHE_DIR` moves it, `ZASJAX_CACHE=0` switches it off, and a cache the
   user configured in JAX already is left alone. Entries are read and written under a file
-  lock (JAX's LRU cache with a size bound), so processes may share the folder.
+  lock (JAX's LRU cache with a size bound), so processes may share the folder. The sweep's
+  programs are also kept in its `programs/` by `_executables`, found without tracing.
 - `CompileStats`: seconds spent tracing, lowering and compiling (or loading from the cache),
   how many programs XLA compiled and how many came from the cache, from JAX's monitoring
   events.

@@ -52,6 +52,15 @@ def folder() -> str | None:
     return os.path.join(cache, FOLDER)
 
 
+_loaded: dict = {}  # (function, key) -> the program this process compiled or loaded
+
+
+def forget() -> None:
+    """Drop every program this process holds, as `jax.clear_caches` does JAX's: the next
+    call of a stored function loads (or compiles) again, as a new process would."""
+    _loaded.clear()
+
+
 def stored(fn: Callable, static_argnames: tuple[str, ...] = ()) -> Callable:
     """`fn` (a `jax.jit` function with these `static_argnames`, which follow every array
     argument) taking its compiled programs from the store. Called like `fn`; within a
@@ -66,7 +75,6 @@ def stored(fn: Callable, static_argnames: tuple[str, ...] = ()) -> Callable:
     params = list(signature.parameters)
     if not static <= set(params) or any(n in static for n in params[:len(params) - len(static)]):
         raise TypeError(f"static arguments {sorted(static)} must be the last of {params}")
-    loaded: dict = {}
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
@@ -78,9 +86,9 @@ def stored(fn: Callable, static_argnames: tuple[str, ...] = ()) -> Callable:
         if any(isinstance(x, jax.core.Tracer) for x in leaves):
             return fn(*args, **kwargs)
         memo_key = (statics, tree, tuple(_abstract(x) for x in leaves), _context())
-        program = loaded.get(memo_key)
+        program = _loaded.get((fn, memo_key))
         if program is None:
-            program = loaded[memo_key] = _load_or_compile(fn, bound, statics, memo_key)
+            program = _loaded[fn, memo_key] = _load_or_compile(fn, bound, statics, memo_key)
         return program(*dynamic)
 
     return call
