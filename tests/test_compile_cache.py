@@ -167,8 +167,11 @@ def test_the_store_keeps_its_size_bound_dropping_the_least_recently_used(tmp_pat
     for i, name in enumerate(["old", "mid", "new"]):
         (tmp_path / name).write_bytes(b"x" * 100)
         os.utime(tmp_path / name, (1000 + i, 1000 + i))
+    (tmp_path / ".tmp-killed").write_bytes(b"x")  # a writer's, left by a killed process
+    os.utime(tmp_path / ".tmp-killed", (0, 0))
+    (tmp_path / ".tmp-writing").write_bytes(b"x")  # another process's, being written now
     _executables._evict(str(tmp_path), max_bytes=250)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mid", "new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".tmp-writing", "mid", "new"]
 
 
 def test_refilling_the_store_while_jax_has_the_programs_still_runs_right(tmp_path):
@@ -188,3 +191,28 @@ def test_refilling_the_store_while_jax_has_the_programs_still_runs_right(tmp_pat
         assert (tmp_path / f"run{i}" / "results.csv").read_text() == expected
     timing = _timing(tmp_path / "run2")
     assert timing["programs"] == 0 and timing["cache_hits"] >= 2
+
+
+def test_killed_between_two_stored_programs_then_run_again(tmp_path):
+    import signal
+    import time
+
+    cache = tmp_path / "cache"
+    folder = cache / _executables.FOLDER
+    proc = _start(tmp_path / "killed", cache)
+    end = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < end and len(_entries(folder)) < 1:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)  # the initial-state program stored, the chunk compiling
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL and len(_entries(folder)) == 1
+
+    again = _start(tmp_path / "again", cache)
+    _, err = again.communicate()
+    assert again.returncode == 0, err
+    timing = _timing(tmp_path / "again")
+    assert timing["cache_hits"] >= 1 and timing["programs"] >= 1
+    reference = _start(tmp_path / "reference", tmp_path / "other-cache", ZASJAX_CACHE="0")
+    reference.communicate()
+    assert (tmp_path / "again" / "results.csv").read_text() == \
+        (tmp_path / "reference" / "results.csv").read_text()

@@ -172,13 +172,22 @@ def _save(path: str, program) -> None:
     _compilation.record_store(time.perf_counter() - start)
 
 
+#: A writer's temporary file older than this was left by a killed process.
+STALE_SECONDS = 3600
+
+
 def _evict(where: str, max_bytes: int = MAX_BYTES) -> None:
     entries = []
+    now = time.time()
     with os.scandir(where) as it:
         for e in it:
-            if not e.name.startswith(".") and e.is_file():
-                st = e.stat()
+            if not e.is_file():
+                continue
+            st = e.stat()
+            if not e.name.startswith("."):
                 entries.append((st.st_mtime, st.st_size, e.path))
+            elif e.name.startswith(".tmp-") and now - st.st_mtime > STALE_SECONDS:
+                _unlink(e.path)
     total = sum(size for _, size, _ in entries)
     for _, size, path in sorted(entries):
         if total <= max_bytes:

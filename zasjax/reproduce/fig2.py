@@ -446,7 +446,8 @@ def figure(outcome: Outcome, folder) -> None:
         a.set_xscale("log", base=2)
         a.set_xlabel("depth L")
         a.grid(True, which="both", alpha=0.3)
-        a.legend(fontsize=8)
+        if a.get_legend_handles_labels()[0]:  # no exponent yet with fewer than two octaves
+            a.legend(fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("iterations to R ≤ 1e-10 (median over seeds)")
     ax.set_title("ZAS, η tuned per depth")
