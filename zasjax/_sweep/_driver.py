@@ -249,7 +249,7 @@ def _run_slice(ctx: _Context, sl: Slice, name: str) -> None:
     padded = rows + [rows[-1]] * (sl.batch - len(rows))  # duplicates fill the batch
     key = (sl.dim, sl.capacity, sl.batch)
     if key not in ctx.compiled:
-        ctx.bar.note(f"compiling the {ctx.engine.name} programs of width {sl.dim}"
+        ctx.bar.note(f"compiling (or loading) the {ctx.engine.name} programs of width {sl.dim}"
                      + (f", depths <= {sl.capacity}" if sl.capacity else "")
                      + f", {sl.batch} configurations")
         ctx.compiled.add(key)
