@@ -348,4 +348,4 @@ def _print(r: dict) -> None:
           f"{s['warm_compile_over_cold']:.1%} of cold\n"
           f"  one program per depth ({how}): compile {p['compile_s']:.1f} s, run "
           f"{p['run_s']:.2f} s; run overhead of the classes {s['run_overhead']:.2f}x, cold total "
-          f"{s['cold_total_vs_per_depth']:.2f}x of it")
+          f"{s['cold_total_vs_per_depth']:.3g}x of it")
