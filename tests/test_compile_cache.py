@@ -216,3 +216,31 @@ def test_killed_between_two_stored_programs_then_run_again(tmp_path):
     reference.communicate()
     assert (tmp_path / "again" / "results.csv").read_text() == \
         (tmp_path / "reference" / "results.csv").read_text()
+
+
+def test_a_stored_program_calling_lapack_runs_in_a_new_process(tmp_path):
+    # The modes engine takes the singular values of Φ (LAPACK's gesdd on CPU), whose kernels
+    # jaxlib sets up only when JAX lowers such a call: loaded unlowered, they must be set up
+    # first (they were not: a segmentation fault).
+    args = ["sweep", "--engine", "modes", "--depths", "1,10,100,1000", "--seeds", "0:3",
+            "--dim", "4", "--target", "gaussian", "--lr", "0.0005", "--max-iters", "3000",
+            "--x64", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": ROOT, "ZASJAX_CACHE_DIR": str(tmp_path / "cache")}
+    for run in ("cold", "warm"):
+        p = subprocess.run([sys.executable, "-m", "zasjax", *args, "--out", str(tmp_path / run)],
+                           cwd=ROOT, env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    assert _timing(tmp_path / "warm")["programs"] == 0
+    assert len(_entries(tmp_path / "cache" / _executables.FOLDER)) == 2
+    assert (tmp_path / "warm" / "results.csv").read_text() == \
+        (tmp_path / "cold" / "results.csv").read_text()
+
+
+def test_only_lapack_among_library_calls_is_stored():
+    qr = jax.jit(jnp.linalg.qr).lower(np.ones((3, 3))).as_text()
+    calls = _executables._library_calls(qr)
+    assert calls and all(c.startswith("lapack_") for c in calls)
+    assert _executables._storable(calls) and _executables._storable(set())
+    text = 'stablehlo.custom_call @Sharding(%0)\nstablehlo.custom_call @cusolver_gesvdj_ffi(%1)'
+    assert _executables._library_calls(text) == {"cusolver_gesvdj_ffi"}
+    assert not _executables._storable({"cusolver_gesvdj_ffi"})

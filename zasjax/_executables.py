@@ -13,7 +13,8 @@ The entries live in `programs/` inside the compilation-cache folder, written ato
 (a reader sees a whole entry or none, so processes may share the folder), least recently
 used first out beyond `MAX_BYTES`. Anything unreadable is compiled afresh. The store is on
 exactly when the persistent cache is (`ZASJAX_CACHE=0` switches both off) and only in
-single-process runs.
+single-process runs. Library kernels called by a program (LAPACK) are set up before it
+runs, as lowering would have; programs calling other libraries are left to JAX's cache.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import hashlib
 import inspect
 import os
 import pickle
+import re
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import _compilation
@@ -121,21 +124,47 @@ def _load_or_compile(fn, bound, statics, memo_key):
             return program
     static = dict(statics)
     dynamic = [v for k, v in bound.arguments.items() if k not in static]
-    if path is None:
-        return fn.lower(*dynamic, **static).compile()
+    lowered = fn.lower(*dynamic, **static)
+    calls = _library_calls(lowered.as_text()) if path is not None else set()
+    if path is None or not _storable(calls):
+        return lowered.compile()  # JAX's persistent cache, if any, as for any jitted function
     before = _compilation.compile_stats()
     with _compilation.fresh_compiles():
-        program = fn.lower(*dynamic, **static).compile()
+        program = lowered.compile()
     if _compilation.compile_stats().since(before).programs == 1:
-        _save(path, program)  # only what XLA compiled just now (not JAX's in-memory copy)
+        _save(path, program, bool(calls))  # only what XLA compiled just now, not a JAX copy
     return program
+
+
+# Custom calls the compiler itself consumes (sharding annotations). The others are kernels
+# of libraries: jaxlib sets LAPACK's up (QR, SVD, eigh on CPU) when JAX first lowers such a
+# call, so a program loaded without lowering would run them uninitialised (a segmentation
+# fault); `_set_up_lapack` does it first. Programs calling anything else are not stored.
+_COMPILER_CUSTOM_CALLS = frozenset({"Sharding", "SPMDFullToShardShape", "SPMDShardToFullShape"})
+
+
+def _library_calls(module_text: str) -> set[str]:
+    return set(re.findall(r"custom_call\s*@([\w.$-]+)", module_text)) - _COMPILER_CUSTOM_CALLS
+
+
+def _storable(calls: set[str]) -> bool:
+    return all(name.startswith("lapack_") for name in calls)
+
+
+@functools.cache
+def _set_up_lapack() -> None:
+    jax.jit(jnp.linalg.qr).lower(np.ones((1, 1), np.float32))  # lowering one sets them all up
 
 
 def _load(path: str):
     start = time.perf_counter()
     try:
         with open(path, "rb") as f:
-            blob, in_tree, out_tree = pickle.load(f)
+            blob, in_tree, out_tree, calls_lapack = pickle.load(f)
+        if calls_lapack:
+            paused = time.perf_counter()
+            _set_up_lapack()  # a lowering: JAX's own events count its time
+            start += time.perf_counter() - paused
         from jax.experimental.serialize_executable import deserialize_and_load
 
         program = deserialize_and_load(blob, in_tree, out_tree)
@@ -151,12 +180,13 @@ def _load(path: str):
     return program
 
 
-def _save(path: str, program) -> None:
+def _save(path: str, program, calls_lapack: bool) -> None:
     start = time.perf_counter()
     try:
         from jax.experimental.serialize_executable import serialize
 
-        blob = pickle.dumps(serialize(program), protocol=pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps((*serialize(program), calls_lapack),
+                            protocol=pickle.HIGHEST_PROTOCOL)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
         try:
