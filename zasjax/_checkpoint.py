@@ -31,7 +31,7 @@ def save(path: str | os.PathLike, arrays: Mapping[str, Any], meta: Mapping[str, 
     """Write `arrays` (name → array) and the JSON-able `meta` to `path`, atomically."""
     if _META in arrays:
         raise ValueError(f"{_META!r} is reserved for the checkpoint header")
-    header = np.frombuffer(json.dumps(_store._json_safe(dict(meta))).encode(), np.uint8)
+    header = np.frombuffer(json.dumps(_store.json_safe(dict(meta))).encode(), np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **{_META: header}, **{k: np.asarray(v) for k, v in arrays.items()})
     _store.atomic_write_bytes(path, buf.getvalue())

@@ -76,7 +76,7 @@ from jax import lax
 from . import _status
 from ._flow import flow_status
 from ._run import DIVERGENCE_FACTOR, batch_aligned, check_schedule, n_records_for, next_status
-from ._status import CONVERGED, DIVERGED, FINISHED, MAX_ITERS, RUNNING
+from ._status import DIVERGED, FINISHED, MAX_ITERS, RUNNING
 
 if TYPE_CHECKING:
     import diffrax
@@ -230,13 +230,8 @@ class ModeResult(NamedTuple):
     V: jax.Array
     depth: jax.Array
 
-    @property
-    def converged(self):
-        return self.status == CONVERGED
-
-    @property
-    def diverged(self):
-        return self.status == DIVERGED
+    converged = _status.converged
+    diverged = _status.diverged
 
     def weights(self) -> jax.Array:
         """The full network `W: (L, d, d)` of this (unbatched) result; small L only."""

@@ -98,13 +98,8 @@ class RunResult(NamedTuple):
     final_loss: jax.Array
     steps: jax.Array
 
-    @property
-    def converged(self):
-        return self.status == CONVERGED
-
-    @property
-    def diverged(self):
-        return self.status == DIVERGED
+    converged = _status.converged
+    diverged = _status.diverged
 
 
 class Settings(NamedTuple):

@@ -47,6 +47,14 @@ MESSAGES = tuple(STATUS[m] for m in _MEMBERS)
 assert len(STATUS) == len(NAMES) == len(_MEMBERS)
 
 
+# The two questions asked of every result with a `status` field (`RunResult`, `ModeResult`):
+# class attributes there, elementwise over a batch.
+converged = property(lambda self: self.status == CONVERGED,
+                     doc="Whether (per configuration) the loss reached ε.")
+diverged = property(lambda self: self.status == DIVERGED,
+                    doc="Whether (per configuration) the run diverged.")
+
+
 def name(code) -> str:
     """The written name of one status code (a Python int or a 0-d array)."""
     return STATUS_NAMES[int(code)]

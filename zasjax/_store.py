@@ -49,7 +49,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Atomically write `obj` as indented JSON (non-finite floats become null)."""
-    atomic_write_text(path, json.dumps(_json_safe(obj), indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -57,18 +57,18 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(f)
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     # JSON has no NaN/inf; a diverged run's loss is written as null rather than invalid JSON.
     if isinstance(obj, float):
         return obj if obj == obj and abs(obj) != float("inf") else None
     if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy / jax scalar
-        return _json_safe(obj.item())
+        return json_safe(obj.item())
     if hasattr(obj, "tolist"):
-        return _json_safe(obj.tolist())
+        return json_safe(obj.tolist())
     return obj
 
 

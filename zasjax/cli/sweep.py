@@ -335,7 +335,7 @@ def _lock_and_check(job: Job, config_path: str, stack: contextlib.ExitStack) -> 
         except ValueError:
             raise InputError(f"{config_path!r} is not readable JSON; it cannot be resumed"
                              ) from None
-        if before.get("identity") != _store._json_safe(_identity(job.config)):
+        if before.get("identity") != _store.json_safe(_identity(job.config)):
             raise InputError(f"{job.out!r} holds a different sweep than these options "
                              "describe (grid, dtype, engine or learning-rate tuning "
                              "differ); resume it with the options it was started with")

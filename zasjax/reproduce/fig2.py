@@ -103,7 +103,7 @@ def _sweep_folder(files, case: str, engine: str, grid: Grid):
     if files is None:
         return None
     folder = files.path("sweeps", f"{case}-{engine}")
-    identity = _store._json_safe(grid.identity())
+    identity = _store.json_safe(grid.identity())
     path = folder / "grid.json"
     if path.exists():
         if _store.read_json(path) != identity:
