@@ -72,12 +72,7 @@ def iterations_vs_depth(rows: Sequence[dict], path: str | os.PathLike,
     else:
         ax.text(0.5, 0.5, "no configuration converged", ha="center", va="center",
                 transform=ax.transAxes)
-    ax.set_xlabel("depth L")
-    ax.set_ylabel("iterations to ε (median over seeds)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    save(fig, path)
+    _finish(fig, ax, path, "depth L", "iterations to ε (median over seeds)", title)
 
 
 def flow_vs_gd(path: str | os.PathLike, ts, loss_flow, bound, gd_curves: dict,
@@ -100,12 +95,7 @@ def flow_vs_gd(path: str | os.PathLike, ts, loss_flow, bound, gd_curves: dict,
     for label, (t, losses) in gd_curves.items():
         ax.plot(t, positive(losses), lw=1.0, alpha=0.85, label=f"GD, {label}")
     ax.set_yscale("log")
-    ax.set_xlabel("t  (= η · step for GD)")
-    ax.set_ylabel("R = ½‖W_{L:1} − Φ‖²_F")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    save(fig, path)
+    _finish(fig, ax, path, "t  (= η · step for GD)", "R = ½‖W_{L:1} − Φ‖²_F", title)
 
 
 def scaling_lines(series: Sequence[dict], path: str | os.PathLike, *, title: str,
@@ -124,6 +114,11 @@ def scaling_lines(series: Sequence[dict], path: str | os.PathLike, *, title: str
         ax.plot(x[ok], y[ok], "o-", ms=4, label=s["label"])
     ax.set_xscale("log" if logx else "linear")
     ax.set_yscale("log" if logy else "linear")
+    _finish(fig, ax, path, xlabel, ylabel, title)
+
+
+def _finish(fig, ax, path, xlabel: str, ylabel: str, title: str) -> None:
+    # The common end of the figures here: labels, a light grid, the legend, the file.
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
