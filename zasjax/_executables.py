@@ -26,7 +26,6 @@ import os
 import pickle
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 
@@ -34,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _compilation
+from . import _compilation, _store
 
 #: Size bound of the store; entries are a few hundred kB.
 MAX_BYTES = 2**30
@@ -91,7 +90,7 @@ def stored(fn: Callable, static_argnames: tuple[str, ...] = ()) -> Callable:
         memo_key = (statics, tree, tuple(_abstract(x) for x in leaves), _context())
         program = _loaded.get((fn, memo_key))
         if program is None:
-            program = _loaded[fn, memo_key] = _load_or_compile(fn, bound, statics, memo_key)
+            program = _loaded[fn, memo_key] = _load_or_compile(fn, dynamic, statics, memo_key)
         return program(*dynamic)
 
     return call
@@ -112,7 +111,7 @@ def _context() -> tuple:
     return tuple(str(getattr(jax.config, name, None)) for name in _TRACE_SETTINGS)
 
 
-def _load_or_compile(fn, bound, statics, memo_key):
+def _load_or_compile(fn, dynamic, statics, memo_key):
     where = folder()
     path = None
     if where is not None:
@@ -122,9 +121,7 @@ def _load_or_compile(fn, bound, statics, memo_key):
         program = _load(path)
         if program is not None:
             return program
-    static = dict(statics)
-    dynamic = [v for k, v in bound.arguments.items() if k not in static]
-    lowered = fn.lower(*dynamic, **static)
+    lowered = fn.lower(*dynamic, **dict(statics))
     calls = _library_calls(lowered.as_text()) if path is not None else set()
     if path is None or not _storable(calls):
         return lowered.compile()  # JAX's persistent cache, if any, as for any jitted function
@@ -187,22 +184,14 @@ def _save(path: str, program, calls_lapack: bool) -> None:
 
         blob = pickle.dumps((*serialize(program), calls_lapack),
                             protocol=pickle.HIGHEST_PROTOCOL)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-            os.replace(tmp, path)  # whole or not at all, whoever else writes it
-        except BaseException:
-            _unlink(tmp)
-            raise
+        _store.atomic_write_bytes(path, blob)  # whole or not at all, whoever else writes it
         _evict(os.path.dirname(path))
     except Exception:  # noqa: BLE001 - a program that cannot be stored is only compiled again
         pass
     _compilation.record_store(time.perf_counter() - start)
 
 
-#: A writer's temporary file older than this was left by a killed process.
+#: A writer's temporary (dot) file older than this was left by a killed process.
 STALE_SECONDS = 3600
 
 
@@ -216,7 +205,7 @@ def _evict(where: str, max_bytes: int = MAX_BYTES) -> None:
             st = e.stat()
             if not e.name.startswith("."):
                 entries.append((st.st_mtime, st.st_size, e.path))
-            elif e.name.startswith(".tmp-") and now - st.st_mtime > STALE_SECONDS:
+            elif now - st.st_mtime > STALE_SECONDS:
                 _unlink(e.path)
     total = sum(size for _, size, _ in entries)
     for _, size, path in sorted(entries):
