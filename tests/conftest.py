@@ -22,9 +22,27 @@ if "ZASJAX_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["ZASJAX_CACHE_DIR"], ignore_errors=True)
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
-FASHION_MNIST = os.environ.get(
-    "ZASJAX_FASHION_MNIST", os.path.join(SHARED, "data", "fashion-mnist")
+# Fashion-MNIST in the official IDX format: $ZASJAX_FASHION_MNIST if set, else the
+# 3,000 + 1,000-image subset beside the checkout where there is one, else the
+# 1,000 + 100-image subset committed with the tests (tests/data/README.md). Tests size
+# themselves by `fashion_mnist_size`, not by a fixed count.
+SHARED_FASHION_MNIST = os.path.join(SHARED, "data", "fashion-mnist")
+COMMITTED_FASHION_MNIST = os.path.join(os.path.dirname(__file__), "data", "fashion-mnist")
+FASHION_MNIST = os.environ.get("ZASJAX_FASHION_MNIST") or (
+    SHARED_FASHION_MNIST if os.path.isdir(SHARED_FASHION_MNIST) else COMMITTED_FASHION_MNIST
 )
+
+
+def fashion_mnist_size(split="train", folder=FASHION_MNIST):
+    """Number of images in a split of `folder`, from its IDX header (gzip or raw file)."""
+    import gzip
+
+    stem = os.path.join(folder, ("train" if split == "train" else "t10k") + "-images-idx3-ubyte")
+    path = stem + ".gz" if os.path.isfile(stem + ".gz") else stem
+    with open(path, "rb") as f:
+        head = f.read(2)
+    with (gzip.open if head == b"\x1f\x8b" else open)(path, "rb") as f:
+        return int.from_bytes(f.read(8)[4:], "big")
 
 
 @pytest.fixture(autouse=True)
