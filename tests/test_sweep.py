@@ -221,7 +221,7 @@ def test_pruned_tuning_keeps_the_fastest_rate():
                        depths=(3, 6), seeds=(0, 1), lrs=(0.003, 0.01, 0.03, 0.1, 0.3),
                        eps=1e-10, max_iters=3000)
     full = _sweep.sweep(grid, chunk=50, dtype="float64", cache=False)
-    pruned = _sweep.sweep(grid, chunk=50, dtype="float64", prune=True, cache=False)
+    pruned = _sweep.sweep(grid, chunk=50, dtype="float64", tune_lr=True, cache=False)
     assert any(r["status"] == "pruned" for r in pruned)
     key = lambda r: (r["init"], r["depth"], r["seed"])
     best_full = {key(r): r for r in _sweep.best_per_config(full)}

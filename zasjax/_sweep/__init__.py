@@ -1,16 +1,18 @@
 """Sweeps: grids of gradient-descent runs, batched, sharded and resumable.
 
+- `_spec`: the `SweepSpec`, every option of a sweep, checked; the resume identity;
 - `_grid`: the `Grid` and a configuration's identity;
 - `_plan`: capacity classes of depth, fixed batch sizes, memory;
 - `_engines`: what is batched, the full network or the exact mode reduction from ZAS;
 - `_programs`: the full engine's compiled programs (initial state; a chunk of iterations);
-- `_devices`: the configuration axis on the device mesh;
+- `_distributed`: devices and processes: the mesh, process 0 writes, the launcher;
 - `_inflight`: per-configuration checkpoints;
 - `_tuning`: learning-rate grids, the best rate, pruning;
 - `_driver`: the host loop (`sweep`).
 """
 
-from ._driver import BATCHINGS as BATCHINGS, sweep as sweep
+from ._driver import sweep as sweep
+from ._engines import BATCHINGS as BATCHINGS
 from ._grid import (
     AUTO_LRS as AUTO_LRS,
     COLUMNS as COLUMNS,
@@ -26,4 +28,5 @@ from ._plan import (
     capacity as capacity,
     depth_classes as depth_classes,
 )
+from ._spec import SweepSpec as SweepSpec
 from ._tuning import best_per_config as best_per_config

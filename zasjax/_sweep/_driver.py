@@ -7,9 +7,11 @@ that finished and continues the rest from their checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,18 +20,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _store
-from .._compilation import enable_persistent_cache
+from .. import _plots, _store
+from .._compilation import Timer, enable_persistent_cache
 from .._errors import InputError
 from .._executables import stored
-from .._network import MATMULS, check_prefix
 from .._run import PRUNED, RUNNING, STATUS_NAMES
 from . import _inflight
-from ._devices import is_writer, make_mesh, on_writer, put, to_host
-from ._engines import BATCHINGS, FullEngine, ModesEngine, check_engine
+from ._distributed import is_writer, make_mesh, on_writer, put, to_host
+from ._engines import FullEngine, ModesEngine
 from ._grid import COLUMNS, Grid, config_key
-from ._plan import DEFAULT_RATIO, Slice, check_ratio, memory_budget
-from ._tuning import fastest, tuning_group
+from ._plan import Slice, memory_budget
+from ._spec import SweepSpec, as_spec
+from ._tuning import best_per_config, fastest, tuning_group
 
 
 class _Progress:
@@ -86,27 +88,30 @@ def run_identity(grid: Grid, dtype, engine) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: int = 1000,
-          bucket_ratio: float = DEFAULT_RATIO, devices=None, max_batch: int | None = None,
-          matmul: str = "auto", prefix: str = "sequential", batching: str = "auto",
-          dtype=None, progress: bool = False, prune: bool = False, cache: bool = True,
-          engine: str = "full") -> list[dict]:
-    """Run every configuration of `grid`; return one row dict per configuration (`COLUMNS`).
+def sweep(spec: SweepSpec | Grid, out: str | None = None, *, resume: bool = False,
+          meta: dict | None = None, **changes) -> list[dict]:
+    """Run every configuration of `spec` (a `SweepSpec`, or a `Grid` with the spec's
+    fields as keywords: `sweep(grid, chunk=100)`); one row dict per configuration
+    (`COLUMNS`), every grid's in order.
 
-    With `out`, finished rows are appended to `out/runs.csv` after every chunk and the
-    configurations in flight are checkpointed in `out/inflight/`; `resume=True` continues
-    from there, recomputing nothing that finished. Diverging configurations are rows with
-    status `diverged`, never exceptions.
+    With `out`, the folder is locked while the sweep writes; `config.json` records the spec
+    (its `identity` is what a resume must agree on), the versions, devices and timing
+    (`meta` adds keys, e.g. the command line); finished rows are appended to `runs.csv`
+    after every chunk and the configurations in flight are checkpointed in `inflight/`;
+    `results.csv` is the table at the end (with `tune_lr`, the fastest rate per
+    configuration). `resume=True` continues such a folder, recomputing nothing that
+    finished. Diverging configurations are rows with status `diverged`, never exceptions.
 
     Depths share compiled programs: a configuration runs in the capacity class
-    ceil(ratio^k) ≥ its depth (`bucket_ratio`, default 2; 1 = one class per depth), padded
-    with identity layers that never train. `cache=True` turns on JAX's persistent
-    compilation cache (see `zasjax._compilation`) unless the user configured one.
+    ceil(ratio^k) ≥ its depth (`bucket_ratio`; default one class per width, 1 = one per
+    depth), padded with identity layers that never train. `cache=True` turns on JAX's
+    persistent compilation cache (see `zasjax._compilation`) for the sweep, unless the user
+    configured one.
 
-    `prune=True` is for learning-rate tuning: a configuration still running after more
-    iterations than another learning rate of the same (init, target, dim, depth, seed)
-    needed to converge cannot be the fastest, so it stops with status `pruned`. The best
-    rate per configuration (`best_per_config`) is unchanged; the sweep ends much sooner.
+    `tune_lr=True`: a configuration still running after more iterations than another
+    learning rate of the same (init, target, dim, depth, seed) needed to converge cannot be
+    the fastest, so it stops with status `pruned`. The best rate per configuration
+    (`best_per_config`) is unchanged; the sweep ends much sooner.
 
     `batching` says how the configurations of one device share a program when the batch is
     not last (`matmul="dot"`): `"vmap"` (batched products), `"loop"` (one configuration
@@ -116,25 +121,87 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
     step at any depth, the same rows as the full engine; it refuses any configuration it
     cannot represent exactly (another init, an optax optimiser).
     """
-    if not isinstance(grid, Grid):
-        raise ValueError(f"grid must be a zasjax Grid, got {type(grid).__name__}")
-    grid.check()
-    if not (isinstance(chunk, int) and chunk >= 1):
-        raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
-    if batching not in BATCHINGS:
-        raise ValueError(f"unknown batching {batching!r}; expected one of {BATCHINGS}")
-    if matmul != "auto" and matmul not in MATMULS:
-        raise ValueError(f"unknown matmul {matmul!r}; expected 'auto' or one of "
-                         f"{sorted(MATMULS)}")
-    check_prefix(prefix)
-    ratio = check_ratio(bucket_ratio)
-    check_engine(grid, engine)
-    eng = FullEngine(matmul, prefix, batching) if engine == "full" else ModesEngine()
-    dtype = jnp.dtype(dtype or jax.dtypes.canonicalize_dtype(float))
-    check_target_fits(grid, dtype)
-    if cache:
-        enable_persistent_cache()
+    spec = as_spec(spec, **changes)
+    default = jnp.dtype(jax.dtypes.canonicalize_dtype(float)).name
+    if spec.dtype == "float64" and default != "float64":
+        raise ValueError("dtype float64 needs JAX's 64-bit mode: call "
+                         "jax.config.update('jax_enable_x64', True) first (--x64 does)")
+    spec = spec.replace(dtype=spec.dtype or default)
+    devices = jax.devices() if spec.devices in (None, "auto") else jax.devices()[:spec.devices]
+    if isinstance(spec.devices, int) and len(devices) < spec.devices:
+        raise ValueError(f"devices={spec.devices}, but JAX has {len(jax.devices())}")
     mesh = make_mesh(devices)
+    spec.check_fits(list(mesh.devices.flat))
+    with contextlib.ExitStack() as stack:
+        if spec.cache:
+            enable_persistent_cache()
+        timer = Timer()
+        config = {**(meta or {}), **_record(spec), "identity": spec.identity()}
+        writer = out is not None and is_writer()
+        if out is not None:
+            on_writer(lambda: _open_folder(spec, out, resume, stack) if writer else None)
+        if writer:
+            _store.write_json(os.path.join(out, "config.json"),
+                              {**config, "started": time.strftime("%FT%T%z")})
+            if spec.progress:
+                _plots.prefetch()
+        rows = []
+        for i, grid in enumerate(spec.grids):
+            rows += _sweep_grid(spec, grid, mesh, out, resume or i > 0)
+        if writer:
+            table = best_per_config(rows) if spec.tune_lr else rows
+            _store.write_csv(os.path.join(out, "results.csv"),
+                             [{**r, "tuned": spec.tune_lr} for r in table], COLUMNS)
+            _store.write_json(os.path.join(out, "config.json"), {
+                **config, "seconds": timer.record()["wall_s"],
+                "timing": {**timer.record(), "cache_dir": jax.config.jax_compilation_cache_dir
+                           if spec.cache else None},
+                "finished": time.strftime("%FT%T%z")})
+    return rows
+
+
+def _record(spec: SweepSpec) -> dict:
+    """What config.json says of a sweep: its spec, and where and with what it ran."""
+    import jaxlib
+
+    from .. import __version__
+
+    full = spec.to_json()
+    return {"preset": spec.preset, "tune_lr": spec.tune_lr, "grids": full["grids"],
+            "engine": spec.engine, "dtype": spec.dtype, "spec": full,
+            "versions": {"zasjax": __version__, "jax": jax.__version__,
+                         "jaxlib": jaxlib.__version__, "python": platform.python_version()},
+            "device": str(jax.devices()[0].device_kind), "platform": jax.default_backend(),
+            "device_count": jax.device_count(), "process_count": jax.process_count()}
+
+
+def _open_folder(spec: SweepSpec, out: str, resume: bool, stack: contextlib.ExitStack) -> None:
+    # Process 0: lock the folder for the whole sweep, and refuse another sweep's folder.
+    _store.prepare_folder(out)
+    stack.enter_context(_store.OutputLock(out))
+    config_path = os.path.join(out, "config.json")
+    if os.path.exists(os.path.join(out, "runs.csv")) and not resume:
+        raise InputError(f"{out!r} already holds a sweep (runs.csv); pass resume=True "
+                         "(--resume) to continue it, or choose another output folder")
+    if resume and os.path.exists(config_path):
+        try:
+            before = _store.read_json(config_path)
+        except ValueError:
+            raise InputError(f"{config_path!r} is not readable JSON; it cannot be resumed"
+                             ) from None
+        if before.get("identity") != spec.identity():
+            raise InputError(f"{out!r} holds a different sweep than these options describe "
+                             "(grid, dtype, engine or learning-rate tuning differ); resume it "
+                             "with the options it was started with")
+
+
+def _sweep_grid(spec: SweepSpec, grid: Grid, mesh, out: str | None, resume: bool) -> list[dict]:
+    """One grid of the spec, into `out` (its rows appended to runs.csv as they finish)."""
+    if spec.engine == "full":
+        eng = FullEngine(spec.matmul, spec.prefix, spec.batching)
+    else:
+        eng = ModesEngine()
+    dtype = jnp.dtype(spec.dtype)
     n_dev = mesh.devices.size
     budget = memory_budget(list(mesh.devices.flat))
     configs = grid.configs()
@@ -151,21 +218,20 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
         # whether checkpoints exist, so all run the same slices in the same order.
         finished: dict[tuple, dict] = {}
         if out and resume:
-            for r in read_runs(runs_csv):
-                finished[config_key(r)] = r
+            if os.path.exists(runs_csv):
+                for r in read_runs(runs_csv):
+                    finished[config_key(r)] = r
             if os.path.isdir(inflight):
                 saved.update(_inflight.load_all(inflight, run_id))
-        elif out and os.path.exists(runs_csv):
-            raise InputError(f"{out!r} already holds a sweep (runs.csv); pass resume=True "
-                             "(--resume) to continue it, or choose another output folder")
         pending = [c for c in configs if config_key(c) not in finished]
-        slices = eng.plan(pending, ratio, n_dev, budget, dtype, grid, max_batch)
+        slices = eng.plan(pending, spec.bucket_ratio, n_dev, budget, dtype, grid,
+                          spec.max_batch)
         return finished, bool(saved), slices
 
     finished, has_saved, slices = on_writer(read_folder)
-    ctx = _Context(grid, eng, dtype, mesh, chunk, prune, run_id,
+    ctx = _Context(grid, eng, dtype, mesh, spec.chunk, spec.tune_lr, run_id,
                    _Progress(len(configs), sum(config_key(c) in finished for c in configs),
-                             progress and is_writer()),
+                             spec.progress and is_writer()),
                    runs_csv if write else None, inflight if write else None,
                    out is not None, saved=saved, finished=finished, has_saved=has_saved)
     for i, sl in enumerate(slices):
@@ -174,18 +240,6 @@ def sweep(grid: Grid, out: str | None = None, *, resume: bool = False, chunk: in
     if write and os.path.isdir(inflight):
         _inflight.remove_run(inflight, run_id)
     return [as_row(finished[config_key(c)]) for c in configs]
-
-
-def check_target_fits(grid: Grid, dtype) -> None:
-    """ValueError if the user's target matrix does not fit the run's dtype."""
-    if grid.target_matrix is None:
-        return
-    m = np.asarray(grid.target_matrix, np.float64)
-    big = float(np.abs(m).max(initial=0.0))
-    limit = float(np.finfo(dtype).max) ** 0.5  # R = ½‖·‖² must stay finite
-    if not big < limit:
-        raise ValueError(f"target matrix entries reach {big:.3g}, too large for {dtype.name} "
-                         f"(the loss overflows above ~{limit:.3g}); rescale it or use --x64")
 
 
 def read_runs(path: str) -> list[dict]:

@@ -21,19 +21,15 @@ from .._executables import stored
 from .._inits import depth_coef
 from .._run import RunState, Settings
 from .._targets import make_target
-from ._devices import put, sharding, to_host
+from ._distributed import put, sharding, to_host
 from ._grid import FILE_TARGET, Grid
-from ._plan import Slice, batch_cap, batch_size, check_fits, plan, run_order
+from ._plan import LOOP_MIN_DIM, Slice, batch_cap, batch_size, plan, run_order
 from ._programs import Spec, advance_chunk, batch_axis, select, start, until_finished
 
 #: Below this width the unrolled multiply-add formulation with the batch as the last axis
 #: beats batched dot products (measured by `zasjax bench`).
 UNROLLED_MAX_DIM = 8
 
-#: From this width on, XLA:CPU runs one configuration's D × D products faster than a batch
-#: of them (batched dots of D ≥ 64 lose 20-45% against plain ones on the 2-core machine), so
-#: on CPU the configurations of a device are looped over inside the compiled program.
-LOOP_MIN_DIM = 48
 BATCHINGS = ("auto", "vmap", "loop")
 
 
@@ -78,7 +74,6 @@ class FullEngine:
         pass
 
     def plan(self, rows, ratio, n_dev, budget, dtype, grid: Grid, max_batch) -> list[Slice]:
-        check_fits(grid.dims, grid.depths, dtype.itemsize, grid.optimizer, budget)
         return plan(rows, ratio, n_dev, budget, dtype.itemsize, grid.optimizer, max_batch)
 
     def _matmul(self, dim: int) -> str:
@@ -257,11 +252,4 @@ class ModesEngine:
 
 
 ENGINES = {"full": FullEngine, "modes": ModesEngine}
-
-
-def check_engine(grid: Grid, engine: str) -> None:
-    """ValueError if `engine` is unknown or cannot run `grid` exactly."""
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; expected one of {sorted(ENGINES)}")
-    ENGINES[engine]().check(grid)
 

@@ -3,17 +3,20 @@ construction, and the identity of one configuration (its row key)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
 from .._inits import INITS
+from .._lists import parse_floats
 from .._optimizers import check_optimizer
-from .._targets import TARGETS
+from .._options import option
+from .._targets import TARGETS, load_target
 
 KEY_COLUMNS = ("init", "target", "dim", "depth", "seed", "lr", "optimizer")
 COLUMNS = (*KEY_COLUMNS, "iterations", "final_loss", "status", "steps")
@@ -42,6 +45,16 @@ def depth_lrs(depth: int) -> list[float]:
     return [lr for lr in (x / depth for x in lr_grid(2.0**-14, 2.0)) if lr <= 1.0]
 
 
+def _hyper(text: str, name: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"--{name} expects NAME=VALUE, got {text!r}")
+    try:
+        return key, float(value)
+    except ValueError:
+        raise ValueError(f"--{name} {key} expects a number, got {value!r}") from None
+
+
 @dataclass(frozen=True)
 class Grid:
     """One product grid of configurations. Shapes (dims, depths) are static; the rest sweeps.
@@ -55,19 +68,29 @@ class Grid:
     traced or written.
     """
 
-    inits: Sequence[str] = ("zas",)
-    targets: Sequence[str] = ("neg-identity",)
-    dims: Sequence[int] = (1,)
-    depths: Sequence[int] = (1, 2, 4, 8)
-    seeds: Sequence[int] = (0,)
+    inits: Sequence[str] = option(("zas",), "comma list of initialisations", flag="--init")
+    targets: Sequence[str] = option(("neg-identity",), "comma list of targets",
+                                    flag="--target")
+    dims: Sequence[int] = option((1,), "comma list of widths d", flag="--dim")
+    depths: Sequence[int] = option((1, 2, 4, 8, 16), "depths: 1,2,8 or a:b (a..b-1)")
+    seeds: Sequence[int] = option((0,), "seeds: 0,1 or 0:64")
     lrs: (Sequence[float] | str | Mapping[int, Sequence[float]]
-          | Mapping[tuple[int, int], Sequence[float]]) = (0.01,)
-    optimizer: str = "gd"
-    hyper: tuple = ()
-    eps: float = 1e-10
-    max_iters: int = 10_000
-    init_scale: float | None = None
-    target_matrix: np.ndarray | None = field(default=None, compare=False, repr=False)
+          | Mapping[tuple[int, int], Sequence[float]]) = option(
+        (0.01,), "learning rate(s), comma list (with --tune-lr and no --lr: 2^-14/L..2/L, "
+                 "capped at 1, two per octave, at each depth L)", flag="--lr",
+        parse=lambda text, name: tuple(parse_floats(text, name)), metavar="A,B,...")
+    optimizer: str = option("gd", "gd, sgd, momentum, nesterov, adam")
+    hyper: tuple = option((), "optimizer hyper-parameter, e.g. --opt-arg momentum=0.95 "
+                              "(repeatable)", flag="--opt-arg", parse=_hyper,
+                          metavar="NAME=VALUE", repeat=True)
+    eps: float = option(1e-10, "convergence threshold on R")
+    max_iters: int = option(10_000, "most iterations a configuration runs")
+    init_scale: float | None = option(None, "noise/scale parameter of the init")
+    target_matrix: np.ndarray | None = dataclasses.field(
+        default=None, compare=False, repr=False, metadata=dict(
+            help="a .npy matrix used as the target (d × d); its rows say target 'file'",
+            flag="--target-file", parse=lambda path, name: load_target(path),
+            metavar="PHI.npy", cli=True))
 
     def __post_init__(self):
         for name in ("inits", "targets", "dims", "depths", "seeds"):

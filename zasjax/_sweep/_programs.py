@@ -23,7 +23,7 @@ from .._inits import uniform_init
 from .._network import loss_and_grad_unrolled, whitened_loss
 from .._run import RUNNING, Settings, Whitened, init_state, step
 from .._targets import make_target
-from ._devices import sharding
+from ._distributed import sharding
 from ._grid import FILE_TARGET
 
 

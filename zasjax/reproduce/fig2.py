@@ -91,7 +91,7 @@ def _sweep_engine(name: str) -> Callable[..., list[dict]]:
         # prune: a rate still running past another rate's converged count cannot be the best.
         # With `out`, finished rows and in-flight states are kept there: a rerun resumes.
         resume = out is not None and os.path.exists(os.path.join(out, "runs.csv"))
-        return sweep(grid, out, resume=resume, dtype="float64", engine=name, prune=True,
+        return sweep(grid, out, resume=resume, dtype="float64", engine=name, tune_lr=True,
                      max_batch=_batch(grid))
     return run_grid
 
