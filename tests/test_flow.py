@@ -4,6 +4,7 @@ import argparse
 import csv
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +15,7 @@ import zasjax as zj
 from zasjax import make_init, make_target
 from zasjax._flow import compare_gd_flow, gradient_flow_jit
 from zasjax.cli import main as zasjax_main
-from zasjax.cli.flow import add_arguments, main
+from zasjax.cli.flow import add_arguments, prepare, run
 
 F64 = jnp.float64
 
@@ -52,17 +53,22 @@ def test_gd_to_flow_gap_is_first_order(key):
     assert float(jnp.max(ratio)) <= 1.0 + 1e-6
 
 
-def _args(tmp_path, *extra):
+BASE = ["--dim", str(DIM), "--depth", str(DEPTH), "--t-max", str(T_MAX),
+        "--n-save", str(N_SAVE), "--lrs", ",".join(map(str, LRS)), "--rtol", "1e-10",
+        "--atol", "1e-12", "--x64"]
+
+
+def _run(tmp_path, *extra):
+    # The command's own steps: options -> FlowSpec (checked) -> run, returning the summary.
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    base = ["--dim", str(DIM), "--depth", str(DEPTH), "--t-max", str(T_MAX),
-            "--n-save", str(N_SAVE), "--lrs", ",".join(map(str, LRS)), "--rtol", "1e-10",
-            "--atol", "1e-12", "--x64", "--out", str(tmp_path / "out")]
-    return parser.parse_args(base + list(extra))
+    spec, phi, out = prepare(parser.parse_args([*BASE, "--out", str(tmp_path / "out"),
+                                                *extra]))
+    return run(spec, out, phi)
 
 
 def test_flow_cli_writes_three_files(tmp_path):
-    summary = main(_args(tmp_path, "--target", "gaussian"))
+    summary = _run(tmp_path, "--target", "gaussian")
     out = tmp_path / "out"
     assert sorted(os.listdir(out)) == ["flow.csv", "flow.png", "flow_summary.json"]
     with open(out / "flow.csv") as f:
@@ -80,7 +86,7 @@ def test_flow_cli_writes_three_files(tmp_path):
 
 def test_flow_cli_reads_a_target_file(tmp_path):
     np.save(tmp_path / "phi.npy", -np.eye(2))
-    summary = main(_args(tmp_path, "--target-file", str(tmp_path / "phi.npy")))
+    summary = _run(tmp_path, "--target-file", str(tmp_path / "phi.npy"))
     assert summary["config"]["target"].endswith("phi.npy")
     assert summary["loss0"] == pytest.approx(1.0)  # ½‖0 − (−I)‖²_F at ZAS, d = 2
     assert abs(summary["gd_gap_slope"] - 1.0) <= 0.2
@@ -96,13 +102,14 @@ def test_flow_cli_reads_a_target_file(tmp_path):
     (["--init", "nope"], "--init must be one of"),
     (["--target-file", "WRONG"], r"has shape \(3, 3\), expected \(2, 2\)"),
 ])
-def test_flow_cli_refuses_bad_input_before_writing(tmp_path, extra, match):
+def test_flow_cli_refuses_bad_input_before_writing(tmp_path, capsys, extra, match):
     np.save(tmp_path / "phi3.npy", np.eye(3))
     extra = [str(tmp_path / "phi3.npy") if e == "WRONG" else e for e in extra]
     if "--target-file" not in extra:
         extra = extra + ["--target", "gaussian"]
-    with pytest.raises(ValueError, match=match):
-        main(_args(tmp_path, *extra))
+    assert zasjax_main(["flow", *BASE, "--out", str(tmp_path / "out"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert re.search(match, err) and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
 
 

@@ -14,9 +14,11 @@ Every input is checked before anything is computed or written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +26,9 @@ import numpy as np
 
 from .._flow import compare_gd_flow
 from .._inits import INITS, make_init
+from .._lists import parse_floats
 from .._modes import compare_gd_flow_modes
+from .._options import add_options, cli_fields, given, option
 from .._run import STATUS_NAMES
 from .._sharpness import zas_minimum_sharpness
 from .._store import check_folder, write_csv, write_json
@@ -42,141 +46,146 @@ HELP = "gradient flow via diffrax, beside GD"
 DESCRIPTION = "Solve dW/dt = -∇R(W) with diffrax and compare GD at t = ηk."
 
 
+def _lrs(text: str, name: str) -> tuple[float, ...]:
+    return tuple(parse_floats(text, name))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FlowSpec:
+    """One `zasjax flow` run, checked on construction; its options are these fields."""
+
+    init: str = option("zas", f"initialisation, one of {', '.join(sorted(INITS))}")
+    target: str | None = option(None, f"named target: {', '.join(sorted(TARGETS))}")
+    target_file: str | None = option(None, "a .npy file holding a dim × dim target Φ",
+                                     metavar="PHI.npy")
+    dim: int = option(4, "width d")
+    depth: int = option(8, "depth L")
+    t_max: float = option(10.0, "flow horizon")
+    n_save: int = option(101, "rows of flow.csv: equally spaced times in [0, t-max]")
+    lrs: tuple[float, ...] = option((0.1, 0.05, 0.02, 0.01),
+                                    "GD learning rates, comma separated (>= 4 for a slope fit)",
+                                    parse=_lrs, metavar="A,B,...")
+    seed: int = option(0, "PRNG seed for init and target")
+    rtol: float | None = option(None, "ODE relative tolerance (default 1e-8 in float64, 1e-5 "
+                                      "in float32)")
+    atol: float | None = option(None, "ODE absolute tolerance (default 1e-10 in float64, "
+                                      "1e-7 in float32)")
+    engine: Literal["full", "modes"] = option(
+        "full", "full: every layer; modes: the exact mode reduction from ZAS (--init zas "
+                "only), at any depth")
+    dtype: Literal["float32", "float64"] | None = option(
+        None, "float64 (recommended)", flag="--x64", const="float64")
+
+    def __post_init__(self):
+        object.__setattr__(self, "lrs", tuple(self.lrs))
+        if self.depth < 1:
+            raise ValueError(f"--depth must be >= 1, got {self.depth}")
+        if self.dim < 1:
+            raise ValueError(f"--dim must be >= 1, got {self.dim}")
+        if not (math.isfinite(self.t_max) and self.t_max > 0):
+            raise ValueError(f"--t-max must be a finite number > 0, got {self.t_max}")
+        if not 2 <= self.n_save <= MAX_SAVES:
+            raise ValueError(f"--n-save must be in [2, {MAX_SAVES:,}] (the rows include t = 0 "
+                             f"and t = t-max), got {self.n_save}")
+        if self.init not in INITS:
+            raise ValueError(f"--init must be one of {sorted(INITS)}, got {self.init!r}")
+        if (self.target is None) == (self.target_file is None):
+            raise ValueError("give exactly one of --target NAME and --target-file PHI.npy")
+        if self.target is not None and self.target not in TARGETS:
+            raise ValueError(f"--target must be one of {sorted(TARGETS)}, got {self.target!r}")
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"--{name} must be a finite number > 0, got {value}")
+        if self.engine not in ("full", "modes"):
+            raise ValueError(f"--engine must be full or modes, got {self.engine!r}")
+        if self.engine == "modes" and self.init != "zas":
+            raise ValueError(f"--engine modes is exact only from ZAS, got --init {self.init}")
+        if self.dtype not in (None, "float32", "float64"):
+            raise ValueError(f"dtype must be float32, float64 or None, got {self.dtype!r}")
+        if not self.lrs:
+            raise ValueError("--lrs expects at least one learning rate")
+        bad = [lr for lr in self.lrs if not (math.isfinite(lr) and lr > 0)]
+        if bad:
+            raise ValueError(f"--lrs: every learning rate must be a finite number > 0, got "
+                             f"{bad}")
+        names = [f"{lr:g}" for lr in self.lrs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"--lrs: learning rates must be distinct, got {list(self.lrs)}")
+        too_big = [lr for lr in self.lrs if lr >= self.t_max]
+        if too_big:
+            raise ValueError(f"--lrs {too_big} are not below --t-max {self.t_max}: GD would "
+                             "take no step within the horizon")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the `flow` options to `parser`."""
-    parser.add_argument("--init", default="zas",
-                        help=f"initialisation, one of {', '.join(sorted(INITS))} (default zas)")
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--target", help=f"named target: {', '.join(sorted(TARGETS))}")
-    target.add_argument("--target-file", help="a .npy file holding a dim × dim target Φ")
-    parser.add_argument("--dim", type=int, default=4, help="width d (default 4)")
-    parser.add_argument("--depth", type=int, default=8, help="depth L (default 8)")
-    parser.add_argument("--t-max", type=float, default=10.0, help="flow horizon (default 10)")
-    parser.add_argument("--n-save", type=int, default=101,
-                        help="rows of flow.csv: equally spaced times in [0, t-max] (default 101)")
-    parser.add_argument("--lrs", default="0.1,0.05,0.02,0.01",
-                        help="GD learning rates, comma separated (>= 4 for a slope fit)")
-    parser.add_argument("--seed", type=int, default=0, help="PRNG seed for init and target")
-    parser.add_argument("--rtol", type=float, default=None,
-                        help="ODE relative tolerance (default 1e-8 in float64, 1e-5 in float32)")
-    parser.add_argument("--atol", type=float, default=None,
-                        help="ODE absolute tolerance (default 1e-10 in float64, 1e-7 in float32)")
-    parser.add_argument("--engine", default="full", choices=("full", "modes"),
-                        help="full: every layer; modes: the exact mode reduction from ZAS "
-                             "(--init zas only), at any depth")
-    parser.add_argument("--x64", action="store_true", help="float64 (recommended)")
+    """The `flow` options: the fields of `FlowSpec`, and the output folder."""
+    add_options(parser, FlowSpec)
     parser.add_argument("--out", default="runs/flow", help="output folder (default runs/flow)")
-
-
-def _parse_lrs(text) -> list[float]:
-    if isinstance(text, (list, tuple)):
-        parts = list(text)
-    else:
-        parts = [p.strip() for p in str(text).split(",") if p.strip()]
-    try:
-        lrs = [float(p) for p in parts]
-    except ValueError:
-        raise ValueError(f"--lrs expects numbers separated by commas, got {text!r}") from None
-    if not lrs:
-        raise ValueError(f"--lrs expects at least one learning rate, got {text!r}")
-    bad = [lr for lr in lrs if not (math.isfinite(lr) and lr > 0)]
-    if bad:
-        raise ValueError(f"--lrs: every learning rate must be a finite number > 0, got {bad}")
-    names = [f"{lr:g}" for lr in lrs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"--lrs: learning rates must be distinct, got {text!r}")
-    return lrs
-
-
-def _validate(args) -> dict:
-    """Every check that can fail, as one-line ValueErrors, before any work or any file."""
-    if args.depth < 1:
-        raise ValueError(f"--depth must be >= 1, got {args.depth}")
-    if args.dim < 1:
-        raise ValueError(f"--dim must be >= 1, got {args.dim}")
-    if not (math.isfinite(args.t_max) and args.t_max > 0):
-        raise ValueError(f"--t-max must be a finite number > 0, got {args.t_max}")
-    if not 2 <= args.n_save <= MAX_SAVES:
-        raise ValueError(f"--n-save must be in [2, {MAX_SAVES:,}] (the rows include t = 0 and "
-                         f"t = t-max), got {args.n_save}")
-    if args.init not in INITS:
-        raise ValueError(f"--init must be one of {sorted(INITS)}, got {args.init!r}")
-    if (args.target is None) == (args.target_file is None):
-        raise ValueError("give exactly one of --target NAME and --target-file PHI.npy")
-    if args.target is not None and args.target not in TARGETS:
-        raise ValueError(f"--target must be one of {sorted(TARGETS)}, got {args.target!r}")
-    for name in ("rtol", "atol"):
-        value = getattr(args, name)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"--{name} must be a finite number > 0, got {value}")
-    if args.engine == "modes" and args.init != "zas":
-        raise ValueError(f"--engine modes is exact only from ZAS, got --init {args.init}")
-    lrs = _parse_lrs(args.lrs)
-    too_big = [lr for lr in lrs if lr >= args.t_max]
-    if too_big:
-        raise ValueError(f"--lrs {too_big} are not below --t-max {args.t_max}: GD would take "
-                         "no step within the horizon")
-    check_folder(args.out)
-    phi_file = None
-    if args.target_file is not None:
-        phi_file = load_target(args.target_file, (args.dim, args.dim))
-    return {"lrs": lrs, "phi_file": phi_file}
 
 
 def prepare(args: argparse.Namespace):
     """Every check, before any work or file (ValueError: a usage error)."""
-    return args, _validate(args)
+    spec = FlowSpec(**given(args, [f.name for f in cli_fields(FlowSpec)]))
+    check_folder(args.out)
+    phi = None if spec.target_file is None else load_target(spec.target_file,
+                                                            (spec.dim, spec.dim))
+    return spec, phi, args.out
 
 
 def execute(job) -> int:
-    run(*job)
+    spec, phi, out = job
+    if spec.dtype == "float64":  # the command's process-wide setting
+        jax.config.update("jax_enable_x64", True)
+    run(spec, out, phi)
     return 0
 
 
-def _warn_unstable(args, phi, lrs, cmp) -> None:
+def _warn_unstable(spec, phi, lrs, cmp) -> None:
     """Learning rates GD cannot follow the flow with: they diverged, or (from ZAS) exceed
     2/λ_max at the solution the flow reaches, so their gaps say nothing about O(η)."""
     bad = {f"{lr:g}" for lr, v in zip(lrs, cmp.gd_status) if STATUS_NAMES[int(v)] == "diverged"}
-    if args.init == "zas":
+    if spec.init == "zas":
         s_max = float(np.linalg.svd(np.asarray(phi, float), compute_uv=False)[0])
-        limit = 2.0 / float(zas_minimum_sharpness(s_max, args.depth))
+        limit = 2.0 / float(zas_minimum_sharpness(s_max, spec.depth))
         bad |= {f"{lr:g}" for lr in lrs if lr > limit}
     if bad:
-        where = f" (2/λ_max at the solution is {limit:.3g})" if args.init == "zas" else ""
+        where = f" (2/λ_max at the solution is {limit:.3g})" if spec.init == "zas" else ""
         print(f"zasjax flow: warning: GD at η = {', '.join(sorted(bad))} is beyond its "
               f"stability limit{where}; those gaps to the flow say nothing about O(η)",
               file=sys.stderr)
 
 
-def main(args: argparse.Namespace) -> dict:
-    """Run `zasjax flow`; returns the summary that is also written to flow_summary.json."""
-    return run(args, _validate(args))
-
-
-def run(args: argparse.Namespace, checked: dict) -> dict:
-    if args.x64:
-        jax.config.update("jax_enable_x64", True)
-    dtype = jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
+def run(spec: FlowSpec, out: str, phi_file: np.ndarray | None = None) -> dict:
+    """Run `spec` into the folder `out`; returns the summary also written to
+    flow_summary.json. `phi_file`: the matrix of `spec.target_file`, read already."""
+    if spec.target_file is not None and phi_file is None:
+        phi_file = load_target(spec.target_file, (spec.dim, spec.dim))
+    if spec.dtype == "float64" and not jax.config.read("jax_enable_x64"):
+        raise ValueError("dtype float64 needs JAX's 64-bit mode: call "
+                         "jax.config.update('jax_enable_x64', True) first (--x64 does)")
+    dtype = jnp.dtype(spec.dtype) if spec.dtype else jnp.dtype(
+        jax.dtypes.canonicalize_dtype(float))
     dname = jnp.dtype(dtype).name
-    rtol = args.rtol if args.rtol is not None else DEFAULT_TOLERANCES[dname][0]
-    atol = args.atol if args.atol is not None else DEFAULT_TOLERANCES[dname][1]
-    lrs = checked["lrs"]
+    rtol = spec.rtol if spec.rtol is not None else DEFAULT_TOLERANCES[dname][0]
+    atol = spec.atol if spec.atol is not None else DEFAULT_TOLERANCES[dname][1]
+    lrs = list(spec.lrs)
 
-    k_init, k_target = jax.random.split(jax.random.key(args.seed))
-    d, L = args.dim, args.depth
-    if checked["phi_file"] is not None:
-        phi = jnp.asarray(checked["phi_file"], dtype)
-        target_name = os.fspath(args.target_file)
+    k_init, k_target = jax.random.split(jax.random.key(spec.seed))
+    d, L = spec.dim, spec.depth
+    if phi_file is not None:
+        phi = jnp.asarray(phi_file, dtype)
+        target_name = os.fspath(spec.target_file)
     else:
-        phi = make_target(args.target, k_target, (d, d), dtype)
-        target_name = args.target
-    ts = np.linspace(0.0, args.t_max, args.n_save)
-    if args.engine == "modes":
-        cmp = compare_gd_flow_modes(phi, L, lrs, args.t_max, ts=ts, rtol=rtol, atol=atol)
+        phi = make_target(spec.target, k_target, (d, d), dtype)
+        target_name = spec.target
+    ts = np.linspace(0.0, spec.t_max, spec.n_save)
+    if spec.engine == "modes":
+        cmp = compare_gd_flow_modes(phi, L, lrs, spec.t_max, ts=ts, rtol=rtol, atol=atol)
     else:
-        W0 = make_init(args.init, k_init, (d,) * (L + 1), dtype=dtype)
-        cmp = compare_gd_flow(W0, phi, lrs, args.t_max, ts=ts, rtol=rtol, atol=atol)
-    _warn_unstable(args, phi, lrs, cmp)
+        W0 = make_init(spec.init, k_init, (d,) * (L + 1), dtype=dtype)
+        cmp = compare_gd_flow(W0, phi, lrs, spec.t_max, ts=ts, rtol=rtol, atol=atol)
+    _warn_unstable(spec, phi, lrs, cmp)
     flow = cmp.flow
     loss_flow = np.asarray(flow.losses, float)
     ratios = np.asarray(flow_rate_ratios(jnp.asarray(ts, dtype), flow.losses), float)
@@ -190,7 +199,7 @@ def run(args: argparse.Namespace, checked: dict) -> dict:
              **{f"loss_gd_{s}": float(gd_at_ts[i][j]) for i, s in enumerate(labels)}}
             for j, t in enumerate(ts)]
 
-    out = args.out
+    os.makedirs(out, exist_ok=True)
     files = {name: os.path.join(out, name) for name in ("flow.csv", "flow_summary.json",
                                                         "flow.png")}
     summary = {
@@ -205,11 +214,11 @@ def run(args: argparse.Namespace, checked: dict) -> dict:
         "flow_solver_steps": int(flow.n_steps),
         "loss0": float(loss_flow[0]),
         "final_loss_flow": float(loss_flow[-1]),
-        "theorem_4_1_applies": args.init == "zas",
+        "theorem_4_1_applies": spec.init == "zas",
         "theorem_4_3_lr_bound": float(zas_lr_bound(L, phi)),
-        "engine": args.engine,
-        "config": {"init": args.init, "target": target_name, "dim": d, "depth": L,
-                   "t_max": args.t_max, "n_save": args.n_save, "lrs": lrs, "seed": args.seed,
+        "engine": spec.engine,
+        "config": {"init": spec.init, "target": target_name, "dim": d, "depth": L,
+                   "t_max": spec.t_max, "n_save": spec.n_save, "lrs": lrs, "seed": spec.seed,
                    "rtol": rtol, "atol": atol, "dtype": dname, "solver": "Tsit5+PID"},
         "files": files,
     }
@@ -219,9 +228,9 @@ def run(args: argparse.Namespace, checked: dict) -> dict:
     flow_vs_gd(files["flow.png"], ts, loss_flow, bound,
                {f"η={s}": (lr * np.arange(len(cmp.gd_losses[i])), cmp.gd_losses[i])
                 for i, (s, lr) in enumerate(zip(labels, lrs))},
-               title=f"{args.init}, Φ={os.path.basename(target_name)}, d={d}, L={L}")
+               title=f"{spec.init}, Φ={os.path.basename(target_name)}, d={d}, L={L}")
     write_json(files["flow_summary.json"], summary)
     return summary
 
 
-__all__ = ["add_arguments", "prepare", "execute", "main", "DEFAULT_TOLERANCES"]
+__all__ = ["FlowSpec", "add_arguments", "prepare", "execute", "run", "DEFAULT_TOLERANCES"]
