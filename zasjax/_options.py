@@ -41,7 +41,7 @@ def flag(f: dataclasses.Field) -> str:
 
 
 def cli_fields(cls) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", False)]
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
 
 
 class _Parse:

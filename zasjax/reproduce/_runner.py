@@ -13,8 +13,9 @@ A study module declares
 `run` here owns everything around that: the checks that need the filesystem (before the
 output folder is created), the output folder, the dtype (it switches x64 on for a float64
 study; library modules never do), timing, the summary's metadata (study, quick, versions,
-device) and the files. `main` builds the command line from the config's fields, so an
-option exists exactly when a field does and is checked by the same code.
+device) and the files. `main` builds the command line from the config's fields
+(`zasjax._options`, as for sweeps), so an option exists exactly when a field does and is
+checked by the same code.
 """
 
 from __future__ import annotations
@@ -25,19 +26,14 @@ import os
 import sys
 import time
 import types
-import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
 from .. import _store
+from .._options import add_options, option, show
 
 SIZES = ("full", "quick")
-
-
-def option(default, help: str, *, flag: str | None = None):
-    """A config field with its command-line help (`flag` overrides `--field-name`)."""
-    return dataclasses.field(default=default, metadata={"help": help, "flag": flag})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -211,66 +207,16 @@ def run(cfg: Config, out: str | os.PathLike) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_list(kind: type, name: str) -> Callable[[str], tuple]:
-    """`"a,b,c"` (and, for ints, ranges `a:b`) -> a tuple of `kind`, by the package's one
-    list parser (`_lists`); argparse reports a bad item as a usage error."""
-    from .._lists import PARSERS
-
-    def parse(text: str) -> tuple:
-        try:
-            return tuple(PARSERS[kind](text, name))
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    parse.__name__ = f"list of {kind.__name__}"
-    return parse
-
-
-def _strip_none(tp):
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
-
-
-def _argument(tp, name: str) -> dict:
-    """argparse keywords for a field of type `tp` (option `name`, for messages)."""
-    tp = _strip_none(tp)
-    origin = typing.get_origin(tp)
-    if tp is bool:
-        return dict(action=argparse.BooleanOptionalAction)
-    if origin is Literal:
-        return dict(choices=typing.get_args(tp))
-    if origin is tuple:
-        return dict(type=parse_list(typing.get_args(tp)[0], name), metavar="A,B,...")
-    if tp in (int, float, str):
-        return dict(type=tp)
-    raise TypeError(f"no command-line form for a config field of type {tp}")
-
-
-def _show(value) -> str:
-    if isinstance(value, tuple):
-        return ",".join(_show(v) for v in value) if value else "none"
-    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def add_arguments(parser: argparse.ArgumentParser, config: type[Config]) -> list[str]:
-    """One option per field of `config` (default None: not given); returns the fields."""
-    hints = typing.get_type_hints(config)
+    """One option per field of `config` (default None: not given); returns the fields. The
+    help shows the full study's default and, where it differs, the quick one."""
     full, quick = config(), config.quick()
-    names = []
-    for f in dataclasses.fields(config):
-        if not f.metadata.get("cli", True):
-            continue
+
+    def describe(f) -> str:
         a, b = getattr(full, f.name), getattr(quick, f.name)
-        default = f"default {_show(a)}" + (f"; quick {_show(b)}" if a != b else "")
-        help = f"{f.metadata.get('help', '')} ({default})".strip()
-        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-        parser.add_argument(flag, dest=f.name, default=None, help=help.replace("%", "%%"),
-                            **_argument(hints[f.name], flag.lstrip("-")))
-        names.append(f.name)
-    return names
+        return f"default {show(a)}" + (f"; quick {show(b)}" if a != b else "")
+
+    return add_options(parser, config, describe)
 
 
 def parse(name: str, argv: Sequence[str] | None = None) -> tuple[Config, str]:
@@ -305,4 +251,4 @@ def main(name: str, argv: Sequence[str] | None = None) -> dict:
 
 
 __all__ = ["Config", "Outcome", "Files", "option", "run", "parse", "main", "add_arguments",
-           "parse_list", "check_at_least", "check_positive", "check_depths", "check_known"]
+           "check_at_least", "check_positive", "check_depths", "check_known"]
