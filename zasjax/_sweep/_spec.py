@@ -77,11 +77,12 @@ class SweepSpec:
     cache: bool = option(True, "JAX's persistent compilation cache and the program store "
                                "(also off with ZASJAX_CACHE=0)")
     progress: bool = option(False, "a progress line on stderr")
+    max_batch: int | None = option(None, "at most this many configurations per program call "
+                                         "(bounds memory; default: as many as fit)")
     # How the full engine batches (benchmarks and tests choose them; `sweep` documents them).
     matmul: str = option("auto", cli=False)
     prefix: str = option("sequential", cli=False)
     batching: str = option("auto", cli=False)
-    max_batch: int | None = option(None, cli=False)
 
     def __post_init__(self):
         grids = (self.grids,) if isinstance(self.grids, Grid) else tuple(self.grids)
