@@ -2,7 +2,8 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import _compilation as _compilation, reproduce as reproduce  # _compilation first: XLA flags
+from . import reproduce as reproduce
+from ._compilation import use_cpu_loop_kernels as use_cpu_loop_kernels
 from ._data import load_fashion_mnist as load_fashion_mnist
 from ._diagnostics import (
     EdgeOfStability as EdgeOfStability,
@@ -76,6 +77,7 @@ from ._status import (
 )
 from ._sweep import (
     Grid as Grid,
+    SweepSpec as SweepSpec,
     best_per_config as best_per_config,
     lr_grid as lr_grid,
     sweep as sweep,

@@ -10,6 +10,10 @@ check; nothing written) and `execute(job)`. Exit status: 0 done; 2 a usage error
 (argparse's, any error `prepare` raises, or an `InputError` found later), reported as one
 line with nothing written; 130 interrupted; 1 an internal error, reported with a hint to
 file it.
+
+The command, unlike `import zasjax`, sets up its process: before JAX starts, `main` asks
+XLA:CPU for whole-loop kernels (`zasjax.use_cpu_loop_kernels`, in `XLA_FLAGS`, so the
+worker processes it starts have them too); `ZASJAX_KEEP_XLA_FLAGS=1` leaves them alone.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import os
 import sys
 import traceback
 
@@ -36,7 +41,9 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zasjax", description=__doc__.split("\n\n")[0])
+    from .._options import Parser  # argparse, its usage errors on one line
+
+    parser = Parser(prog="zasjax", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"zasjax {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, path in COMMANDS.items():
@@ -47,9 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def loop_kernels(env=os.environ) -> bool:
+    """XLA:CPU's whole-loop kernels for this process and its children, unless JAX already
+    runs here (a caller of `main` whose backend has started keeps its flags as they are)."""
+    from .._compilation import LOOP_OPTION, backend_started, use_cpu_loop_kernels
+
+    if backend_started():
+        return LOOP_OPTION in env.get("XLA_FLAGS", "")
+    return use_cpu_loop_kernels(env)
+
+
 def main(argv: list[str] | None = None) -> int:
+    loop_kernels()  # first: XLA reads its flags when JAX starts its backend
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error argparse reported
+        return e.code if isinstance(e.code, int) else 2
     args.argv = argv
     try:
         job = args.module.prepare(args)
