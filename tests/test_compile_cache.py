@@ -244,3 +244,128 @@ def test_only_lapack_among_library_calls_is_stored():
     text = 'stablehlo.custom_call @Sharding(%0)\nstablehlo.custom_call @cusolver_gesvdj_ffi(%1)'
     assert _executables._library_calls(text) == {"cusolver_gesvdj_ffi"}
     assert not _executables._storable({"cusolver_gesvdj_ffi"})
+
+
+# ---------------------------------------------------------------------------------------------
+# The store's key holds every JAX setting, taken from JAX: no setting can serve a stale program
+# ---------------------------------------------------------------------------------------------
+
+import contextlib  # noqa: E402
+
+import zasjax  # noqa: E402
+
+
+@jax.jit
+def _draw(seed):
+    return jax.random.normal(jax.random.key(seed), (4,))
+
+
+def _as_new_process():
+    jax.clear_caches()
+    _executables.forget()
+
+
+@contextlib.contextmanager
+def _setting(name, value):
+    before = getattr(jax.config, name)
+    jax.config.update(name, value)
+    try:
+        yield
+    finally:
+        jax.config.update(name, before)
+
+
+# jax_random_seed_offset was missing from the hand-kept list the key had before (a warm run
+# returned the old rows); the other two were on it.
+SETTINGS = [("jax_random_seed_offset", 7),
+            ("jax_threefry_partitionable", not jax.config.jax_threefry_partitionable),
+            ("jax_default_prng_impl", "rbg")]
+
+
+@pytest.mark.parametrize("name, value", SETTINGS)
+def test_a_warm_program_under_another_jax_setting_is_that_settings_program(store, monkeypatch,
+                                                                          name, value):
+    draw, seed = stored(_draw), jnp.int32(3)
+    old = np.asarray(draw(seed))  # stored under the setting as it was
+    with _setting(name, value):
+        _as_new_process()
+        warm = np.asarray(draw(seed))
+        _as_new_process()
+        monkeypatch.setenv("ZASJAX_CACHE", "0")  # the store off: a cold reference
+        cold = np.asarray(draw(seed))
+    assert np.array_equal(warm, cold)
+    assert not np.array_equal(cold, old)  # the setting does change the program's values
+
+
+def test_a_warm_sweep_under_another_seed_offset_gives_that_settings_rows(store, monkeypatch):
+    grid = zasjax.Grid(inits=("near-identity",), targets=("gaussian",), dims=(2,), depths=(1,),
+                       seeds=(0, 1), lrs=(0.01,), max_iters=20, eps=1e-30)
+
+    def rows():
+        _as_new_process()
+        return [(r["final_loss"], r["status"]) for r in zasjax.sweep(grid, dtype="float64")]
+
+    old = rows()
+    with _setting("jax_random_seed_offset", 7):
+        warm = rows()
+        monkeypatch.setenv("ZASJAX_CACHE", "0")
+        cold = rows()
+    assert warm == cold and cold != old
+
+
+def test_a_setting_without_a_stable_text_switches_the_store_off(store, monkeypatch):
+    monkeypatch.setattr(_executables, "_trace_context", lambda: (object(),))
+    before = _compilation.compile_stats()
+    got = stored(_draw)(jnp.int32(1))
+    assert _compilation.compile_stats().since(before).cache_hits == 0
+    assert _entries(store) == []
+    assert np.array_equal(got, _draw(jnp.int32(1)))
+
+
+def test_a_jax_without_a_trace_context_runs_the_function_itself(store, monkeypatch):
+    monkeypatch.setattr(_executables, "_trace_context", None)
+    assert np.array_equal(stored(_draw)(jnp.int32(2)), _draw(jnp.int32(2)))
+    assert _entries(store) == []
+
+
+def test_the_key_text_is_the_same_in_another_process():
+    # Set order varies with the hash seed; an address, with the process: neither reaches it.
+    code = ("from zasjax import _executables as e; import hashlib; "
+            "print(hashlib.sha256(e._settings(e._trace_context()).encode()).hexdigest())")
+    keys = {subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                           text=True, check=True,
+                           env={**os.environ, "PYTHONPATH": ROOT, "PYTHONHASHSEED": str(seed)}
+                           ).stdout for seed in (1, 2)}
+    assert len(keys) == 1 and len(keys.pop()) == 65
+
+
+def _settings_text():
+    return {k: repr(v) for k, v in jax.config.values.items()}
+
+
+def test_a_persistent_cache_block_puts_every_jax_setting_back(tmp_path, monkeypatch):
+    monkeypatch.delenv("ZASJAX_CACHE", raising=False)
+    with _setting("jax_compilation_cache_dir", None):
+        _as_new_process()
+        before = _settings_text()
+        with _compilation.persistent_cache(str(tmp_path / "ours")) as where:
+            assert where == jax.config.jax_compilation_cache_dir == str(tmp_path / "ours")
+            jax.jit(lambda x: x * 3.0 + 1.0)(jnp.arange(5.0)).block_until_ready()
+        assert _settings_text() == before
+        written = sorted(os.listdir(where))
+        assert written  # the block's compilation went to the cache
+        jax.jit(lambda x: x * 5.0 - 2.0)(jnp.arange(5.0)).block_until_ready()
+        assert sorted(os.listdir(where)) == written  # and none after it
+
+        monkeypatch.setenv("ZASJAX_CACHE", "0")
+        with _compilation.persistent_cache(str(tmp_path / "off")) as where:
+            assert where is None and _settings_text() == before
+    with _setting("jax_compilation_cache_dir", str(tmp_path / "theirs")):
+        monkeypatch.delenv("ZASJAX_CACHE")
+        before = _settings_text()
+        with _compilation.persistent_cache(str(tmp_path / "ours")) as where:
+            assert where == str(tmp_path / "theirs") and _settings_text() == before
+        assert _settings_text() == before
+    from jax.experimental.compilation_cache import compilation_cache
+
+    compilation_cache.reset_cache()

@@ -6,8 +6,15 @@ still traces and lowers every program before the cache can answer: with the comp
 itself gone, that was most of what a second sweep paid. `stored(fn)` keys a jitted
 function's program instead by the function, its static arguments, the abstract values and
 shardings of its array arguments, the devices, the versions of zasjax's own source and of
-the libraries that trace it, and the JAX settings that change a trace; a hit deserialises
-the executable (`jax.experimental.serialize_executable`) and runs it.
+the libraries that trace it, and JAX's settings; a hit deserialises the executable
+(`jax.experimental.serialize_executable`) and runs it.
+
+The settings are taken from JAX, not listed here, so none can be forgotten: in a process,
+the trace context jit's own caches key on (`jax._src.config.trace_context()`: every
+setting JAX declares as changing a trace, and the meshes and axes in scope), which is
+cheap to read at every call; on disk, that context and the value of every declared setting
+(`jax.config.values`), compile options included. A setting or context without a stable
+text, or a JAX without either source, switches the store off (compile, never serve).
 
 The entries live in `programs/` inside the compilation-cache folder, written atomically
 (a reader sees a whole entry or none, so processes may share the folder), least recently
@@ -27,7 +34,7 @@ import pickle
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -35,16 +42,14 @@ import numpy as np
 
 from . import _compilation, _store
 
+try:  # what jit's own caches key a trace on
+    from jax._src.config import trace_context as _trace_context
+except ImportError:  # pragma: no cover - another JAX: the store is off
+    _trace_context = None
+
 #: Size bound of the store; entries are a few hundred kB.
 MAX_BYTES = 2**30
 FOLDER = "programs"
-
-# JAX settings that change what a function traces to (array dtypes say the rest).
-_TRACE_SETTINGS = ("jax_enable_x64", "jax_default_matmul_precision", "jax_default_prng_impl",
-                   "jax_threefry_partitionable", "jax_numpy_rank_promotion",
-                   "jax_numpy_dtype_promotion", "jax_enable_checks", "jax_debug_nans",
-                   "jax_debug_infs", "jax_disable_jit")
-
 
 def folder() -> str | None:
     """The store's folder, or None while the persistent cache is off."""
@@ -66,8 +71,9 @@ def forget() -> None:
 def stored(fn: Callable, static_argnames: tuple[str, ...] = ()) -> Callable:
     """`fn` (a `jax.jit` function with these `static_argnames`, which follow every array
     argument) taking its compiled programs from the store. Called like `fn`; within a
-    process each program is looked up once and kept. Under a transformation (vmap, jit,
-    grad: tracers among the arguments) it is `fn` itself."""
+    process each program is looked up once and kept, under JAX's trace context as jit keeps
+    its own. Under a transformation (vmap, jit, grad: tracers among the arguments), or where
+    JAX offers no trace context, it is `fn` itself."""
     inner = inspect.unwrap(fn)
     if "<locals>" in inner.__qualname__ or getattr(inner, "__closure__", None):
         raise TypeError(f"{inner.__qualname__}: only a module-level function can be stored "
@@ -85,9 +91,9 @@ def stored(fn: Callable, static_argnames: tuple[str, ...] = ()) -> Callable:
         dynamic = [v for k, v in bound.arguments.items() if k not in static]
         statics = tuple((k, v) for k, v in bound.arguments.items() if k in static)
         leaves, tree = jax.tree.flatten(dynamic)
-        if any(isinstance(x, jax.core.Tracer) for x in leaves):
+        if _trace_context is None or any(isinstance(x, jax.core.Tracer) for x in leaves):
             return fn(*args, **kwargs)
-        memo_key = (statics, tree, tuple(_abstract(x) for x in leaves), _context())
+        memo_key = (statics, tree, tuple(_abstract(x) for x in leaves), _trace_context())
         program = _loaded.get((fn, memo_key))
         if program is None:
             program = _loaded[fn, memo_key] = _load_or_compile(fn, dynamic, statics, memo_key)
@@ -107,16 +113,26 @@ def _abstract(x):
     return (str(jax.typeof(x)), sharding)
 
 
-def _context() -> tuple:
-    return tuple(str(getattr(jax.config, name, None)) for name in _TRACE_SETTINGS)
+_ADDRESS = re.compile(r"\bat 0x[0-9a-fA-F]+")
+
+
+def _settings(context) -> str | None:
+    """Every setting JAX declares and its trace `context`, as text; None where JAX offers
+    no `jax.config.values` or a value is known only by its address (no stable text)."""
+    values = getattr(jax.config, "values", None)
+    if not isinstance(values, dict):
+        return None
+    text = repr((_describe(values), _describe(context)))
+    return None if _ADDRESS.search(text) else text
 
 
 def _load_or_compile(fn, dynamic, statics, memo_key):
     where = folder()
+    settings = _settings(memo_key[-1]) if where is not None else None
     path = None
-    if where is not None:
-        key = hashlib.sha256(repr((fn.__module__, fn.__qualname__, _describe(memo_key),
-                                   _environment())).encode()).hexdigest()
+    if settings is not None:
+        key = hashlib.sha256(repr((fn.__module__, fn.__qualname__, _describe(memo_key[:-1]),
+                                   settings, _environment())).encode()).hexdigest()
         path = os.path.join(where, key)
         program = _load(path)
         if program is not None:
@@ -236,9 +252,27 @@ def _describe(obj):
         return (type(obj).__qualname__, *(_describe(x) for x in obj))
     if isinstance(obj, (tuple, list)):
         return tuple(_describe(x) for x in obj)
+    if isinstance(obj, (set, frozenset)):  # printed in an order that varies by process
+        return ("set", *sorted(map(repr, map(_describe, obj))))
+    if isinstance(obj, Mapping):
+        return (type(obj).__qualname__,
+                *sorted((repr(_describe(k)), _describe(v)) for k, v in obj.items()))
     if isinstance(obj, jax.tree_util.PyTreeDef):
         return str(obj)
-    return repr(obj)
+    text = repr(obj)
+    if _ADDRESS.search(text) and hasattr(type(obj), "__slots__"):
+        # Known by address, by value by its fields (JAX's AxisEnv in the trace context).
+        return (type(obj).__qualname__,
+                *((n, _describe(getattr(obj, n, None))) for n in _slots(type(obj))))
+    return text
+
+
+def _slots(cls) -> list[str]:
+    names = []
+    for c in cls.__mro__:
+        own = vars(c).get("__slots__", ())
+        names += [own] if isinstance(own, str) else [n for n in own if n != "__weakref__"]
+    return names
 
 
 @functools.cache
