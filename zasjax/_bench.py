@@ -244,6 +244,48 @@ def depth_sweep(max_depth: int, seeds: int, iters: int, samples: int | None = No
     return out
 
 
+_LOOP_SWEEP = """
+import json, sys, time
+import zasjax
+if sys.argv[1] == "on":
+    zasjax.use_cpu_loop_kernels()
+grid = zasjax.Grid(inits=("near-identity",), targets=("gaussian",), dims=(2,),
+                   depths=tuple(range(1, 65)), seeds=tuple(range(4)), lrs=(1e-4,),
+                   max_iters=2000, eps=1e-30)
+zasjax.sweep(grid, dtype="float32", cache=False)  # compiled, then timed
+best = float("inf")
+for _ in range(3):
+    start = time.perf_counter()
+    zasjax.sweep(grid, dtype="float32", cache=False)
+    best = min(best, time.perf_counter() - start)
+print(json.dumps(best))
+"""
+
+
+def loop_kernel_speedup(pairs: int = 5) -> dict:
+    """What `use_cpu_loop_kernels` buys: a d = 2 sweep over depths 1..64 (4 seeds, 2000
+    iterations; best of 3 once compiled) in fresh processes with and without the option,
+    alternating `pairs` times (it is fixed when JAX's CPU backend starts). Prints and returns
+    the seconds of each and the median ratio.
+
+        python -c "from zasjax import _bench; _bench.loop_kernel_speedup()"
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "ZASJAX_KEEP_XLA_FLAGS")}
+    env["ZASJAX_CACHE"] = "0"  # compile time is not what is measured
+    seconds: dict = {"on": [], "off": []}
+    for _ in range(pairs):
+        for flag in ("off", "on"):
+            proc = subprocess.run([sys.executable, "-c", _LOOP_SWEEP, flag], env=env,
+                                  capture_output=True, text=True, check=True)
+            seconds[flag].append(float(proc.stdout.strip().splitlines()[-1]))
+    ratios = sorted(off / on for off, on in zip(seconds["off"], seconds["on"]))
+    out = {**seconds, "median_ratio": float(np.median(ratios))}
+    print(f"loop kernels on  {' '.join(f'{t:.2f}' for t in seconds['on'])} s\n"
+          f"loop kernels off {' '.join(f'{t:.2f}' for t in seconds['off'])} s\n"
+          f"ratio off/on {min(ratios):.1f}-{max(ratios):.1f}x, median {out['median_ratio']:.1f}x")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------------------------

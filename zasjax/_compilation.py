@@ -5,10 +5,10 @@ cache, and a count of what compiling cost. Importing zasjax changes none of it: 
 - `use_cpu_loop_kernels`: XLA:CPU runs a while loop whose buffers total under a threshold
   as ONE compiled kernel; above it, every iteration dispatches each fused op separately
   (~1-3 µs each). The layer loops of small networks are dispatch-bound, so the 1 kB default
-  is raised: a d = 2 sweep over depths 1..64 (4 seeds, 2000 iterations, compiled) ran
-  3-4x faster on 2 cores (0.20-0.48 s against 0.86-1.23 s; the README's "XLA:CPU loop
-  kernels" has the command). XLA reads `XLA_FLAGS` once, when JAX starts its CPU backend,
-  so this must come first; the command line calls it itself.
+  is raised: a d = 2 sweep over depths 1..64 (4 seeds, 2000 iterations, compiled) runs
+  about 4x faster on 2 cores (0.22-0.32 s against 0.88-1.58 s, measured by
+  `_bench.loop_kernel_speedup()`). XLA reads `XLA_FLAGS` once, when JAX starts its CPU
+  backend, so this must come first; the command line calls it itself.
 - `persistent_cache` (a block) and `enable_persistent_cache` (the command line, for the
   whole process): JAX's on-disk compilation cache, so a second run of the same sweep loads
   its programs instead of compiling them. `ZASJAX_CACHE_DIR` moves it, `ZASJAX_CACHE=0`
@@ -43,8 +43,8 @@ CACHE_SETTINGS = ("jax_compilation_cache_dir", "jax_compilation_cache_max_size",
 
 
 def use_cpu_loop_kernels(env=os.environ) -> bool:
-    """Let XLA:CPU compile a small network's whole layer loop as one kernel: 3-4x faster
-    sweeps at d = 2 (see the module docstring). Call it before JAX's first computation.
+    """Let XLA:CPU compile a small network's whole layer loop as one kernel: about 4x
+    faster sweeps at d = 2 (see the module docstring). Call it before JAX's first computation.
 
     Adds `--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=…` to
     `XLA_FLAGS`, unless backend options are set there already (they are left as they are)
