@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _plots, _store
-from .._compilation import Timer, enable_persistent_cache
+from .._compilation import Timer, persistent_cache
 from .._errors import InputError
 from .._executables import stored
 from .._run import PRUNED, RUNNING, STATUS_NAMES
@@ -104,9 +104,9 @@ def sweep(spec: SweepSpec | Grid, out: str | None = None, *, resume: bool = Fals
 
     Depths share compiled programs: a configuration runs in the capacity class
     ceil(ratio^k) ≥ its depth (`bucket_ratio`; default one class per width, 1 = one per
-    depth), padded with identity layers that never train. `cache=True` turns on JAX's
-    persistent compilation cache (see `zasjax._compilation`) for the sweep, unless the user
-    configured one.
+    depth), padded with identity layers that never train. `cache=True` uses JAX's persistent
+    compilation cache in zasjax's folder for the sweep and puts every JAX setting back
+    afterwards (a cache the user configured is used as it is; see `zasjax._compilation`).
 
     `tune_lr=True`: a configuration still running after more iterations than another
     learning rate of the same (init, target, dim, depth, seed) needed to converge cannot be
@@ -133,8 +133,7 @@ def sweep(spec: SweepSpec | Grid, out: str | None = None, *, resume: bool = Fals
     mesh = make_mesh(devices)
     spec.check_fits(list(mesh.devices.flat))
     with contextlib.ExitStack() as stack:
-        if spec.cache:
-            enable_persistent_cache()
+        cache_dir = stack.enter_context(persistent_cache()) if spec.cache else None
         timer = Timer()
         config = {**(meta or {}), **_record(spec), "identity": spec.identity()}
         writer = out is not None and is_writer()
@@ -154,8 +153,7 @@ def sweep(spec: SweepSpec | Grid, out: str | None = None, *, resume: bool = Fals
                              [{**r, "tuned": spec.tune_lr} for r in table], COLUMNS)
             _store.write_json(os.path.join(out, "config.json"), {
                 **config, "seconds": timer.record()["wall_s"],
-                "timing": {**timer.record(), "cache_dir": jax.config.jax_compilation_cache_dir
-                           if spec.cache else None},
+                "timing": {**timer.record(), "cache_dir": cache_dir},
                 "finished": time.strftime("%FT%T%z")})
     return rows
 

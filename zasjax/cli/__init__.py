@@ -69,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as e:  # --help, --version, or a usage error argparse reported
-        return e.code if isinstance(e.code, int) else 2
+    except SystemExit as e:  # a usage error argparse reported (on one line): exit status 2
+        if e.code in (0, None):  # --help, --version: argparse's own exit
+            raise
+        return 2
     args.argv = argv
     try:
         job = args.module.prepare(args)

@@ -24,8 +24,9 @@ HELP = "run a grid of GD configurations"
 DESCRIPTION = ("Run init × target × dim × depth × seed × lr, write DIR/results.csv, "
                "DIR/config.json and a plot.")
 
-#: Where the command line's defaults differ from the library's.
-CLI_DEFAULTS = {"progress": True}
+#: Where the command line's defaults differ from the library's (whose dtype follows JAX's
+#: default float: the command's is float32 unless --x64, whatever the process's JAX says).
+CLI_DEFAULTS = {"progress": True, "dtype": "float32"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
