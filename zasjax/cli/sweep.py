@@ -80,7 +80,7 @@ class Job:
 
 def prepare(args) -> Job:
     """Every check that needs no lock and writes nothing (ValueError: a usage error)."""
-    from .._options import cli_fields, given
+    from .._options import cli_fields, flag, given
     from .._sweep import Grid, SweepSpec
     from .._sweep._distributed import Processes, device_count, start_devices
     from .._sweep._spec import from_options
@@ -93,7 +93,7 @@ def prepare(args) -> Job:
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
         if grid_options:
-            flags = ", ".join(sorted("--" + n.replace("_", "-") for n in grid_options))
+            flags = ", ".join(sorted(flag(f) for f in cli_fields(Grid) if f.name in grid_options))
             raise ValueError(f"--preset {preset} gives the grids itself; drop {flags}")
         options["dtype"] = "float64"  # a preset's x64 is set before its grids are built
         dims = PRESETS[preset][1]()
