@@ -30,6 +30,7 @@ import numpy as np
 from . import _sweep
 from ._compilation import Timer, use_cache_dir
 from ._executables import forget
+from ._sweep._distributed import cores
 from ._sweep._driver import slice_program
 
 L = 100
@@ -151,13 +152,6 @@ def matmul_peak_gflops(n: int = 1024, repeats: int = 10) -> float:
     return 2 * n**3 / _best(lambda: f(a, a).block_until_ready(), repeats) / 1e9
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def _d100_rate(steps: int, repeats: int) -> float:
     """The d = 100 case as a sweep runs it on CPU (each device loops over its
     configurations), split over every device of this process."""
@@ -171,7 +165,7 @@ def devices_d100(steps: int, repeats: int, peak: float, timeout: float = 600) ->
     device count (it is fixed when JAX's CPU backend starts). None off CPU."""
     if jax.default_backend() != "cpu":
         return None
-    n = _cores()
+    n = cores()
     one = zasjax_rate(*CASES["d100"], "dot", steps, repeats, loop=True)
     code = (f"import json, jax; jax.config.update('jax_num_cpu_devices', {n}); "
             f"from zasjax import _bench; print(json.dumps(_bench._d100_rate({steps}, "
