@@ -23,8 +23,11 @@
 # %%
 import os
 
+import zasjax
 from zasjax import reproduce
 from zasjax.reproduce import arora
+
+zasjax.use_cpu_loop_kernels()  # XLA:CPU: a layer loop as one kernel; before JAX computes
 
 QUICK = os.environ.get("ZASJAX_QUICK") == "1"
 OUT = os.environ.get("ZASJAX_OUT", "runs/arora-quick" if QUICK else "runs/arora")

@@ -19,8 +19,11 @@
 # %%
 import os
 
+import zasjax
 from zasjax import reproduce
 from zasjax.reproduce import fig1
+
+zasjax.use_cpu_loop_kernels()  # XLA:CPU: a layer loop as one kernel; before JAX computes
 
 QUICK = os.environ.get("ZASJAX_QUICK") == "1"
 OUT = os.environ.get("ZASJAX_OUT", "runs/fig1-quick" if QUICK else "runs/fig1")

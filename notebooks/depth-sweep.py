@@ -40,6 +40,8 @@ import numpy as np
 
 import zasjax as zj
 
+zj.use_cpu_loop_kernels()  # XLA:CPU: a layer loop as one kernel (about 4x); before JAX computes
+
 jax.config.update("jax_enable_x64", True)
 QUICK = os.environ.get("ZASJAX_QUICK", "1") == "1"
 

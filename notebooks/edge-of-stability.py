@@ -39,6 +39,8 @@ from zasjax._diagnostics import EdgeOfStability, trajectory
 from zasjax._run import Whitened
 from zasjax._sharpness import sharpness, zas_minimum, zas_minimum_sharpness
 
+zj.use_cpu_loop_kernels()  # XLA:CPU: a layer loop as one kernel (about 4x); before JAX computes
+
 jax.config.update("jax_enable_x64", True)
 QUICK = os.environ.get("ZASJAX_QUICK", "1") == "1"
 

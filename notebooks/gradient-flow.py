@@ -41,6 +41,8 @@ import numpy as np
 
 import zasjax as zj
 
+zj.use_cpu_loop_kernels()  # XLA:CPU: a layer loop as one kernel (about 4x); before JAX computes
+
 jax.config.update("jax_enable_x64", True)  # the drift checks below are at the 1e-6 level
 QUICK = os.environ.get("ZASJAX_QUICK", "1") == "1"
 L, d = (6, 3) if QUICK else (16, 8)

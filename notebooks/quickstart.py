@@ -39,6 +39,8 @@ import numpy as np
 
 import zasjax as zj
 
+zj.use_cpu_loop_kernels()  # XLA:CPU: a layer loop as one kernel (about 4x); before JAX computes
+
 jax.config.update("jax_enable_x64", True)  # float64: ε = 1e-10 is below float32 resolution
 QUICK = os.environ.get("ZASJAX_QUICK", "1") == "1"
 L, d, LR = (8, 4, 0.02) if QUICK else (16, 8, 0.005)
