@@ -18,6 +18,8 @@ import jax.numpy as jnp
 from jax import lax
 
 Matmul = Callable[[jax.Array, jax.Array], jax.Array]
+#: A loss of the end-to-end matrix: X ↦ (f(X), ∂f/∂X), X = W_{L:1}.
+Head = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
 
 def unrolled_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -184,14 +186,30 @@ def backprop_products(W: jax.Array, G: jax.Array, prefixes: jax.Array,
     return grads
 
 
-def loss_and_grad(W: jax.Array, phi: jax.Array, matmul: Matmul = jnp.matmul,
-                  prefix: str = "sequential", active=None) -> tuple[jax.Array, jax.Array]:
-    """R(W) and ∇R(W) for the whitened loss, eq. (2.3):
+def whitened_head(phi: jax.Array) -> Head:
+    """The head of the whitened loss, eq. (2.3): X ↦ (½‖X − Φ‖²_F, X − Φ).
 
-        ∇_l R = W_{L:l+1}ᵀ (W_{L:1} − Φ) W_{l−1:1}ᵀ.
+    `phi: (D, D, *batch)`; sums run over the matrix axes only, so trailing batch axes pass
+    through (the batch-last layout of `loss_and_grad_unrolled`)."""
 
-    One forward scan for the prefixes, one backward scan for the gradients (3L matmuls).
-    With `matmul=unrolled_matmul` (and sequential prefixes) this is `loss_and_grad_unrolled`.
+    def head(X):
+        E = X - phi
+        return 0.5 * jnp.sum(E * E, axis=(0, 1)), E
+
+    return head
+
+
+def end_to_end_loss_and_grad(W: jax.Array, head: Head, matmul: Matmul = jnp.matmul,
+                             prefix: str = "sequential",
+                             active=None) -> tuple[jax.Array, jax.Array]:
+    """R(W) = f(W_{L:1}) and ∇R(W) for any loss f of the end-to-end matrix, by the chain rule
+
+        ∇_l R = W_{L:l+1}ᵀ G W_{l−1:1}ᵀ,   G = ∂f/∂W_{L:1},
+
+    given `head(X) -> (f(X), G)` on X = W_{L:1}: `(D, D)`. Every objective of this package
+    (`_objectives`) is a head on this one routine. One forward scan for the prefixes, one
+    backward scan for the gradients (3L matmuls plus the head). With `matmul=unrolled_matmul`
+    (and sequential prefixes) this is `end_to_end_loss_and_grad_unrolled`.
 
     `active` (may be traced): layers above it are identities (the padding of `pad_depth`),
     so the products stop there and their gradients are returned as 0. One compiled program
@@ -199,30 +217,36 @@ def loss_and_grad(W: jax.Array, phi: jax.Array, matmul: Matmul = jnp.matmul,
     """
     check_prefix(prefix)
     if matmul is unrolled_matmul and prefix == "sequential":
-        return loss_and_grad_unrolled(W, phi, active)
+        return end_to_end_loss_and_grad_unrolled(W, head, active)
     if active is not None and prefix == "sequential":
-        return _loss_and_grad_upto(W, phi, active, matmul)
+        eye = jnp.eye(W.shape[-1], dtype=W.dtype)
+        return _prefixes_then_gradients(W, head, active, eye, matmul, lambda a: a.T)
     P = prefix_products_associative(W) if prefix == "associative" else prefix_products(W, matmul)
-    E = P[-1] - phi
-    return 0.5 * jnp.sum(E * E), backprop_products(W, E, P, matmul)
+    loss, G = head(P[-1])
+    return loss, backprop_products(W, G, P, matmul)
 
 
-def _loss_and_grad_upto(W, phi, n, matmul):
-    # `loss_and_grad` with loops of traced length n over the layers 1..n.
-    eye = jnp.eye(W.shape[-1], dtype=W.dtype)
-    E, grads = _prefixes_then_gradients(W, phi, n, eye, matmul, lambda a: a.T)
-    return 0.5 * jnp.sum(E * E), grads
+def loss_and_grad(W: jax.Array, phi: jax.Array, matmul: Matmul = jnp.matmul,
+                  prefix: str = "sequential", active=None) -> tuple[jax.Array, jax.Array]:
+    """R(W) and ∇R(W) for the whitened loss, eq. (2.3):
+
+        ∇_l R = W_{L:l+1}ᵀ (W_{L:1} − Φ) W_{l−1:1}ᵀ.
+
+    `end_to_end_loss_and_grad` with the head `whitened_head(phi)` (see there for `matmul`,
+    `prefix` and `active`).
+    """
+    return end_to_end_loss_and_grad(W, whitened_head(phi), matmul, prefix, active)
 
 
-def _prefixes_then_gradients(W, phi, n, eye, mm, tr):
-    """The recursion of `loss_and_grad` over layers 1..n (n may be traced): prefixes
-    P_l = W_l P_{l−1} into a preallocated stack, then down from B = P_n − Φ, ∇_l = B P_{l−1}ᵀ
-    and B ← W_lᵀ B. Layers above n get gradient 0. `mm`, `tr`: product and transpose of the
-    matrix axes. Returns (E, grads)."""
+def _prefixes_then_gradients(W, head, n, eye, mm, tr):
+    """The recursion of `end_to_end_loss_and_grad` over layers 1..n (n may be traced):
+    prefixes P_l = W_l P_{l−1} into a preallocated stack, then (R, G) = head(P_n) and down
+    from B = G: ∇_l = B P_{l−1}ᵀ and B ← W_lᵀ B. Layers above n get gradient 0. `mm`, `tr`:
+    product and transpose of the matrix axes. Returns (R, grads)."""
     P = jnp.zeros((W.shape[0] + 1, *W.shape[1:]), W.dtype).at[0].set(eye)
     P = lax.fori_loop(0, n, lambda l, P: lax.dynamic_update_index_in_dim(
         P, mm(W[l], P[l]), l + 1, 0), P)
-    E = lax.dynamic_index_in_dim(P, n, 0, keepdims=False) - phi
+    loss, G = head(lax.dynamic_index_in_dim(P, n, 0, keepdims=False))
 
     def down(i, carry):
         B, grads = carry
@@ -230,16 +254,24 @@ def _prefixes_then_gradients(W, phi, n, eye, mm, tr):
         grads = lax.dynamic_update_index_in_dim(grads, mm(B, tr(P[l])), l, 0)
         return mm(tr(W[l]), B), grads
 
-    _, grads = lax.fori_loop(0, n, down, (E, jnp.zeros_like(W)))
-    return E, grads
+    _, grads = lax.fori_loop(0, n, down, (G, jnp.zeros_like(W)))
+    return loss, grads
 
 
-def data_loss_and_grad(W: jax.Array, X: jax.Array, Y: jax.Array,
-                       matmul: Matmul = jnp.matmul) -> tuple[jax.Array, jax.Array]:
+def regression_head(X: jax.Array, Y: jax.Array) -> Head:
+    """The head of the data loss, eq. (2.2): P ↦ (½‖PX − Y‖²_F, (PX − Y) Xᵀ)."""
+
+    def head(P):
+        residual = P @ X - Y
+        return 0.5 * jnp.sum(residual**2), residual @ X.T
+
+    return head
+
+
+def data_loss_and_grad(W: jax.Array, X: jax.Array, Y: jax.Array, matmul: Matmul = jnp.matmul,
+                       prefix: str = "sequential") -> tuple[jax.Array, jax.Array]:
     """½‖W_{L:1}X − Y‖²_F and its gradient, ∇_l = W_{L:l+1}ᵀ (W_{L:1}X − Y) Xᵀ W_{l−1:1}ᵀ."""
-    P = prefix_products(W, matmul)
-    residual = P[-1] @ X - Y
-    return 0.5 * jnp.sum(residual**2), backprop_products(W, residual @ X.T, P, matmul)
+    return end_to_end_loss_and_grad(W, regression_head(X, Y), matmul, prefix)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,17 +300,25 @@ def _t(a: jax.Array, lead: int = 0) -> jax.Array:
     return jnp.swapaxes(a, lead, lead + 1)
 
 
-def loss_and_grad_unrolled(W: jax.Array, phi: jax.Array,
-                           active=None) -> tuple[jax.Array, jax.Array]:
-    """`loss_and_grad` by unrolled multiply-adds, for `W: (L, D, D, *batch)` and
-    `phi: (D, D, *batch)`; with no batch axes it is the one-network function.
+def end_to_end_loss_and_grad_unrolled(W: jax.Array, head: Head,
+                                      active=None) -> tuple[jax.Array, jax.Array]:
+    """`end_to_end_loss_and_grad` by unrolled multiply-adds, for `W: (L, D, D, *batch)` and a
+    `head` acting on `(D, D, *batch)` (its sums over the matrix axes only); with no batch
+    axes it is the one-network function.
 
-    Same recursion as `loss_and_grad`: prefixes P_l = W_l P_{l−1} in a `fori_loop` that
-    writes into a preallocated stack, then down from B = W_{L:1} − Φ: ∇_l = B P_{l−1}ᵀ and
-    B ← W_lᵀ B. With `active` (may be traced) both loops stop at that layer (layers above it
-    are identities; their gradients are 0).
+    Prefixes P_l = W_l P_{l−1} in a `fori_loop` that writes into a preallocated stack, then
+    (R, G) = head(W_{L:1}) and down from B = G: ∇_l = B P_{l−1}ᵀ and B ← W_lᵀ B. With
+    `active` (may be traced) both loops stop at that layer (layers above it are identities;
+    their gradients are 0).
     """
     n = W.shape[0] if active is None else active
     eye = jnp.eye(W.shape[1], dtype=W.dtype).reshape(W.shape[1:3] + (1,) * (W.ndim - 3))
-    E, grads = _prefixes_then_gradients(W, phi, n, jnp.broadcast_to(eye, W.shape[1:]), _mm, _t)
-    return 0.5 * jnp.sum(E * E, axis=(0, 1)), grads
+    return _prefixes_then_gradients(W, head, n, jnp.broadcast_to(eye, W.shape[1:]), _mm, _t)
+
+
+def loss_and_grad_unrolled(W: jax.Array, phi: jax.Array,
+                           active=None) -> tuple[jax.Array, jax.Array]:
+    """`loss_and_grad` by unrolled multiply-adds, for `W: (L, D, D, *batch)` and
+    `phi: (D, D, *batch)`; with no batch axes it is the one-network function
+    (`end_to_end_loss_and_grad_unrolled` with `whitened_head(phi)`)."""
+    return end_to_end_loss_and_grad_unrolled(W, whitened_head(phi), active)
