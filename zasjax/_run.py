@@ -11,14 +11,16 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 from . import _status
-from ._network import check_prefix, data_loss_and_grad, get_matmul, loss_and_grad
+from ._network import check_prefix, get_matmul
+
+# The objectives live in `_objectives`; re-exported here, where callers have imported them.
+from ._objectives import Completion, Regression, Sensing, Whitened, as_objective, is_objective
 from ._optimizers import OPTIMIZERS, check_optimizer, make_optimizer
 
 # The status codes live in `_status`; re-exported here because the sweep imports them from
@@ -27,43 +29,6 @@ from ._status import CONVERGED, DIVERGED, MAX_ITERS, PRUNED, RUNNING, STATUS_NAM
 
 #: A loss this many times max(R(0), 1) counts as diverged even while still finite.
 DIVERGENCE_FACTOR = 1e10
-
-
-# ---------------------------------------------------------------------------------------------
-# Objectives (pytrees, so batches of them vmap)
-# ---------------------------------------------------------------------------------------------
-
-
-class Whitened(eqx.Module):
-    """R(W) = ½‖W_{L:1} − Φ‖²_F, eq. (2.3). `phi: (D, D)`, zero-padded."""
-
-    phi: jax.Array
-    active: jax.Array | None = None  # layers above this are identities (see `loss_and_grad`)
-
-    def value_and_grad(self, W, key, matmul, prefix="sequential"):
-        return loss_and_grad(W, self.phi, matmul, prefix, self.active)
-
-
-class Regression(eqx.Module):
-    """½‖W_{L:1}X − Y‖²_F, eq. (2.2), with `X: (D, n)`, `Y: (D, n)` zero-padded rows.
-
-    With `batch_size` set, each step's gradient is taken on a minibatch of columns drawn
-    without replacement (SGD); the loss that decides convergence is always the full one,
-    scaled per sample so that the minibatch gradient is unbiased: n/b · ∇(batch loss).
-    """
-
-    X: jax.Array
-    Y: jax.Array
-    batch_size: int | None = eqx.field(static=True, default=None)
-
-    def value_and_grad(self, W, key, matmul, prefix="sequential"):
-        loss, grad = data_loss_and_grad(W, self.X, self.Y, matmul)
-        if self.batch_size is None:
-            return loss, grad
-        n = self.X.shape[1]
-        cols = jax.random.choice(key, n, (self.batch_size,), replace=False)
-        _, g = data_loss_and_grad(W, self.X[:, cols], self.Y[:, cols], matmul)
-        return loss, g * (n / self.batch_size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,23 +231,34 @@ def run(W0, phi=None, *, lr, X=None, Y=None, mask=None, optimizer: str = "gd",
         eps: float = 1e-10, max_iters: int = 10_000, record_every: int = 1,
         batch_size: int | None = None, key=None, matmul: str = "dot",
         prefix: str = "sequential", throw: bool = False, **hyper) -> RunResult:
-    """Gradient descent from `W0: (L, D, D)` on the whitened loss (give `phi: (D, D)`) or
-    the data loss (give `X, Y: (D, n)`), until R ≤ `eps`, divergence, or `max_iters` updates.
+    """Gradient descent from `W0: (L, D, D)` on an objective, until R ≤ `eps`, divergence, or
+    `max_iters` updates. The objective is the second argument: a target `phi: (D, D)` (the
+    whitened loss, `Whitened(phi)`) or any objective module (`Whitened`, `Regression`,
+    `Completion`, `Sensing`: anything with `value_and_grad(W, key, matmul, prefix)`, its
+    floating data cast to W0's dtype); or give data `X, Y: (D, n)` for the data loss.
 
-    `lr`, `eps`, `phi`, `W0`, `X`, `Y`, `key` may be batched with `jax.vmap`; `optimizer`
-    (`gd`, `sgd`, `momentum`, `nesterov`, `adam`), its `**hyper`-parameters, `max_iters`
-    and `record_every` are static. Returns a `RunResult`. With `throw=True` a run that
-    diverged or hit `max_iters` raises (at run time, `eqx.error_if`, so also under `jit`;
-    under `vmap` one failing member raises for all); by default the status says so.
+    `lr`, `eps`, `phi` (or the objective's arrays), `W0`, `X`, `Y`, `key` may be batched
+    with `jax.vmap`; `optimizer` (`gd`, `sgd`, `momentum`, `nesterov`, `adam`), its
+    `**hyper`-parameters, `max_iters` and `record_every` are static. Returns a `RunResult`.
+    With `throw=True` a run that diverged or hit `max_iters` raises (at run time,
+    `eqx.error_if`, so also under `jit`; under `vmap` one failing member raises for all); by
+    default the status says so.
     """
     if (phi is None) == (X is None):
-        raise ValueError("give exactly one objective: a target `phi`, or data `X` and `Y`")
-    check_run_args(W0, lr, eps, max_iters, record_every, optimizer, mask, phi, X, Y)
+        raise ValueError("give exactly one objective: a target `phi` or an objective module, "
+                         "or data `X` and `Y`")
+    given = is_objective(phi)
+    check_run_args(W0, lr, eps, max_iters, record_every, optimizer, mask,
+                   None if given else phi, X, Y)
     if batch_size is not None and X is not None and not 1 <= batch_size <= X.shape[1]:
         raise ValueError(f"batch_size must be in [1, n={X.shape[1]}], got {batch_size}")
     dtype = W0.dtype
-    objective = (Whitened(jnp.asarray(phi, dtype)) if phi is not None else
-                 Regression(jnp.asarray(X, dtype), jnp.asarray(Y, dtype), batch_size))
+    if X is not None:
+        objective = Regression(jnp.asarray(X, dtype), jnp.asarray(Y, dtype), batch_size)
+    else:
+        objective = as_objective(phi, dtype)
+        if given:
+            objective.check(W0.shape[-1])
     mask = jnp.ones_like(W0) if mask is None else mask
     get_matmul(matmul)
     check_prefix(prefix)
@@ -294,6 +270,7 @@ def run(W0, phi=None, *, lr, X=None, Y=None, mask=None, optimizer: str = "gd",
     return _status.error_if(res, res.status) if throw else res
 
 
-__all__ = ["run", "RunResult", "RunState", "Settings", "Whitened", "Regression", "init_state",
+__all__ = ["run", "RunResult", "RunState", "Settings", "Whitened", "Regression", "Completion",
+           "Sensing", "init_state",
            "step", "advance", "next_status", "STATUS_NAMES", "OPTIMIZERS", "RUNNING",
            "CONVERGED", "DIVERGED", "MAX_ITERS", "PRUNED"]

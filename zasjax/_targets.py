@@ -1,4 +1,5 @@
-"""Named targets Φ: `(key, shape) -> (d_L, d_0)` arrays, and user matrices from `.npy` files."""
+"""Named targets Φ: `(key, shape) -> (d_L, d_0)` arrays, random low-rank targets with their
+rank as data (`low_rank_target`), and user matrices from `.npy` files."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ._network import pad_square
 
 Target = Callable[[jax.Array, tuple[int, int]], jax.Array]
 
@@ -48,6 +51,35 @@ def psd(key, shape, dtype=None):
     d = _square("psd", shape)
     G = jax.random.normal(key, (d, d), _dtype(dtype))
     return G @ G.T / d
+
+
+def low_rank_target(key, shape, rank, norm=None, size: int | None = None, dtype=None):
+    """A random rank-r target Φ = U Vᵀ · norm/‖U Vᵀ‖_F, U: (d_L, r), V: (d_0, r) iid N(0, 1),
+    as Arora, Cohen, Hu & Luo (NeurIPS 2019) draw it (roosephu/deep_matrix_factorization,
+    gen_gt.py: ‖Φ‖_F = n for n × n) and Razin & Cohen (NeurIPS 2020) do
+    (noamrazin/imp_reg_dl_not_norms, dmf_data_generator.py: ‖Φ‖_F = num_rows).
+
+    `shape = (d_L, d_0)`; `norm` defaults to √(d_L d_0): entries of root-mean-square 1, the
+    peers' d for square d × d (for rectangular shapes Razin & Cohen's is d_L: pass it).
+    `rank` is data (may be traced; 1 ≤ r ≤ min(shape)): U and V are drawn with min(shape)
+    columns and the columns from r on are zeroed, so one compiled draw serves every rank and
+    the rank-r target of a key shares its first r directions with the rank-(r+1) one. Zero-
+    padded to `(size, size)` if `size` is given. `norm` may be traced too.
+    """
+    rows, cols = (int(s) for s in shape)
+    r_max = min(rows, cols)
+    if not isinstance(rank, jax.core.Tracer) and not np.all(
+            (np.asarray(rank) >= 1) & (np.asarray(rank) <= r_max)):
+        raise ValueError(f"rank must be in [1, {r_max}] for a target of shape {shape}, "
+                         f"got {rank}")
+    dtype = _dtype(dtype)
+    UV = jax.random.normal(key, (rows + cols, r_max), dtype)  # one draw: U above V
+    keep = jnp.arange(r_max, dtype=jnp.asarray(rank).dtype) < rank  # rank: any int dtype
+    U = jnp.where(keep[None, :], UV[:rows], 0)
+    phi = U @ UV[rows:].T
+    norm = (rows * cols) ** 0.5 if norm is None else jnp.asarray(norm, dtype)
+    phi = phi * (norm / jnp.linalg.norm(phi))
+    return phi if size is None else pad_square(phi, int(size))
 
 
 TARGETS: dict[str, Target] = {
