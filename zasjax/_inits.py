@@ -1,6 +1,8 @@
 """Named initialisations: `(key, widths, scale=None, dtype) -> W: (L, D, D)`, D = max(widths).
 
 Layer l (1-based) fills the top-left d_l × d_{l-1} block of `W[l-1]`; the rest is zero.
+`scale` may be an array, traced under `vmap` (one compiled draw for every scale), except for
+near-identity's, which the host turns into its `depth_coef`.
 """
 
 from __future__ import annotations
@@ -9,10 +11,14 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ._network import check_widths, pad_square
+from ._network import check_widths, end_to_end, pad_square
 
 Init = Callable[..., jax.Array]
+
+#: Default ‖W_{L:1}‖_F of the small inits of deep matrix factorization.
+SMALL_SCALE = 1e-3
 
 
 def _uniform(widths) -> bool:
@@ -109,6 +115,32 @@ def balanced(key, widths, scale=None, dtype=None):
     return jnp.stack([pad_square(Qs[j + 1] @ root @ Qs[j].T, max(widths)) for j in range(L)])
 
 
+def _to_norm(W, scale, coef):
+    """W with every layer times c = (scale / ‖W_{L:1}‖_F)^{coef}, coef = 1/L: the end-to-end
+    matrix of the result has Frobenius norm `scale` (Arora et al.'s layers all scaled alike)."""
+    scale = jnp.asarray(SMALL_SCALE if scale is None else scale, W.dtype)
+    return W * (scale / jnp.linalg.norm(end_to_end(W))) ** coef
+
+
+def small_gaussian(key, widths, scale=None, dtype=None):
+    """Small Gaussian init of deep matrix factorization (Arora, Cohen, Hu & Luo 2019): iid
+    Gaussian layers, all multiplied by one factor so that ‖W_{L:1}‖_F = `scale` exactly
+    (default `SMALL_SCALE`; may be traced). Arora et al.'s `init_scale` s
+    (roosephu/deep_matrix_factorization, main.py: std s^{1/L}/√d per layer) gives
+    ‖W_{L:1}‖_F ≈ s√d: pass scale = s√d."""
+    W = _normals(key, widths, lambda l: 1.0, _dtype(dtype))
+    return _to_norm(W, scale, 1.0 / (len(widths) - 1))
+
+
+def small_orthogonal(key, widths, scale=None, dtype=None):
+    """Haar-random (semi-)orthogonal layers, all multiplied by one factor so that
+    ‖W_{L:1}‖_F = `scale` exactly (default `SMALL_SCALE`; may be traced). For d × d layers
+    that factor is (scale/√d)^{1/L}; Arora et al.'s orthogonal init with `init_scale` s
+    (main.py: (s√d)^{1/L} per layer, ‖W_{L:1}‖_F = s·d) is scale = s·d."""
+    W = orthogonal(key, widths, dtype=dtype)
+    return _to_norm(W, scale, 1.0 / (len(widths) - 1))
+
+
 # ---------------------------------------------------------------------------------------------
 # Equal widths: depth as data
 # ---------------------------------------------------------------------------------------------
@@ -163,6 +195,15 @@ def _balanced_u(key, D, L, capacity, coef, scale, dtype):
     return jnp.einsum("lir,r,ljr->lij", Qs[1:], s**coef, Qs[:-1])  # coef = 1/L
 
 
+def _small_u(base):
+    # `_to_norm` on the first L layers (the rest identities, so W_{L:1} is theirs).
+    def init(key, D, L, capacity, coef, scale, dtype):
+        W = base(key, D, L, capacity, coef, None, dtype)
+        active = (jnp.arange(capacity, dtype=jnp.asarray(L).dtype) < L)[:, None, None]
+        return _to_norm(jnp.where(active, W, jnp.eye(D, dtype=dtype)), scale, coef)
+    return init
+
+
 #: name -> (builder of the stack before padding, host-side coefficient from (D, L, scale)).
 _UNIFORM = {
     "zas": (_zas_u, None),
@@ -175,6 +216,9 @@ _UNIFORM = {
                  None),
     "orthogonal": (_orthogonal_u, None),
     "balanced": (_balanced_u, lambda D, L, scale: 1.0 / L),
+    "small-gaussian": (_small_u(_noisy(_zeros_u, lambda D, coef, scale: 1.0)),
+                       lambda D, L, scale: 1.0 / L),
+    "small-orthogonal": (_small_u(_orthogonal_u), lambda D, L, scale: 1.0 / L),
 }
 
 
@@ -196,6 +240,10 @@ def uniform_init(name: str, key, dim: int, depth, capacity: int, coef, scale=Non
     W = build(key, dim, depth, capacity, jnp.asarray(coef, dtype), scale, dtype)
     active = (jnp.arange(capacity, dtype=jnp.asarray(depth).dtype) < depth)[:, None, None]
     return jnp.where(active, W, jnp.eye(dim, dtype=dtype))
+
+
+def _concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
 
 
 def _noise(scale):
@@ -220,6 +268,8 @@ INITS: dict[str, Init] = {
     "gaussian": gaussian,
     "orthogonal": orthogonal,
     "balanced": balanced,
+    "small-gaussian": small_gaussian,
+    "small-orthogonal": small_orthogonal,
 }
 
 
@@ -229,7 +279,7 @@ def make_init(name: str, key: jax.Array, widths: Sequence[int], scale: float | N
     default float unless given)."""
     if name not in INITS:
         raise ValueError(f"unknown init {name!r}; expected one of {sorted(INITS)}")
-    if scale is not None and not scale > 0:
+    if scale is not None and _concrete(scale) and not np.all(np.asarray(scale) > 0):
         raise ValueError(f"init scale must be > 0, got {scale}")
     widths = check_widths(widths)
     if _uniform(widths):
