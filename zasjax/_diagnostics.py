@@ -30,8 +30,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._measures import effective_rank, nuclear_norm, reconstruction_error, unobserved_error
 from ._network import check_widths, end_to_end, loss_and_grad
-from ._run import DIVERGED, RUNNING, Settings, Whitened, init_state, step
+from ._objectives import Completion, Whitened, as_objective, full_batch, is_objective, target_of
+from ._run import DIVERGED, RUNNING, Settings, init_state, step
 from ._sharpness import sharpness as _sharpness
 
 Widths = Sequence[int] | None
@@ -178,27 +180,54 @@ def saddle_loss(phi: jax.Array) -> jax.Array:
 # ---------------------------------------------------------------------------------------------
 
 
-def diagnostics(W: jax.Array, phi: jax.Array, W0: jax.Array | None = None,
+def diagnostics(W: jax.Array, phi, W0: jax.Array | None = None,
                 widths: Widths = None, mask: jax.Array | None = None) -> dict[str, jax.Array]:
     """A dict of every diagnostic of one network (pure; vmappable over W, W0, phi).
 
+    `phi`: a target `(D, D)` (the whitened loss) or an objective (`_objectives`: `Whitened`,
+    `Regression`, `Completion`, `Sensing`).
+
     Keys (shapes): `loss` (), `invariant_drift` () [needs W0, else omitted], `zas_gap` (),
     `balancedness` (), `sigma_min_lower` (), `zas_lambda_min` (), `end_to_end_sv` (r,),
-    `grad_norms` (L,), `grad_ratio_last` (), `deficiency_margin` ().
+    `effective_rank` (), `nuclear_norm` () [of W_{L:1}, `_measures`], `grad_norms` (L,);
+    for the whitened loss also `grad_ratio_last` () and `deficiency_margin` () (the
+    quantities of its convergence proofs); where a ground truth Φ is known (the whitened
+    target, completion's, a sensing problem's given one) `reconstruction_error` ()
+    = ‖W_{L:1} − Φ‖_F/‖Φ‖_F; for completion `unobserved_error` () (`_measures`).
     """
-    out = {"loss": 0.5 * jnp.sum((end_to_end(_layout(W, widths)[0]) - phi) ** 2)}
+    whitened = not is_objective(phi) or isinstance(phi, Whitened)
+    objective = full_batch(phi) if is_objective(phi) else Whitened(phi)
+    target = target_of(objective)
+    if whitened:
+        out = {"loss": 0.5 * jnp.sum((end_to_end(_layout(W, widths)[0]) - target) ** 2)}
+    else:
+        loss, grad = objective.value_and_grad(W, jax.random.key(0), jnp.matmul)
+        grad = grad if mask is None else grad * mask
+        out = {"loss": loss}
     if W0 is not None:
         out["invariant_drift"] = invariant_drift(W, W0, widths)
+    sv = end_to_end_singular_values(W, widths)
     out.update(
         zas_gap=zas_invariant_gap(W, widths),
         balancedness=balancedness(W, widths),
         sigma_min_lower=sigma_min_lower(W, widths),
         zas_lambda_min=zas_lambda_min(W, widths),
-        end_to_end_sv=end_to_end_singular_values(W, widths),
-        grad_norms=layer_grad_norms(W, phi, mask),
-        grad_ratio_last=last_layer_grad_ratio(W, phi, widths),
-        deficiency_margin=deficiency_margin(W, phi, widths),
+        end_to_end_sv=sv,
+        effective_rank=effective_rank(sv),
+        nuclear_norm=nuclear_norm(sv),
     )
+    if whitened:
+        out.update(
+            grad_norms=layer_grad_norms(W, target, mask),
+            grad_ratio_last=last_layer_grad_ratio(W, target, widths),
+            deficiency_margin=deficiency_margin(W, target, widths),
+        )
+    else:
+        out["grad_norms"] = jnp.sqrt(jnp.sum(grad * grad, axis=(-2, -1)))
+    if target is not None:
+        out["reconstruction_error"] = reconstruction_error(W, target, widths)
+    if isinstance(objective, Completion):
+        out["unobserved_error"] = unobserved_error(W, target, objective.observed, widths)
     return out
 
 
@@ -294,20 +323,24 @@ def edge_of_stability_summary(sharp: jax.Array, steps: jax.Array, status: jax.Ar
             "sharpness_exceeded_before_divergence": diverged & before}
 
 
-def trajectory(W0: jax.Array, phi: jax.Array, lr, n_steps: int, every: int = 1,
+def trajectory(W0: jax.Array, phi, lr, n_steps: int, every: int = 1,
                mask: jax.Array | None = None, widths: Widths = None,
                settings: Settings = Settings(),
                sharpness: EdgeOfStability | None = None) -> dict[str, jax.Array]:
-    """Run `n_steps` of gradient descent from `W0` on R = ½‖W_{L:1} − Φ‖²_F with the core
-    runner's `step`, and record `diagnostics(W_t, phi, W0)` at t = 0, every, 2·every, …
+    """Run `n_steps` of gradient descent from `W0` with the core runner's `step`, on
+    R = ½‖W_{L:1} − Φ‖²_F for a target `phi: (D, D)` or on the objective given in its place
+    (`Whitened`, `Regression`, `Completion`, `Sensing`; its floating data cast to W0's
+    dtype), and record `diagnostics(W_t, phi, W0)` at t = 0, every, 2·every, … (for
+    completion and sensing these include the effective rank, nuclear norm and
+    reconstruction error of W_{L:1}, and for completion the error off the observed entries).
 
     Returns the diagnostics dict with a leading `(n_steps // every + 1,)` axis, plus `step`
     (t of each record) and `status` (the runner's flag at that record; a run that diverged
     freezes, so its later records repeat the frozen W). `n_steps`, `every`, `widths`,
     `settings` and `sharpness` are static; `lr`, `W0`, `phi`, `mask` may be traced, so the
     function jits (`jax.jit(trajectory, static_argnames=("n_steps", "every", "widths",
-    "settings", "sharpness"))`) and vmaps over learning rates, targets and inits. Pure and
-    unjitted.
+    "settings", "sharpness"))`) and vmaps over learning rates, targets (objectives) and
+    inits. Pure and unjitted.
 
     With `sharpness=EdgeOfStability(every=s)` (s a multiple of `every`) it also records the
     sharpness λ_max of the masked Hessian (`_sharpness.sharpness`, k = 1) at t = 0, s, 2s, …:
@@ -326,14 +359,16 @@ def trajectory(W0: jax.Array, phi: jax.Array, lr, n_steps: int, every: int = 1,
                              f"got {sharpness.every}")
         if not sharpness.band > 0:
             raise ValueError(f"sharpness.band must be > 0, got {sharpness.band}")
-    objective = Whitened(phi)
+    objective = as_objective(phi, W0.dtype)
+    if is_objective(phi):
+        objective.check(W0.shape[-1])
     mask = jnp.ones_like(W0) if mask is None else mask.astype(W0.dtype)
     lr = jnp.asarray(lr, W0.dtype)
     eps = jnp.zeros((), W0.dtype)  # never "converge": record the whole horizon
     max_iters = jnp.asarray(n_steps, jnp.int32)
 
     def record(state):
-        return {**diagnostics(state.W, phi, W0, widths, mask), "status": state.status}
+        return {**diagnostics(state.W, objective, W0, widths, mask), "status": state.status}
 
     def block(state, _):
         state = lax.fori_loop(
