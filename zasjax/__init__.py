@@ -23,6 +23,15 @@ from ._flow import (
     gradient_flow as gradient_flow,
 )
 from ._inits import INITS as INITS, make_init as make_init
+from ._measures import (
+    effective_rank as effective_rank,
+    measures as measures,
+    nuclear_norm as nuclear_norm,
+    reconstruction_error as reconstruction_error,
+    schatten_norm as schatten_norm,
+    singular_values as singular_values,
+    unobserved_error as unobserved_error,
+)
 from ._modes import (
     ModeFlowSolution as ModeFlowSolution,
     ModeResult as ModeResult,
@@ -34,6 +43,7 @@ from ._network import (
     data_loss as data_loss,
     data_loss_and_grad as data_loss_and_grad,
     end_to_end as end_to_end,
+    end_to_end_loss_and_grad as end_to_end_loss_and_grad,
     loss_and_grad as loss_and_grad,
     pad_depth as pad_depth,
     pad_square as pad_square,
@@ -41,6 +51,14 @@ from ._network import (
     suffix_products as suffix_products,
     support_mask as support_mask,
     whitened_loss as whitened_loss,
+)
+from ._objectives import (
+    Completion as Completion,
+    Sensing as Sensing,
+    completion_problem as completion_problem,
+    observed_entries as observed_entries,
+    sensing_matrices as sensing_matrices,
+    sensing_problem as sensing_problem,
 )
 from ._optimizers import OPTIMIZERS as OPTIMIZERS
 from ._resnet import (
@@ -82,7 +100,12 @@ from ._sweep import (
     lr_grid as lr_grid,
     sweep as sweep,
 )
-from ._targets import TARGETS as TARGETS, load_target as load_target, make_target as make_target
+from ._targets import (
+    TARGETS as TARGETS,
+    load_target as load_target,
+    low_rank_target as low_rank_target,
+    make_target as make_target,
+)
 from ._theory import (
     arora_conditions as arora_conditions,
     check_arora_rate as check_arora_rate,
