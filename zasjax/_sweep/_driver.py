@@ -28,7 +28,7 @@ from .._run import PRUNED, RUNNING, STATUS_NAMES
 from . import _inflight
 from ._distributed import is_writer, make_mesh, on_writer, put, to_host
 from ._engines import FullEngine, ModesEngine
-from ._grid import COLUMNS, Grid, config_key
+from ._grid import COLUMNS, MEASURES, Grid, config_key
 from ._plan import Slice, memory_budget
 from ._spec import SweepSpec, as_spec
 from ._tuning import best_per_config, fastest, tuning_group
@@ -196,7 +196,7 @@ def _open_folder(spec: SweepSpec, out: str, resume: bool, stack: contextlib.Exit
 def _sweep_grid(spec: SweepSpec, grid: Grid, mesh, out: str | None, resume: bool) -> list[dict]:
     """One grid of the spec, into `out` (its rows appended to runs.csv as they finish)."""
     if spec.engine == "full":
-        eng = FullEngine(spec.matmul, spec.prefix, spec.batching)
+        eng = FullEngine(spec.matmul, spec.prefix, spec.batching, grid.objective)
     else:
         eng = ModesEngine()
     dtype = jnp.dtype(spec.dtype)
@@ -251,20 +251,28 @@ def read_runs(path: str) -> list[dict]:
 
 
 def as_row(r: dict) -> dict:
-    """Normalise a row read back from CSV to the types of a fresh one."""
-    iters = r.get("iterations")
+    """Normalise a row read back from CSV to the types of a fresh one (an empty cell, or a
+    column a sweep of an earlier version did not write, is None)."""
+    def value(name, kind):
+        v = r.get(name)
+        return None if v in (None, "") else kind(v)
+
     return dict(init=r["init"], target=r["target"], dim=int(r["dim"]), depth=int(r["depth"]),
                 seed=int(r["seed"]), lr=float(r["lr"]), optimizer=r["optimizer"],
-                iterations=None if iters in (None, "") else int(iters),
-                final_loss=float(r["final_loss"]), status=str(r["status"]),
-                steps=int(r["steps"]))
+                iterations=value("iterations", int), final_loss=float(r["final_loss"]),
+                status=str(r["status"]), steps=int(r["steps"]),
+                objective=r.get("objective") or "whitened",
+                observations=value("observations", int), init_scale=value("init_scale", float),
+                **{m: value(m, float) for m in MEASURES})
 
 
 def _result_row(row: dict, host: dict, i: int) -> dict:
     iters = int(host["iterations"][i])
+    measured = {m: float(host[m][i]) if m in host and np.isfinite(host[m][i]) else None
+                for m in MEASURES}
     return {**row, "iterations": iters if iters >= 0 else None,
             "final_loss": float(host["loss"][i]), "status": STATUS_NAMES[int(host["status"][i])],
-            "steps": int(host["step"][i])}
+            "steps": int(host["step"][i]), **measured}
 
 
 def _stop(state, stop: np.ndarray, n_padded: int, mesh):
@@ -324,6 +332,8 @@ def _run_slice(ctx: _Context, sl: Slice, name: str) -> None:
         if new.any():
             fields = {k: to_host(getattr(state, k)) for k in ("status", "iterations", "loss",
                                                                "step")}
+            if prepared.measure is not None:  # of the end-to-end matrices, at the end
+                fields.update({k: to_host(v) for k, v in prepared.measure(state).items()})
             new_rows = [_result_row(rows[i], fields, i) for i in np.flatnonzero(new)]
             for r in new_rows:
                 ctx.finished[config_key(r)] = r
@@ -352,16 +362,21 @@ def _run_slice(ctx: _Context, sl: Slice, name: str) -> None:
 
 def build_inputs(grid: Grid, rows: list[dict], capacity: int, dtype,
                  matmul: str = "dot") -> dict[str, np.ndarray]:
-    """Initial weights, masks, targets and learning rates of `rows` as a sweep draws them,
-    padded to `capacity`, on the host (batch first): for tests and benchmarks."""
+    """Initial weights, masks, targets, objectives and learning rates of `rows` as a sweep
+    draws them, padded to `capacity`, on the host (batch first): for tests and benchmarks.
+    `objective` is the batch of objectives (`Completion`, `Sensing`, `Whitened`)."""
     dtype = jnp.dtype(dtype)
     mesh = make_mesh(jax.devices()[:1])
-    engine = FullEngine(matmul, "sequential", "vmap")
+    if grid.objective != "whitened":
+        matmul = "dot"
+    engine = FullEngine(matmul, "sequential", "vmap", grid.objective)
     sl = Slice(rows[0]["dim"], capacity, len(rows), max(r["depth"] for r in rows), tuple(rows))
-    state, phi, mask, lr = engine.initial(grid, sl, rows, dtype, mesh, 1)
+    state, objective, mask, lr = engine.initial(grid, sl, rows, dtype, mesh, 1)
     axis = engine._axis(sl.dim)
-    return dict(W=to_host(state.W, axis), phi=to_host(phi, axis), mask=to_host(mask, axis),
-                lr=to_host(lr))
+    return dict(W=to_host(state.W, axis), phi=to_host(objective.phi, axis),
+                mask=to_host(mask, axis), lr=to_host(lr),
+                objective=jax.tree.map(lambda x: to_host(x, axis if x.ndim > 2 else 0),
+                                       objective))
 
 
 def slice_program(grid: Grid, rows: list[dict], capacity: int, *, dtype, chunk: int,

@@ -20,11 +20,18 @@ from .. import _modes
 from .._executables import stored
 from .._inits import depth_coef
 from .._run import RunState, Settings
-from .._targets import make_target
 from ._distributed import put, sharding, to_host
-from ._grid import FILE_TARGET, Grid
+from ._grid import Grid
 from ._plan import LOOP_MIN_DIM, Slice, batch_cap, batch_size, plan, run_order
-from ._programs import Spec, advance_chunk, batch_axis, select, start, until_finished
+from ._programs import (
+    Spec,
+    advance_chunk,
+    batch_axis,
+    measure,
+    start,
+    targets as draw_targets,
+    until_finished,
+)
 
 #: Below this width the unrolled multiply-add formulation with the batch as the last axis
 #: beats batched dot products (measured by `zasjax bench`).
@@ -35,10 +42,12 @@ BATCHINGS = ("auto", "vmap", "loop")
 
 @dataclass
 class Prepared:
-    """A slice ready to run: its state and one chunk of iterations as `advance(state)`."""
+    """A slice ready to run: its state, one chunk of iterations as `advance(state)`, and
+    (deep matrix factorization) `measure(state)`: the `MEASURES` of every configuration."""
 
     state: object
     advance: Callable
+    measure: Callable | None = None
 
 
 def replicated(x, mesh) -> jax.Array:
@@ -56,6 +65,12 @@ def _seed_and_target_inputs(grid: Grid, rows: list[dict], dtype, dim: int):
             np.asarray([r["lr"] for r in rows], dtype), matrix)
 
 
+def _scales_and_observations(rows: list[dict], dtype):
+    return (np.asarray([np.nan if r["init_scale"] is None else r["init_scale"] for r in rows],
+                       dtype),
+            np.asarray([r["observations"] or 0 for r in rows], np.int32))
+
+
 # ---------------------------------------------------------------------------------------------
 # The full network
 # ---------------------------------------------------------------------------------------------
@@ -68,10 +83,13 @@ class FullEngine:
     matmul: str = "auto"
     prefix: str = "sequential"
     batching: str = "auto"
+    objective: str = "whitened"  # the other objectives run batch first (`_matmul`)
     name: str = "full"
 
     def check(self, grid: Grid) -> None:
-        pass
+        if grid.objective != "whitened" and self.matmul == "unrolled":
+            raise ValueError(f"matmul 'unrolled' (batch last) is the whitened loss's layout; "
+                             f"objective {grid.objective} runs batch first ('dot')")
 
     def plan(self, rows, ratio, n_dev, budget, dtype, grid: Grid, max_batch) -> list[Slice]:
         return plan(rows, ratio, n_dev, budget, dtype.itemsize, grid.optimizer, max_batch)
@@ -79,7 +97,7 @@ class FullEngine:
     def _matmul(self, dim: int) -> str:
         if self.matmul != "auto":
             return self.matmul
-        return "unrolled" if dim <= UNROLLED_MAX_DIM else "dot"
+        return "unrolled" if dim <= UNROLLED_MAX_DIM and self.objective == "whitened" else "dot"
 
     def layout(self, dim: int, chunk: int, grid: Grid, mesh) -> tuple[Settings, int, object]:
         mm = self._matmul(dim)
@@ -90,26 +108,32 @@ class FullEngine:
         return settings, axis, mesh if loop else None
 
     def initial(self, grid: Grid, sl: Slice, rows: list[dict], dtype, mesh, chunk: int):
-        """(state, phi, mask, lr) of `rows` (already padded to the batch) on the mesh."""
+        """(state, objective, mask, lr) of `rows` (already padded to the batch) on the mesh."""
         settings, axis, _ = self.layout(sl.dim, chunk, grid, mesh)
         spec = Spec(tuple(grid.inits), tuple(grid.targets), sl.dim, sl.capacity,
-                    grid.init_scale, dtype.name, settings, axis, mesh)
+                    grid.init_scale is not None, dtype.name, settings, axis, mesh,
+                    grid.objective, grid.rank, max(grid.observations, default=0))
         seeds, depths, targets, lr, matrix = _seed_and_target_inputs(grid, rows, dtype, sl.dim)
-        coefs = np.asarray([depth_coef(r["init"], r["dim"], r["depth"], grid.init_scale)
+        scales, observations = _scales_and_observations(rows, dtype)
+        coefs = np.asarray([depth_coef(r["init"], r["dim"], r["depth"], r["init_scale"])
                             for r in rows], dtype)
         inits = np.asarray([grid.inits.index(r["init"]) for r in rows], np.int32)
-        return _start(*(put(x, mesh, 0) for x in (seeds, depths, coefs, inits, targets, lr)),
+        return _start(*(put(x, mesh, 0) for x in (seeds, depths, coefs, scales, observations,
+                                                  inits, targets, lr)),
                       replicated(matrix, mesh), spec=spec)
 
     def start(self, grid: Grid, sl: Slice, rows: list[dict], dtype, mesh, chunk: int
               ) -> Prepared:
         settings, axis, loop_mesh = self.layout(sl.dim, chunk, grid, mesh)
-        state, phi, mask, lr = self.initial(grid, sl, rows, dtype, mesh, chunk)
+        state, objective, mask, lr = self.initial(grid, sl, rows, dtype, mesh, chunk)
         eps = replicated(np.asarray(grid.eps, dtype), mesh)
         max_iters = replicated(np.int32(grid.max_iters), mesh)
         active = replicated(np.int32(sl.active), mesh)
+        measure = None if grid.objective == "whitened" else \
+            (lambda state: _measure(state.W, objective))
         return Prepared(state, lambda state: _advance(
-            state, phi, mask, lr, active, eps, max_iters, settings, axis, loop_mesh))
+            state, objective, mask, lr, active, eps, max_iters, settings, axis, loop_mesh),
+            measure)
 
     def to_host(self, state: RunState, dim: int) -> dict[str, np.ndarray]:
         axis = self._axis(dim)
@@ -163,17 +187,13 @@ _COUNTERS = ("step", "loss", "status", "iterations", "blowup")
 # ---------------------------------------------------------------------------------------------
 
 
-@partial(jax.jit, static_argnames=("targets", "dim", "dtype", "mesh"))
-def start_modes(seeds, depths, target_index, lr, target_matrix, targets, dim, dtype, mesh):
+@partial(jax.jit, static_argnames=("targets", "dim", "dtype", "mesh", "rank"))
+def start_modes(seeds, depths, target_index, lr, target_matrix, targets, dim, dtype, mesh,
+                rank=1):
     """The ZAS mode state (a = 1, b = 0) of every configuration, batch last: `a, b, s:
     (d, B)`, counters `(B,)`; Φ drawn exactly as the full engine draws it."""
     dtype = jnp.dtype(dtype)
-    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 1))(seeds)
-    phi = select(target_index, [
-        jnp.broadcast_to(target_matrix.astype(dtype), (len(seeds), dim, dim))
-        if name == FILE_TARGET
-        else jax.vmap(lambda k, name=name: make_target(name, k, (dim, dim), dtype))(keys)
-        for name in targets])
+    phi = draw_targets(seeds, target_index, target_matrix, targets, dim, dtype, rank)
     s = jax.vmap(lambda p: _modes.mode_svd(p)[1])(phi).T
     depth = depths.astype(dtype)
     state = _modes.init_state(s, depth)
@@ -191,7 +211,8 @@ def advance_modes(state, s, depth, lr, eps, max_iters, chunk):
 # A warm run loads each compiled program from disk without tracing it (`_executables`).
 _start = stored(start, ("spec",))
 _advance = stored(advance_chunk, ("settings", "axis", "loop_mesh"))
-_start_modes = stored(start_modes, ("targets", "dim", "dtype", "mesh"))
+_measure = stored(measure)
+_start_modes = stored(start_modes, ("targets", "dim", "dtype", "mesh", "rank"))
 _advance_modes = stored(advance_modes, ("chunk",))
 
 
@@ -207,6 +228,10 @@ class ModesEngine:
             problems.append(f"init {', '.join(i for i in grid.inits if i != 'zas')}")
         if grid.optimizer != "gd":
             problems.append(f"optimizer {grid.optimizer}")
+        if grid.objective != "whitened":
+            problems.append(f"objective {grid.objective}")
+        if grid.init_scale is not None:
+            problems.append("an init scale")
         if problems:
             raise ValueError(f"engine 'modes' is exact only for plain GD from ZAS on the "
                              f"whitened loss; it cannot run {' and '.join(problems)} "
@@ -228,7 +253,8 @@ class ModesEngine:
         seeds, depths, targets, lr, matrix = _seed_and_target_inputs(grid, rows, dtype, sl.dim)
         state, s, depth, lr = _start_modes(
             *(put(x, mesh, 0) for x in (seeds, depths, targets, lr)), replicated(matrix, mesh),
-            targets=tuple(grid.targets), dim=sl.dim, dtype=dtype.name, mesh=mesh)
+            targets=tuple(grid.targets), dim=sl.dim, dtype=dtype.name, mesh=mesh,
+            rank=grid.rank)
         eps = replicated(np.asarray(grid.eps, dtype), mesh)
         max_iters = replicated(np.int32(grid.max_iters), mesh)
         return Prepared(state, lambda state: _advance_modes(state, s, depth, lr, eps,

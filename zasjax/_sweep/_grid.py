@@ -1,5 +1,5 @@
-"""The grid of a sweep: init × target × dim × depth × seed × learning rate, checked on
-construction, and the identity of one configuration (its row key)."""
+"""The grid of a sweep: init × target × dim × depth × seed × learning rate × observations ×
+init scale, checked on construction, and the identity of one configuration (its row key)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,17 @@ from .._optimizers import check_optimizer
 from .._options import option
 from .._targets import TARGETS, load_target
 
-KEY_COLUMNS = ("init", "target", "dim", "depth", "seed", "lr", "optimizer")
-COLUMNS = (*KEY_COLUMNS, "iterations", "final_loss", "status", "steps")
+KEY_COLUMNS = ("init", "target", "dim", "depth", "seed", "lr", "optimizer", "objective",
+               "observations", "init_scale")
+#: What a deep-matrix-factorization run measures of its end-to-end matrix at the end.
+MEASURES = ("reconstruction_error", "unobserved_error", "effective_rank", "nuclear_norm")
+COLUMNS = (*KEY_COLUMNS[:7], "iterations", "final_loss", "status", "steps", *KEY_COLUMNS[7:],
+           *MEASURES)
 FILE_TARGET = "file"
+#: The random rank-`rank` target of deep matrix factorization (`_targets.low_rank_target`).
+LOW_RANK = "low-rank"
+#: R = ½‖W_{L:1} − Φ‖²_F; ½ Σ over observed entries; ½ Σ_k (⟨A_k, W_{L:1}⟩ − y_k)².
+OBJECTIVES = ("whitened", "completion", "sensing")
 
 #: Seeds and iteration counts live in int32 arrays on the device.
 INT32_MAX = 2**31 - 1
@@ -85,7 +93,15 @@ class Grid:
                           metavar="NAME=VALUE", repeat=True)
     eps: float = option(1e-10, "convergence threshold on R")
     max_iters: int = option(10_000, "most iterations a configuration runs")
-    init_scale: float | None = option(None, "noise/scale parameter of the init")
+    init_scale: Sequence[float] | None = option(
+        None, "noise/scale parameter of the init; a list is an axis (the small inits: "
+              "‖W_{L:1}‖_F)", parse=lambda text, name: tuple(parse_floats(text, name)),
+        metavar="A,B,...")
+    objective: str = option("whitened", "whitened (all of Φ), completion (observed entries "
+                                        "of Φ) or sensing (Gaussian measurements of Φ)")
+    observations: Sequence[int] = option((), "observed entries (completion) or measurements "
+                                             "(sensing) per run; a list is an axis")
+    rank: int = option(5, "rank of the low-rank target")
     target_matrix: np.ndarray | None = dataclasses.field(
         default=None, compare=False, repr=False, metadata=dict(
             help="a .npy matrix used as the target (d × d); its rows say target 'file'",
@@ -105,12 +121,18 @@ class Grid:
         elif self.lrs != AUTO_LRS:
             object.__setattr__(self, "lrs", tuple(self.lrs))
         object.__setattr__(self, "hyper", tuple(sorted(tuple(h) for h in self.hyper)))
+        object.__setattr__(self, "observations", tuple(int(n) for n in self.observations))
+        if self.init_scale is not None:
+            scales = self.init_scale if isinstance(self.init_scale, Sequence) else \
+                (self.init_scale,)
+            object.__setattr__(self, "init_scale", tuple(float(x) for x in scales))
         self.check()
 
     def check(self) -> None:
         """ValueError for any value a run cannot use."""
         for name, values, table in (("init", self.inits, INITS),
-                                    ("target", self.targets, {**TARGETS, FILE_TARGET: 0})):
+                                    ("target", self.targets,
+                                     {**TARGETS, FILE_TARGET: 0, LOW_RANK: 0})):
             if not values:
                 raise ValueError(f"give at least one {name}")
             for v in values:
@@ -159,9 +181,13 @@ class Grid:
             raise ValueError(f"eps must be a finite number > 0, got {self.eps}")
         if not 1 <= self.max_iters <= INT32_MAX - 1:
             raise ValueError(f"max_iters must be in [1, {INT32_MAX - 1}], got {self.max_iters}")
-        if self.init_scale is not None and not (self.init_scale > 0
-                                                and math.isfinite(self.init_scale)):
-            raise ValueError(f"init scale must be a finite number > 0, got {self.init_scale}")
+        if self.init_scale is not None and not (
+                self.init_scale and all(x > 0 and math.isfinite(x) for x in self.init_scale)):
+            raise ValueError(f"init scale must be finite numbers > 0, got "
+                             f"{list(self.init_scale)}")
+        if len(set(self.init_scale or ())) != len(self.init_scale or ()):
+            raise ValueError(f"init scale {list(self.init_scale)} lists a value twice")
+        self._check_objective()
         check_optimizer(self.optimizer, dict(self.hyper))
         if self.target_matrix is not None:
             shape = np.shape(self.target_matrix)
@@ -170,12 +196,39 @@ class Grid:
                     raise ValueError(f"target matrix has shape {shape}, expected ({d}, {d}) "
                                      f"to match dim {d}")
 
+    def _check_objective(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; expected one of "
+                             f"{OBJECTIVES}")
+        if LOW_RANK in self.targets and not (isinstance(self.rank, int) and self.rank >= 1
+                                             and self.rank <= min(self.dims)):
+            raise ValueError(f"rank must be an integer in [1, {min(self.dims)}] (the smallest "
+                             f"dim), got {self.rank!r}")
+        if self.objective == "whitened":
+            if self.observations:
+                raise ValueError("observations are for --objective completion or sensing; "
+                                 "the whitened loss sees all of Φ")
+            return
+        if not self.observations:
+            raise ValueError(f"objective {self.objective} needs the number of observations "
+                             "(--observations)")
+        if len(set(self.observations)) != len(self.observations):
+            raise ValueError(f"observations {list(self.observations)} list a value twice")
+        for d in self.dims:
+            if not all(1 <= n <= d * d for n in self.observations):
+                raise ValueError(f"observations must be in [1, {d * d}] (entries of a {d} × "
+                                 f"{d} target), got {list(self.observations)}")
+
     def configs(self) -> list[dict]:
         """Every configuration as a row dict with the `KEY_COLUMNS`, in a fixed order."""
+        observations = self.observations or (None,)
+        scales = self.init_scale or (None,)
         return [dict(init=i, target=t, dim=int(d), depth=int(L), seed=int(s), lr=float(lr),
-                     optimizer=self.optimizer)
-                for i, t, d, L, s in itertools.product(self.inits, self.targets, self.dims,
-                                                       self.depths, self.seeds)
+                     optimizer=self.optimizer, objective=self.objective, observations=n,
+                     init_scale=x)
+                for i, t, d, L, n, x, s in itertools.product(
+                    self.inits, self.targets, self.dims, self.depths, observations, scales,
+                    self.seeds)
                 for lr in self.lrs_at(L, s)]
 
     def _per_depth(self) -> bool:
@@ -214,6 +267,9 @@ class Grid:
 
 
 def config_key(row: dict) -> tuple:
-    """Hashable identity of a configuration, equal for a fresh row and one read from CSV."""
+    """Hashable identity of a configuration, equal for a fresh row and one read from CSV
+    (whose empty cells, and the rows of sweeps from before these columns, are None)."""
+    n, x = row.get("observations"), row.get("init_scale")
     return (row["init"], row["target"], int(row["dim"]), int(row["depth"]), int(row["seed"]),
-            float(row["lr"]), row["optimizer"])
+            float(row["lr"]), row["optimizer"], row.get("objective") or "whitened",
+            None if n in (None, "") else int(n), None if x in (None, "") else float(x))

@@ -1,11 +1,15 @@
-"""The two compiled programs of a slice, each built once per (width, capacity, batch size):
+"""The compiled programs of a slice, each built once per (width, capacity, batch size):
 
-- `start`: initial weights, masks, targets and the initial run state of every configuration,
-  drawn on the device from seeds and depths given as data;
-- `advance_chunk`: `record_every` iterations of `_run.step` on every configuration.
+- `start`: initial weights, masks, objectives (targets, observed entries or measurements)
+  and the initial run state of every configuration, drawn on the device from seeds,
+  depths, observation counts and init scales given as data;
+- `advance_chunk`: `record_every` iterations of `_run.step` on every configuration;
+- `measure`: what deep matrix factorization measures of each end-to-end matrix.
 
-Seed s draws its initialisation from fold_in(key(s), 0) and its target from
-fold_in(key(s), 1): the same seed gives the same Φ at every depth and init.
+Seed s draws its initialisation from fold_in(key(s), 0), its target from fold_in(key(s), 1)
+and its observed entries or measurement matrices from fold_in(key(s), 2): the same seed
+gives the same Φ at every depth, init and observation count, and the same observations at
+every depth and init.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import Mesh, PartitionSpec
 
+from .. import _measures
 from .._inits import uniform_init
-from .._network import loss_and_grad_unrolled, whitened_loss
-from .._run import RUNNING, Settings, Whitened, init_state, step
-from .._targets import make_target
+from .._network import end_to_end, loss_and_grad_unrolled
+from .._objectives import Completion, Sensing, Whitened, observed_entries, sensing_matrices
+from .._run import RUNNING, Settings, init_state, step
+from .._targets import low_rank_target, make_target
 from ._distributed import sharding
-from ._grid import FILE_TARGET
+from ._grid import FILE_TARGET, LOW_RANK
 
 
 def batch_axis(matmul: str) -> int:
@@ -39,11 +45,14 @@ class Spec(NamedTuple):
     targets: tuple[str, ...]
     dim: int
     capacity: int
-    scale: float | None
+    scaled: bool            # init scales given (as data), or each init's default
     dtype: str
     settings: Settings
     axis: int
     mesh: Mesh
+    objective: str = "whitened"
+    rank: int = 1           # of the low-rank target
+    measurements: int = 0   # sensing: rows of A (the most observations of the grid)
 
 
 def select(index, options):
@@ -55,39 +64,84 @@ def select(index, options):
                                axis=0)[0]
 
 
-@partial(jax.jit, static_argnames=("spec",))
-def start(seeds, depths, coefs, init_index, target_index, lr, target_matrix, spec: Spec):
-    """Initial state, targets, masks and learning rates of a slice, on the mesh.
+def targets(seeds, target_index, target_matrix, names, dim: int, dtype, rank: int = 1):
+    """Φ of every configuration, `(B, dim, dim)`: seed s draws from fold_in(key(s), 1)."""
+    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 1))(seeds)
 
-    `seeds, depths, coefs, init_index, target_index, lr: (B,)`: per configuration (`coefs`
-    from `depth_coef`, the indices into `spec.inits`/`spec.targets`); `target_matrix`:
-    `(D, D)` for the file target (zeros otherwise).
+    def draw(name):
+        if name == FILE_TARGET:
+            return jnp.broadcast_to(target_matrix.astype(dtype), (len(seeds), dim, dim))
+        if name == LOW_RANK:
+            return jax.vmap(lambda k: low_rank_target(k, (dim, dim), rank, dtype=dtype))(keys)
+        return jax.vmap(lambda k: make_target(name, k, (dim, dim), dtype))(keys)
+
+    return select(target_index, [draw(name) for name in names])
+
+
+def objectives(seeds, phi, observations, spec: Spec):
+    """The objective of every configuration (batched pytree): the whitened loss of Φ, or its
+    `observations` observed entries / Gaussian measurements, drawn from fold_in(key(s), 2)."""
+    if spec.objective == "whitened":
+        return Whitened(phi)
+    D = spec.dim
+    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 2))(seeds)
+    if spec.objective == "completion":
+        observed = jax.vmap(lambda k, n: observed_entries(k, (D, D), n))(keys, observations)
+        return Completion(phi, observed)
+    A = jax.vmap(lambda k, n: sensing_matrices(k, spec.measurements, (D, D), n=n,
+                                               dtype=phi.dtype))(keys, observations)
+    return Sensing(A, jnp.einsum("bkij,bij->bk", A, phi), phi)
+
+
+@partial(jax.jit, static_argnames=("spec",))
+def start(seeds, depths, coefs, scales, observations, init_index, target_index, lr,
+          target_matrix, spec: Spec):
+    """Initial state, objectives, masks and learning rates of a slice, on the mesh.
+
+    `seeds, depths, coefs, scales, observations, init_index, target_index, lr: (B,)`: per
+    configuration (`coefs` from `depth_coef`, `scales` the init scales when `spec.scaled`,
+    the indices into `spec.inits`/`spec.targets`); `target_matrix`: `(D, D)` for the file
+    target (zeros otherwise).
     """
     D, C, dtype = spec.dim, spec.capacity, jnp.dtype(spec.dtype)
     keys = jax.vmap(jax.random.key)(seeds)
     init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
-    target_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    scales = scales.astype(dtype) if spec.scaled else jnp.full(len(seeds), jnp.nan, dtype)
     W = select(init_index, [
-        jax.vmap(lambda k, L, c, name=name: uniform_init(name, k, D, L, C, c, spec.scale,
-                                                           dtype))(init_keys, depths, coefs)
+        jax.vmap(lambda k, L, c, x, name=name: uniform_init(
+            name, k, D, L, C, c, x if spec.scaled else None, dtype))(
+                init_keys, depths, coefs, scales)
         for name in spec.inits])
-    phi = select(target_index, [
-        jnp.broadcast_to(target_matrix.astype(dtype), (len(seeds), D, D)) if name == FILE_TARGET
-        else jax.vmap(lambda k, name=name: make_target(name, k, (D, D), dtype))(target_keys)
-        for name in spec.targets])
+    phi = targets(seeds, target_index, target_matrix, spec.targets, D, dtype, spec.rank)
+    objective = objectives(seeds, phi, observations, spec)
     mask = (jnp.arange(C, dtype=depths.dtype)[None, :] < depths[:, None]).astype(dtype)
     mask = mask[..., None, None]
     lr = lr.astype(dtype)
-    state = jax.vmap(lambda W, phi, lr: init_state(W, _LossOnly(phi), lr, spec.settings),
-                     out_axes=spec.axis)(W, phi, lr)
-    inputs = tuple(jnp.moveaxis(x, 0, spec.axis) for x in (phi, mask, lr))
+    state = jax.vmap(lambda W, obj, lr: init_state(W, _LossOnly(obj), lr, spec.settings),
+                     out_axes=spec.axis)(W, objective, lr)
+    inputs = jax.tree.map(lambda x: jnp.moveaxis(x, 0, spec.axis), (objective, mask, lr))
     place = lambda x: lax.with_sharding_constraint(x, sharding(spec.mesh, x.ndim, _axis(x, spec)))
-    return jax.tree.map(place, state), *map(place, inputs)
+    return jax.tree.map(place, state), *jax.tree.map(place, inputs)
 
 
 def _axis(x, spec: Spec) -> int:
-    # Per-configuration scalars and keys have one axis: the batch.
-    return 0 if x.ndim == 1 else spec.axis
+    # Per-configuration scalars and keys have one axis: the batch; sensing's measurements
+    # (B, m) keep it first too.
+    return 0 if x.ndim <= 2 else spec.axis
+
+
+@jax.jit
+def measure(W, objective):
+    """`_measures.measures` of every configuration's end-to-end matrix, `(B,)` each (batch
+    first, as every objective but the whitened loss runs)."""
+
+    def one(W, obj):
+        X = end_to_end(W)
+        out = _measures.measures(X, obj.phi, getattr(obj, "observed", None))
+        return {k: out[k] for k in ("reconstruction_error", "unobserved_error",
+                                    "effective_rank", "nuclear_norm") if k in out}
+
+    return jax.vmap(one)(W, objective)
 
 
 #: Iterations between two checks whether every configuration of a slice has finished: the
@@ -114,10 +168,10 @@ def until_finished(step_fn, state, n: int):
 class _LossOnly(eqx.Module):
     """R(W) alone, for the initial state (which keeps no gradient): a smaller program."""
 
-    phi: jax.Array
+    objective: eqx.Module
 
     def value_and_grad(self, W, key, matmul, prefix="sequential"):
-        return whitened_loss(W, self.phi), None
+        return self.objective.head(end_to_end(W))[0], None
 
 
 class _Evaluated(eqx.Module):
@@ -131,7 +185,8 @@ class _Evaluated(eqx.Module):
 
 
 @partial(jax.jit, static_argnames=("settings", "axis", "loop_mesh"), donate_argnums=(0,))
-def advance_chunk(state, phi, mask, lr, active, eps, max_iters, settings, axis, loop_mesh=None):
+def advance_chunk(state, objective, mask, lr, active, eps, max_iters, settings, axis,
+                  loop_mesh=None):
     """Up to `settings.record_every` iterations of `step` on every configuration (fewer
     once all of them have finished).
 
@@ -145,12 +200,15 @@ def advance_chunk(state, phi, mask, lr, active, eps, max_iters, settings, axis, 
     configuration here; the layer loops stop there.
     """
 
-    def one(state, phi, mask, lr, active):
-        return step(state, Whitened(phi, active), mask, lr, eps, max_iters, settings)
+    def one(state, objective, mask, lr, active):
+        objective = eqx.tree_at(lambda o: o.active, objective, active,
+                                is_leaf=lambda x: x is None)
+        return step(state, objective, mask, lr, eps, max_iters, settings)
 
-    def batch_last(state, phi, mask, lr, active):
+    def batch_last(state, objective, mask, lr, active):
         # `step` broadcasts over trailing batch axes; a vmap would transpose W every step.
-        objective = _Evaluated(*loss_and_grad_unrolled(state.W, phi, active))
+        # (Batch last is the whitened loss's layout: the other objectives run batch first.)
+        objective = _Evaluated(*loss_and_grad_unrolled(state.W, objective.phi, active))
         return step(state, objective, mask, lr, eps, max_iters, settings)
 
     if axis == -1:
@@ -160,13 +218,13 @@ def advance_chunk(state, phi, mask, lr, active, eps, max_iters, settings, axis, 
     else:
         batched = lambda *args, active: jax.vmap(partial(one, active=active))(*args)
 
-    def chunk(state, phi, mask, lr, active):
-        return until_finished(lambda st: batched(st, phi, mask, lr, active=active), state,
-                              settings.record_every)
+    def chunk(state, objective, mask, lr, active):
+        return until_finished(lambda st: batched(st, objective, mask, lr, active=active),
+                              state, settings.record_every)
 
     if loop_mesh is not None:
         spec = PartitionSpec("cfg")
         # check_vma=False: the layer scans start from constants (eye), replicated by nature.
         chunk = jax.shard_map(chunk, mesh=loop_mesh, in_specs=(spec,) * 4 + (PartitionSpec(),),
                               out_specs=spec, check_vma=False)
-    return chunk(state, phi, mask, lr, active)
+    return chunk(state, objective, mask, lr, active)
