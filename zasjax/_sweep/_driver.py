@@ -124,8 +124,8 @@ def sweep(spec: SweepSpec | Grid, out: str | None = None, *, resume: bool = Fals
     spec = as_spec(spec, **changes)
     default = jnp.dtype(jax.dtypes.canonicalize_dtype(float)).name
     if spec.dtype == "float64" and default != "float64":
-        raise ValueError("dtype float64 needs JAX's 64-bit mode: call "
-                         "jax.config.update('jax_enable_x64', True) first (--x64 does)")
+        raise ValueError("dtype float64 needs JAX's 64-bit mode: set jax_enable_x64 first "
+                         "(jax.config.update; the command's --x64 does)")
     spec = spec.replace(dtype=spec.dtype or default)
     devices = jax.devices() if spec.devices in (None, "auto") else jax.devices()[:spec.devices]
     if isinstance(spec.devices, int) and len(devices) < spec.devices:
