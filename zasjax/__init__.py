@@ -3,6 +3,11 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from . import reproduce as reproduce
+from ._baselines import (
+    MissingExtraError as MissingExtraError,
+    nuclear_norm_completion as nuclear_norm_completion,
+    nuclear_norm_sensing as nuclear_norm_sensing,
+)
 from ._compilation import use_cpu_loop_kernels as use_cpu_loop_kernels
 from ._data import load_fashion_mnist as load_fashion_mnist
 from ._diagnostics import (
