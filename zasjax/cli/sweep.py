@@ -212,14 +212,26 @@ def _print_summary(table: list[dict], out: str, elapsed: float) -> None:
                                                                  "max-iters")}
     print(f"{len(table)} configurations in {elapsed:.1f} s: " +
           ", ".join(f"{n} {s}" for s, n in counts.items()))
+    dmf = any(r.get("observations") is not None for r in table)
     groups: dict[tuple, list] = {}
     for r in table:
-        groups.setdefault((r["init"], r["target"], r["dim"], r["depth"]), []).append(r)
-    print(f"{'init':<14}{'target':<14}{'dim':>4}{'depth':>9}  median iterations (lr)")
-    for (init, target, dim, depth), rs in sorted(groups.items()):
+        key = (r["init"], r["target"], r["dim"], r["depth"])
+        groups.setdefault(key + ((r["observations"],) if dmf else ()), []).append(r)
+    wi = max(len("init"), *(len(r["init"]) for r in table)) + 2
+    wt = max(len("target"), *(len(r["target"]) for r in table)) + 2
+    print(f"{'init':<{wi}}{'target':<{wt}}{'dim':>4}{'depth':>9}"
+          + (f"{'observed':>10}  median error, rank" if dmf else "")
+          + "  median iterations (lr)")
+    for key, rs in sorted(groups.items()):
+        init, target, dim, depth = key[:4]
         its = [r["iterations"] for r in rs if r["status"] == "converged"]
         med = f"{np.median(its):.0f}" if its else "-"
         lrs = sorted({r["lr"] for r in rs})
         lr_text = f"{lrs[0]:.3g}" if len(lrs) == 1 else f"{lrs[0]:.3g}..{lrs[-1]:.3g}"
-        print(f"{init:<14}{target:<14}{dim:>4}{depth:>9}  {med} ({lr_text})")
+        extra = ""
+        if dmf:
+            err = np.median([r["reconstruction_error"] for r in rs])
+            rank = np.median([r["effective_rank"] for r in rs])
+            extra = f"{key[4]:>10}  {err:.3g}, {rank:.3g}"
+        print(f"{init:<{wi}}{target:<{wt}}{dim:>4}{depth:>9}{extra}  {med} ({lr_text})")
     print(f"wrote {out}/results.csv, config.json, iterations_vs_depth.png")
