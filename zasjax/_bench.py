@@ -9,10 +9,18 @@ rate measured in a subprocess started with that many devices), in the same run. 
 configuration-step is one GD iteration of one configuration; GFLOP/s counts the 3L products
 of d × d matrices per step (2d³ flops each). PyTorch is optional (`pip install
 torch`); without it the ratios are null.
+
+A completion case (deep matrix factorization, Arora, Cohen, Hu & Luo 2019): n = 100, depth
+3, a rank-5 target, 2,000 observed entries, small Gaussian init, GD on B seeds as a sweep
+runs them, beside the peers' PyTorch loop (roosephu/deep_matrix_factorization, main.py: a
+stack of bias-free `nn.Linear`, the end-to-end product, the mean squared error on the
+observed entries, `loss.backward()`, `optim.SGD`), one configuration after another and
+batched by `torch.bmm`; each at PyTorch's default thread count and on one thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -30,8 +38,12 @@ import numpy as np
 from . import _sweep
 from ._compilation import Timer, use_cache_dir
 from ._executables import forget
+from ._inits import make_init
+from ._objectives import Completion, observed_entries
+from ._run import RUNNING, run as gd_run
 from ._sweep._distributed import cores
 from ._sweep._driver import slice_program
+from ._targets import low_rank_target
 
 L = 100
 CASES = {"d2": (2, 1024), "d10": (10, 64), "d100": (100, 4)}
@@ -139,6 +151,237 @@ def torch_bmm_rate(d: int, B: int, steps: int) -> float | None:
     t0 = time.perf_counter()
     run(steps)
     return B * steps / (time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Matrix completion: zasjax's sweep programs against the peers' PyTorch loop
+# ---------------------------------------------------------------------------------------------
+
+#: n, depth, rank of the target, observed entries, configurations (seeds).
+COMPLETION = dict(d=100, L=3, rank=5, observations=2000, B=8)
+#: The peers' SGD learning rate (configs/opt/SGD.toml) and init scale s (main.py: std
+#: s^{1/L}/√n per layer, ‖W_{L:1}‖_F ≈ s√n), roosephu/deep_matrix_factorization.
+PEER_LR, PEER_INIT_SCALE = 0.01, 1e-3
+
+
+def completion_lr() -> float:
+    """Our learning rate giving the peers' iterates: their loss, the mean squared error over
+    N observed entries, is 2/N times `Completion`'s ½ Σ, so η = 2 · PEER_LR / N."""
+    return 2 * PEER_LR / COMPLETION["observations"]
+
+
+def completion_grid(B: int) -> _sweep.Grid:
+    c = COMPLETION
+    return _sweep.Grid(objective="completion", observations=(c["observations"],),
+                       targets=("low-rank",), rank=c["rank"], inits=("small-gaussian",),
+                       init_scale=(PEER_INIT_SCALE * c["d"] ** 0.5,), dims=(c["d"],),
+                       depths=(c["L"],), seeds=tuple(range(B)), lrs=(completion_lr(),),
+                       max_iters=10**9 - 1, eps=1e-30)
+
+
+def completion_rate(B: int, steps: int, repeats: int, batching: str) -> float:
+    """Configuration-steps per second of the sweep's compiled chunk on the completion grid
+    (`batching`: "loop", each configuration after another, or "vmap")."""
+    grid = completion_grid(B)
+    state, advance = slice_program(grid, grid.configs(), COMPLETION["L"], dtype=jnp.float32,
+                                   chunk=steps, matmul="dot", batching=batching,
+                                   devices=jax.devices()[:1])
+    state = [state]
+
+    def chunk():
+        state[0] = advance(state[0])
+        state[0].W.block_until_ready()
+
+    rate = B * steps / _best(chunk, repeats)
+    if not np.all(np.asarray(state[0].status) == RUNNING):
+        # A finished configuration stops stepping: the rate would count steps not taken.
+        raise RuntimeError("a completion configuration finished while being timed")
+    return rate
+
+
+def completion_vmap_run_rate(B: int, steps: int, repeats: int) -> float:
+    """The same problems through the plain API: `jax.jit(jax.vmap(run))` on B seeds, each
+    drawing its init, rank-5 target and observed entries."""
+    c = COMPLETION
+    d, L = c["d"], c["L"]
+
+    def problem(seed):
+        key = jax.random.key(seed)
+        W0 = make_init("small-gaussian", jax.random.fold_in(key, 0), (d,) * (L + 1),
+                       scale=PEER_INIT_SCALE * d**0.5, dtype=jnp.float32)
+        phi = low_rank_target(jax.random.fold_in(key, 1), (d, d), c["rank"],
+                              dtype=jnp.float32)
+        observed = observed_entries(jax.random.fold_in(key, 2), (d, d), c["observations"])
+        return W0, Completion(phi, observed)
+
+    W0, objective = jax.vmap(problem)(jnp.arange(B))
+    f = jax.jit(jax.vmap(lambda W, o: gd_run(W, o, lr=completion_lr(), eps=1e-30,
+                                              max_iters=steps, record_every=steps).W))
+    return B * steps / _best(lambda: f(W0, objective).block_until_ready(), repeats)
+
+
+@contextlib.contextmanager
+def _threads(torch, n: int | None):
+    """PyTorch's intra-op thread count set to `n` (None: left as it is) for a block."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _peer_problem(torch, gen, batch: int | None = None):
+    """A rank-r target Φ (‖Φ‖_F = n, gen_gt.py), N observed entries drawn without
+    replacement (gen_obs.py) as flat indices, and their values; with `batch`, one per
+    configuration, stacked."""
+    c = COMPLETION
+    d, r, N = c["d"], c["rank"], c["observations"]
+
+    def one():
+        gt = torch.randn(d, r, generator=gen) @ torch.randn(r, d, generator=gen)
+        gt = gt * (d / gt.norm())
+        flat = torch.randperm(d * d, generator=gen)[:N]
+        return flat, gt.reshape(-1)[flat]
+
+    if batch is None:
+        return one()
+    flats, ys = zip(*(one() for _ in range(batch)))
+    return torch.stack(flats), torch.stack(ys)
+
+
+def _peer_std() -> float:
+    d, L = COMPLETION["d"], COMPLETION["L"]
+    return PEER_INIT_SCALE ** (1 / L) * d**-0.5
+
+
+def peer_e2e(model):
+    """The peers' end-to-end matrix (main.py, `get_e2e`): W_1ᵀ, then each layer applied."""
+    e2e = None
+    for fc in model.children():
+        e2e = fc.weight.t() if e2e is None else fc(e2e)
+    return e2e
+
+
+def peer_step(model, us, vs, ys, opt):
+    """One step of the peers' loop: their mean squared error on the observed entries,
+    `backward`, the optimiser's step (their per-step logging and stopping test left out)."""
+    loss = (peer_e2e(model)[us, vs] - ys).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def torch_completion_loop_rate(configs: int, steps: int, threads: int | None = None
+                               ) -> float | None:
+    """The peers' formulation, one configuration after another: `nn.Sequential` of bias-free
+    `nn.Linear` layers (std s^{1/L}/√n), `optim.SGD(lr=0.01)`. The best configuration's
+    rate (a first one, two steps untimed, warms up)."""
+    torch = _torch()
+    if torch is None:
+        return None
+    d, L = COMPLETION["d"], COMPLETION["L"]
+    gen = torch.Generator().manual_seed(0)
+    best = float("inf")
+    with _threads(torch, threads):
+        for i in range(configs + 1):
+            model = torch.nn.Sequential(*[torch.nn.Linear(d, d, bias=False) for _ in range(L)])
+            for p in model.parameters():
+                torch.nn.init.normal_(p, std=_peer_std(), generator=gen)
+            flat, ys = _peer_problem(torch, gen)
+            us, vs = flat // d, flat % d
+            opt = torch.optim.SGD(model.parameters(), lr=PEER_LR)
+            t0 = time.perf_counter()
+            for _ in range(steps if i else 2):
+                peer_step(model, us, vs, ys, opt)
+            if i:
+                best = min(best, time.perf_counter() - t0)
+    return steps / best
+
+
+def torch_completion_bmm_rate(B: int, steps: int, repeats: int, threads: int | None = None
+                              ) -> float | None:
+    """Batched: one (B, L, n, n) parameter, the peers' product by `torch.bmm`, each
+    configuration's mean squared error (summed over configurations, so each gradient is its
+    own), SGD. Best of `repeats` after a warm-up."""
+    torch = _torch()
+    if torch is None:
+        return None
+    d, L = COMPLETION["d"], COMPLETION["L"]
+    gen = torch.Generator().manual_seed(0)
+    W = torch.nn.Parameter(_peer_std() * torch.randn(B, L, d, d, generator=gen))
+    flat, ys = _peer_problem(torch, gen, B)
+    opt = torch.optim.SGD([W], lr=PEER_LR)
+
+    def run():
+        for _ in range(steps):
+            e2e = W[:, 0].transpose(1, 2)
+            for layer in range(1, L):
+                e2e = torch.bmm(e2e, W[:, layer].transpose(1, 2))
+            loss = (e2e.reshape(B, -1).gather(1, flat) - ys).pow(2).mean(1).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    with _threads(torch, threads):
+        return B * steps / _best(run, repeats)
+
+
+def completion_case(quick: bool = False, repeats: int = 5) -> dict:
+    """zasjax against the peers' PyTorch on the completion case, side by side in this run;
+    prints and returns the figures. Ratios are against PyTorch's faster thread setting;
+    `load_average` is the machine's 1-minute load before and after (on a shared machine the
+    rates move with it: compare within one run).
+
+        python -c "from zasjax import _bench; _bench.completion_case()"
+    """
+    c = COMPLETION
+    B, steps = c["B"], 50 if quick else 200
+    load = [os.getloadavg()[0]]
+    rates = {"sweep loop": completion_rate(B, steps, repeats, "loop")}
+    if not quick:
+        rates["sweep vmap"] = completion_rate(B, steps, repeats, "vmap")
+        rates["vmap(run)"] = completion_vmap_run_rate(B, steps, repeats)
+    best = max(rates, key=rates.get)
+    torch = _torch()
+    default = None if torch is None else torch.get_num_threads()
+    # Steps per timed run: PyTorch's default threads can be 30x slower under load.
+    t_steps, configs = (5, 1) if quick else (40, 3)
+    loop = {"default": torch_completion_loop_rate(configs, t_steps),
+            "1 thread": torch_completion_loop_rate(configs, 10 * t_steps, threads=1)}
+    bmm = {"default": torch_completion_bmm_rate(B, max(1, t_steps // 4), repeats),
+           "1 thread": torch_completion_bmm_rate(B, t_steps, repeats, threads=1)}
+    load.append(os.getloadavg()[0])
+    best_loop = max((v for v in loop.values() if v is not None), default=None)
+    best_bmm = max((v for v in bmm.values() if v is not None), default=None)
+    rate = rates[best]
+    out = dict(**c, dtype="float32", lr=completion_lr(), torch_lr=PEER_LR,
+               init_scale=PEER_INIT_SCALE * c["d"] ** 0.5, steps_per_call=steps,
+               strategy=best, rates_by_strategy=rates, cfg_steps_per_s=rate,
+               torch_threads_default=default,
+               torch_loop_cfg_steps_per_s=loop, torch_bmm_cfg_steps_per_s=bmm,
+               ratio_vs_torch_loop=_ratio(rate, best_loop),
+               ratio_vs_torch_bmm=_ratio(rate, best_bmm),
+               ratio_vs_torch_loop_default_threads=_ratio(rate, loop["default"]),
+               load_average=load)
+    print(_completion_text(out), flush=True)
+    return out
+
+
+def _completion_text(c: dict) -> str:
+    loop, bmm = c["torch_loop_cfg_steps_per_s"], c["torch_bmm_cfg_steps_per_s"]
+    others = ", ".join(f"{k} {v:,.0f}" for k, v in c["rates_by_strategy"].items())
+    return (f"completion (n={c['d']}, L={c['L']}, rank {c['rank']}, {c['observations']:,} "
+            f"observed, B={c['B']}, float32): {_fmt(c['cfg_steps_per_s'])} config-steps/s "
+            f"({c['strategy']}); torch loop {_fmt(loop['default'])} "
+            f"({_fmt(c['torch_threads_default'], 'd')} threads), {_fmt(loop['1 thread'])} "
+            f"(1 thread); torch bmm {_fmt(bmm['default'])}, {_fmt(bmm['1 thread'])} (1 "
+            f"thread); x loop {_fmt(c['ratio_vs_torch_loop'], ',.1f')}, x bmm "
+            f"{_fmt(c['ratio_vs_torch_bmm'], ',.1f')} (against the faster torch); load "
+            + " -> ".join(f"{x:.1f}" for x in c["load_average"])
+            + f"\n      strategies: {others}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,6 +563,7 @@ def run(quick: bool = False, json_path: str | None = None, sweep_depth: int | No
                            ratio_vs_torch_bmm=_ratio(rate, bmm), gflops=gflops,
                            fraction_of_matmul_peak=gflops / peak)
         print(f"measured {name}: {rate:,.0f} config-steps/s ({best})", flush=True)
+    completion = completion_case(quick, repeats)
     devices = devices_d100(steps["d100"], repeats, peak)
     max_depth = sweep_depth or (16 if quick else 512)
     if max_depth < 1:
@@ -334,6 +578,7 @@ def run(quick: bool = False, json_path: str | None = None, sweep_depth: int | No
         "device": f"{jax.devices()[0].device_kind} x{jax.device_count()} ({platform.machine()}, "
                   f"jax {jax.__version__})",
         "cases": cases,
+        "completion": completion,
         "d100_devices": devices,
         "depth_sweep": sweep,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -363,6 +608,8 @@ def _print(r: dict) -> None:
               f"{c['gflops']:8.2f} {c['fraction_of_matmul_peak']:8.1%}")
         others = ", ".join(f"{k} {v:,.0f}" for k, v in c["rates_by_strategy"].items())
         print(f"      strategies: {others}")
+    if r.get("completion"):
+        print(_completion_text(r["completion"]))
     v = r.get("d100_devices")
     if v:
         print(f"d100 on CPU devices (one run): 1 device {_fmt(v['one_device_cfg_steps_per_s'])} "
