@@ -1,7 +1,9 @@
 import atexit
+import json
 import os
 import shutil
 import tempfile
+import time
 import zlib
 
 import jax
@@ -59,3 +61,44 @@ def key(request):
     seed = zlib.crc32(request.node.nodeid.encode())
     print(f"PRNG seed for {request.node.nodeid}: {seed}")
     return jax.random.key(seed)
+
+
+def wait_until(predicate, proc=None, timeout=120.0, poll_s=0.005):
+    """Poll `predicate()` until it holds (True), or `proc` has ended or `timeout` seconds
+    have passed without it (False). Fault tests wait for an event this way (a row written, a
+    checkpoint present), never for a time sized to the machine's speed; the deadline only
+    stops a broken run from hanging the suite. A file that vanishes while the predicate looks
+    at it (the run finishing) counts as "not yet"."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return True
+        except FileNotFoundError:
+            pass
+        if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
+            return False
+        time.sleep(poll_s)
+
+
+@pytest.fixture(scope="session")
+def once(tmp_path_factory):
+    """`once(name, make)`: the JSON value `make(folder)` returns, computed once per test
+    session, however many pytest-xdist workers ask (the first runs it under a lock, the
+    others read what it wrote). For the reference sweeps several tests compare against."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder, shared by its workers
+
+    def value(name, make):
+        folder = base / f"once-{name}"
+        done = folder / "value.json"
+        with FileLock(f"{folder}.lock"):
+            if not done.exists():
+                folder.mkdir(exist_ok=True)
+                done.write_text(json.dumps(make(folder)))
+        return json.loads(done.read_text())
+
+    return value

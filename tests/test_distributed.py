@@ -3,17 +3,21 @@ runs them: N processes joined by `jax.distributed.initialize`, process 0 writing
 
 Equality with one process, with several devices per process, a worker killed mid-sweep
 (reported in one line, no hang, resumed to the same table), and process 0's refusals
-reaching the others. Real subprocesses throughout; each sweep lasts a few seconds."""
+reaching the others. Every worker is a real process; a launcher or a single process runs
+in this one (through `main`) where nothing kills it; each sweep lasts a few seconds."""
 
 import csv
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
+from conftest import wait_until
+
+from zasjax.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 64 configurations of a few hundred to ~1300 iterations in chunks of 100: rows finish over
@@ -23,17 +27,24 @@ GRID = ["sweep", "--depths", "1:9", "--seeds", "0:4", "--lr", "0.005,0.01", "--m
 KEYS = ("init", "target", "dim", "depth", "seed", "lr", "optimizer")
 
 
-def _cli(args, env=None):
-    env = {**os.environ, "PYTHONPATH": ROOT, **(env or {})}
+def _cli(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
+    env = {**os.environ, "PYTHONPATH": ROOT}
     for name in ("ZASJAX_COORDINATOR", "ZASJAX_NUM_PROCESSES", "ZASJAX_PROCESS_ID",
                  "ZASJAX_DEVICES", "ZASJAX_LAUNCHER_PID"):
         env.pop(name, None)  # never a worker of someone else's launcher
     return subprocess.Popen([sys.executable, "-m", "zasjax", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=stdout, stderr=stderr, text=True)
 
 
 def _finish(proc, timeout=120):
-    out, err = proc.communicate(timeout=timeout)
+    """(exit status, stdout, stderr) of `proc`; a process still running after `timeout`
+    seconds is killed and the test fails (a hang, never a slow machine)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"still running after {timeout} s:\n{err}")
     return proc.returncode, out, err
 
 
@@ -70,20 +81,24 @@ def _workers(args, n, extra=()):
                   "--process-id", str(i), *extra]) for i in range(n)]
 
 
-@pytest.fixture(scope="module")
-def one_process(tmp_path_factory):
-    out = tmp_path_factory.mktemp("one") / "run"
-    code, _, err = _finish(_cli([*GRID, "--out", str(out)]))
-    assert code == 0, err
-    rows = _rows(out / "results.csv")
+@pytest.fixture(scope="session")
+def one_process(once):
+    def run(folder):
+        assert main([*GRID, "--out", str(folder / "run")]) == 0
+        return _rows(folder / "run" / "results.csv")
+
+    rows = once("distributed-one-process", run)
     assert {r["status"] for r in rows} == {"converged"}
     assert len({r["iterations"] for r in rows}) > 10  # rows finish over many chunks
     return rows
 
 
-def test_two_processes_equal_one(tmp_path, one_process):
+def test_two_processes_equal_one(tmp_path, one_process, capfd):
+    # The launcher runs here; its two workers are processes of their own, writing to this
+    # process's stdout and stderr (hence capfd).
     out = tmp_path / "run"
-    code, stdout, err = _finish(_cli([*GRID, "--processes", "2", "--out", str(out)]))
+    code = main([*GRID, "--processes", "2", "--out", str(out)])
+    stdout, err = capfd.readouterr()
     assert code == 0, err
     _same_table(_rows(out / "results.csv"), one_process)
     assert len(_rows(out / "runs.csv")) == len(one_process)  # each row once: one writer
@@ -96,17 +111,14 @@ def test_two_processes_of_two_devices_started_by_hand(tmp_path, one_process):
     # The cluster's way: each process the same command with its id; 4 devices in all.
     out = tmp_path / "run"
     procs = _workers([*GRID, "--out", str(out)], 2, ["--devices", "2"])
+    # Against one process of 4 devices (the same batch per device), started beside them.
+    four = tmp_path / "four"
+    procs.append(_cli([*GRID, "--devices", "4", "--out", str(four)]))
     for p in procs:
         code, _, err = _finish(p)
         assert code == 0, err
     _same_table(_rows(out / "results.csv"), one_process)
-    # Against one process of 4 devices (the same batch per device): bit for bit.
-    four = tmp_path / "four"
-    code, _, err = _finish(_cli([*GRID, "--devices", "4", "--out", str(four)]))
-    assert code == 0, err
-    _same_table(_rows(out / "results.csv"), _rows(four / "results.csv"), exact=True)
-    import json
-
+    _same_table(_rows(out / "results.csv"), _rows(four / "results.csv"), exact=True)  # bit for bit
     config = json.loads((out / "config.json").read_text())
     assert (config["process_count"], config["device_count"]) == (2, 4)
 
@@ -124,27 +136,24 @@ def _worker_pid(launcher, index):
     raise AssertionError(f"no worker {index} under {launcher}")
 
 
-def _wait_rows(out, proc, timeout=120):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and proc.poll() is None and not (out / "runs.csv").exists():
-        time.sleep(0.02)
+def _wait_rows(out, proc):
+    return wait_until(lambda: (out / "runs.csv").exists(), proc)
 
 
-def test_killed_worker_is_one_line_then_resume_finishes(tmp_path, one_process):
+def test_killed_worker_is_one_line_then_resume_finishes(tmp_path, one_process, capfd):
     out = tmp_path / "run"
     args = [*GRID, "--processes", "2", "--out", str(out)]
     launcher = _cli(args)
-    _wait_rows(out, launcher)
-    assert launcher.poll() is None, "the sweep ended before it could be interrupted"
+    assert _wait_rows(out, launcher), "the sweep ended before it could be interrupted"
     os.kill(_worker_pid(launcher.pid, 1), signal.SIGKILL)
-    start = time.monotonic()
-    code, _, err = _finish(launcher, timeout=60)
-    assert code != 0 and time.monotonic() - start < 30
+    # No hang: the launcher stops the other worker within its grace period (10 s).
+    code, _, err = _finish(launcher, timeout=30)
+    assert code != 0
     assert len(_errors(err)) == 1 and "Traceback" not in err, err
     assert "worker 1 of 2" in err and "SIGKILL" in err and "--resume" in err
     assert not (out / "results.csv").exists()
-    code, _, err = _finish(_cli([*args, "--resume"]))
-    assert code == 0, err
+    code = main([*args, "--resume"])  # the same command, its launcher here
+    assert code == 0, capfd.readouterr().err
     _same_table(_rows(out / "results.csv"), one_process)
     assert len(_rows(out / "runs.csv")) == len(one_process)
 
@@ -166,36 +175,33 @@ def test_sigkilled_launcher_takes_its_workers_with_it(tmp_path):
     slow = [*GRID[:GRID.index("--lr")], "--lr", "0.0001", "--max-iters", "100000", "--chunk",
             "100", "--x64", "--no-progress"]
     args = [*slow, "--processes", "2", "--out", str(out)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZASJAX_")}
     with open(tmp_path / "log", "w") as log:
-        launcher = subprocess.Popen([sys.executable, "-m", "zasjax", *args], cwd=ROOT,
-                                    env={**env, "PYTHONPATH": ROOT}, stdout=log, stderr=log)
-    end = time.monotonic() + 120  # until the first chunk is checkpointed: early in the sweep
-    while time.monotonic() < end and launcher.poll() is None and not any(
-            (out / "inflight").glob("*.npz")):
-        time.sleep(0.02)
-    assert launcher.poll() is None, "the sweep ended before it could be interrupted"
+        launcher = _cli(args, stdout=log, stderr=log)
+    # Until the first chunk is checkpointed: early in the sweep.
+    assert wait_until(lambda: any((out / "inflight").glob("*.npz")), launcher), \
+        "the sweep ended before it could be interrupted"
     workers = [_worker_pid(launcher.pid, i) for i in range(2)]
     launcher.kill()
     launcher.wait()
-    end = time.monotonic() + 20
-    while time.monotonic() < end and any(_alive(w) for w in workers):
-        time.sleep(0.05)
-    assert not any(_alive(w) for w in workers), (tmp_path / "log").read_text()
+    # Each watches its launcher every half second: 20 s is a generous deadline, not a timing.
+    assert wait_until(lambda: not any(_alive(w) for w in workers), timeout=20), \
+        (tmp_path / "log").read_text()
     assert "launcher of this sweep is gone" in (tmp_path / "log").read_text()
     assert not (out / "results.csv").exists()  # stopped, not left to finish unseen
-    code, _, err = _finish(_cli([*args, "--resume"]), timeout=600)
-    assert code == 0, err
+    # Resumed by two workers again, and run by one process alone, in chunks of 10,000: the
+    # many small chunks were there to make the sweep outlast the kill, and the chunking never
+    # changes a row.
+    chunked = [*slow[:slow.index("--chunk")], "--chunk", "10000", "--x64", "--no-progress"]
+    assert main([*chunked, "--processes", "2", "--out", str(out), "--resume"]) == 0
     alone = tmp_path / "alone"
-    code, _, err = _finish(_cli([*slow, "--out", str(alone)]), timeout=600)
-    assert code == 0, err
+    assert main([*chunked, "--out", str(alone)]) == 0
     _same_table(_rows(out / "results.csv"), _rows(alone / "results.csv"))
 
 
 def test_survivor_started_by_hand_stops_with_one_line(tmp_path):
     out = tmp_path / "run"
     first, second = _workers([*GRID, "--out", str(out)], 2)
-    _wait_rows(out, first)
+    assert _wait_rows(out, first), "the sweep ended before it could be interrupted"
     second.kill()
     second.communicate()
     code, _, err = _finish(first, timeout=60)
@@ -204,13 +210,14 @@ def test_survivor_started_by_hand_stops_with_one_line(tmp_path):
     assert "process 0 of 2 stopped" in err and "--resume" in err
 
 
-def test_refusal_of_process_0_stops_every_process(tmp_path):
+def test_refusal_of_process_0_stops_every_process(tmp_path, capfd):
     from zasjax._store import OutputLock
 
     out = tmp_path / "run"
     out.mkdir()
     with OutputLock(out):  # another writer holds the folder: process 0 refuses
-        code, _, err = _finish(_cli([*GRID, "--processes", "2", "--out", str(out)]), 60)
+        code = main([*GRID, "--processes", "2", "--out", str(out)])  # launcher here
+    err = capfd.readouterr().err
     assert code == 2
     assert len(_errors(err)) == 1 and "in use by" in err, err
     assert sorted(os.listdir(out)) == [".lock"]
@@ -224,8 +231,6 @@ def test_refusal_of_process_0_stops_every_process(tmp_path):
                                  ["--process-id", "0"],
                                  ["--processes", "2", "--distributed"]])
 def test_bad_process_options_are_one_line(tmp_path, capsys, bad):
-    from zasjax.cli import main
-
     out = tmp_path / "run"
     assert main([*GRID, "--out", str(out), *bad]) == 2
     err = capsys.readouterr().err
@@ -237,15 +242,15 @@ def test_a_preset_runs_on_several_devices(tmp_path):
     # The fig2-quick grids compute with JAX (their η caps draw Φ), so the CLI builds them
     # only after the devices are set and x64 is on: no "backend already started" refusal,
     # no float32 truncation warning, and the same table as on one device.
+    procs = {devices: _cli(["sweep", "--preset", "fig2-quick", "--devices", devices,
+                             "--no-progress", "--out", str(tmp_path / devices)])
+             for devices in ("1", "2")}  # side by side
     tables = []
-    for devices in ("1", "2"):
+    for devices, proc in procs.items():
         out = tmp_path / devices
-        code, _, err = _finish(_cli(["sweep", "--preset", "fig2-quick", "--devices", devices,
-                                     "--no-progress", "--out", str(out)]), timeout=300)
+        code, _, err = _finish(proc, timeout=300)
         assert code == 0, err
         assert "not available" not in err, err
-        import json
-
         assert json.loads((out / "config.json").read_text())["device_count"] == int(devices)
         tables.append(_rows(out / "results.csv"))
     _same_table(*tables)

@@ -2,12 +2,14 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import wait_until
 
 from zasjax import _store, _sweep
 from zasjax._compilation import compile_stats
@@ -17,8 +19,11 @@ from zasjax._sweep._driver import as_row, build_inputs
 
 # lr 3.0 diverges. At ratio 1.5 the depths fall into three classes ([1], [2, 3], [5]); by
 # default all share one class of capacity 8.
-GRID = _sweep.Grid(inits=("near-identity",), targets=("gaussian",), dims=(2,),
+GRID_FIELDS = dict(inits=("near-identity",), targets=("gaussian",), dims=(2,),
                    depths=(1, 2, 3, 5), seeds=(0, 1), lrs=(0.1, 3.0), eps=1e-8, max_iters=200)
+GRID = _sweep.Grid(**GRID_FIELDS)
+# The same grid in a process of its own (which imports zasjax, not these tests).
+GRID_SCRIPT = f"import zasjax._sweep as S\nGRID = S.Grid(**{GRID_FIELDS!r})\n"
 OPTS = dict(chunk=7, cache=False)
 
 
@@ -48,14 +53,20 @@ def _assert_same(rows, ref):
 
 
 class _References(dict):
+    """matmul -> the reference rows, each computed when first asked for, once a session."""
+
+    def __init__(self, once):
+        super().__init__()
+        self.once = once
+
     def __missing__(self, matmul):
-        self[matmul] = _reference(GRID, matmul)
+        self[matmul] = self.once(f"sweep-reference-{matmul}", lambda _: _reference(GRID, matmul))
         return self[matmul]
 
 
-@pytest.fixture(scope="module")
-def reference():
-    return _References()
+@pytest.fixture(scope="session")
+def reference(once):
+    return _References(once)
 
 
 @pytest.mark.parametrize("matmul", ["unrolled", "dot"])
@@ -178,18 +189,15 @@ def test_unusable_checkpoints_restart_their_configurations(tmp_path, reference):
 
 def test_resume_after_sigkill(tmp_path, reference):
     out = str(tmp_path / "sw")
-    script = (f"import zasjax._sweep as S, tests.test_sweep as T\n"
-              f"S.sweep(T.GRID, {out!r}, chunk=1, bucket_ratio=1.5, cache=False)\n")
+    script = GRID_SCRIPT + f"S.sweep(GRID, {out!r}, chunk=1, bucket_ratio=1.5, cache=False)\n"
     env = {**os.environ, "JAX_ENABLE_X64": "1", "PYTHONPATH": _root()}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=_root())
     try:
-        for _ in range(600):
-            if os.path.exists(f"{out}/runs.csv") or proc.poll() is not None:
-                break
-            subprocess.run(["sleep", "0.1"])
+        reached = wait_until(lambda: os.path.exists(f"{out}/runs.csv"), proc)
     finally:
         proc.kill()
         proc.wait()
+    assert reached and proc.returncode == -signal.SIGKILL, "the sweep ended before the kill"
     rows = _sweep.sweep(GRID, out, resume=True, **OPTS)
     _assert_same(rows, reference["unrolled"])
     assert len(_store.read_csv(f"{out}/runs.csv")) == len(GRID.configs())
@@ -200,12 +208,12 @@ def _root():
 
 
 def test_four_devices_equal_one(reference):
-    script = ("import json, zasjax._sweep as S, tests.test_sweep as T, jax\n"
-              "assert len(jax.devices()) == 4\n"
-              "rows = S.sweep(T.GRID, chunk=7, bucket_ratio=1.5, matmul='unrolled',"
-              " cache=False)\n"
-              "looped = S.sweep(T.GRID, chunk=7, matmul='dot', batching='loop', cache=False)\n"
-              "print(json.dumps([rows, looped]))\n")
+    script = GRID_SCRIPT + (
+        "import json, jax\n"
+        "assert len(jax.devices()) == 4\n"
+        "rows = S.sweep(GRID, chunk=7, bucket_ratio=1.5, matmul='unrolled', cache=False)\n"
+        "looped = S.sweep(GRID, chunk=7, matmul='dot', batching='loop', cache=False)\n"
+        "print(json.dumps([rows, looped]))\n")
     env = {**os.environ, "JAX_ENABLE_X64": "1", "PYTHONPATH": _root(),
            "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     out = subprocess.run([sys.executable, "-c", script], env=env, cwd=_root(),
