@@ -30,6 +30,7 @@ from ._distributed import is_writer, make_mesh, on_writer, put, to_host
 from ._engines import FullEngine, ModesEngine
 from ._grid import COLUMNS, MEASURES, Grid, config_key
 from ._plan import Slice, memory_budget
+from ._programs import objective
 from ._spec import SweepSpec, as_spec
 from ._tuning import best_per_config, fastest, tuning_group
 
@@ -371,12 +372,11 @@ def build_inputs(grid: Grid, rows: list[dict], capacity: int, dtype,
         matmul = "dot"
     engine = FullEngine(matmul, "sequential", "vmap", grid.objective)
     sl = Slice(rows[0]["dim"], capacity, len(rows), max(r["depth"] for r in rows), tuple(rows))
-    state, objective, mask, lr = engine.initial(grid, sl, rows, dtype, mesh, 1)
+    state, data, mask, lr = engine.initial(grid, sl, rows, dtype, mesh, 1)
     axis = engine._axis(sl.dim)
-    return dict(W=to_host(state.W, axis), phi=to_host(objective.phi, axis),
-                mask=to_host(mask, axis), lr=to_host(lr),
-                objective=jax.tree.map(lambda x: to_host(x, axis if x.ndim > 2 else 0),
-                                       objective))
+    data = {k: to_host(x, axis if x.ndim > 2 else 0) for k, x in data.items()}
+    return dict(W=to_host(state.W, axis), phi=data["phi"], mask=to_host(mask, axis),
+                lr=to_host(lr), objective=objective(grid.objective, data))
 
 
 def slice_program(grid: Grid, rows: list[dict], capacity: int, *, dtype, chunk: int,
@@ -388,6 +388,6 @@ def slice_program(grid: Grid, rows: list[dict], capacity: int, *, dtype, chunk: 
         raise ValueError(f"{len(rows)} configurations do not split over {mesh.devices.size} "
                          "devices")
     sl = Slice(rows[0]["dim"], capacity, len(rows), max(r["depth"] for r in rows), tuple(rows))
-    prepared = FullEngine(matmul, prefix, batching).start(grid, sl, rows, jnp.dtype(dtype),
-                                                          mesh, chunk)
+    prepared = FullEngine(matmul, prefix, batching, grid.objective).start(
+        grid, sl, rows, jnp.dtype(dtype), mesh, chunk)
     return prepared.state, prepared.advance

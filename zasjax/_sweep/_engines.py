@@ -108,7 +108,7 @@ class FullEngine:
         return settings, axis, mesh if loop else None
 
     def initial(self, grid: Grid, sl: Slice, rows: list[dict], dtype, mesh, chunk: int):
-        """(state, objective, mask, lr) of `rows` (already padded to the batch) on the mesh."""
+        """(state, objective data, mask, lr) of `rows` (padded to the batch) on the mesh."""
         settings, axis, _ = self.layout(sl.dim, chunk, grid, mesh)
         spec = Spec(tuple(grid.inits), tuple(grid.targets), sl.dim, sl.capacity,
                     grid.init_scale is not None, dtype.name, settings, axis, mesh,
@@ -125,15 +125,15 @@ class FullEngine:
     def start(self, grid: Grid, sl: Slice, rows: list[dict], dtype, mesh, chunk: int
               ) -> Prepared:
         settings, axis, loop_mesh = self.layout(sl.dim, chunk, grid, mesh)
-        state, objective, mask, lr = self.initial(grid, sl, rows, dtype, mesh, chunk)
+        state, data, mask, lr = self.initial(grid, sl, rows, dtype, mesh, chunk)
         eps = replicated(np.asarray(grid.eps, dtype), mesh)
         max_iters = replicated(np.int32(grid.max_iters), mesh)
         active = replicated(np.int32(sl.active), mesh)
         measure = None if grid.objective == "whitened" else \
-            (lambda state: _measure(state.W, objective))
+            (lambda state: _measure(state.W, data))
         return Prepared(state, lambda state: _advance(
-            state, objective, mask, lr, active, eps, max_iters, settings, axis, loop_mesh),
-            measure)
+            state, data, mask, lr, active, eps, max_iters, settings, axis, loop_mesh,
+            grid.objective), measure)
 
     def to_host(self, state: RunState, dim: int) -> dict[str, np.ndarray]:
         axis = self._axis(dim)
@@ -210,7 +210,7 @@ def advance_modes(state, s, depth, lr, eps, max_iters, chunk):
 
 # A warm run loads each compiled program from disk without tracing it (`_executables`).
 _start = stored(start, ("spec",))
-_advance = stored(advance_chunk, ("settings", "axis", "loop_mesh"))
+_advance = stored(advance_chunk, ("settings", "axis", "loop_mesh", "name"))
 _measure = stored(measure)
 _start_modes = stored(start_modes, ("targets", "dim", "dtype", "mesh", "rank"))
 _advance_modes = stored(advance_modes, ("chunk",))

@@ -78,19 +78,29 @@ def targets(seeds, target_index, target_matrix, names, dim: int, dtype, rank: in
     return select(target_index, [draw(name) for name in names])
 
 
-def objectives(seeds, phi, observations, spec: Spec):
-    """The objective of every configuration (batched pytree): the whitened loss of Φ, or its
-    `observations` observed entries / Gaussian measurements, drawn from fold_in(key(s), 2)."""
+def objective_data(seeds, phi, observations, spec: Spec) -> dict:
+    """The data of every configuration's objective, batched: Φ, and its `observations`
+    observed entries or Gaussian measurements, drawn from fold_in(key(s), 2). A dict of
+    arrays (what a stored program may take and return); `objective` makes the module."""
     if spec.objective == "whitened":
-        return Whitened(phi)
+        return {"phi": phi}
     D = spec.dim
     keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 2))(seeds)
     if spec.objective == "completion":
         observed = jax.vmap(lambda k, n: observed_entries(k, (D, D), n))(keys, observations)
-        return Completion(phi, observed)
+        return {"phi": phi, "observed": observed}
     A = jax.vmap(lambda k, n: sensing_matrices(k, spec.measurements, (D, D), n=n,
                                                dtype=phi.dtype))(keys, observations)
-    return Sensing(A, jnp.einsum("bkij,bij->bk", A, phi), phi)
+    return {"phi": phi, "A": A, "y": jnp.einsum("bkij,bij->bk", A, phi)}
+
+
+def objective(name: str, data: dict, active=None):
+    """The objective module `name` of one configuration's (or a batch's) `data`."""
+    if name == "whitened":
+        return Whitened(data["phi"], active)
+    if name == "completion":
+        return Completion(data["phi"], data["observed"], active)
+    return Sensing(data["A"], data["y"], data["phi"], active)
 
 
 @partial(jax.jit, static_argnames=("spec",))
@@ -113,13 +123,14 @@ def start(seeds, depths, coefs, scales, observations, init_index, target_index, 
                 init_keys, depths, coefs, scales)
         for name in spec.inits])
     phi = targets(seeds, target_index, target_matrix, spec.targets, D, dtype, spec.rank)
-    objective = objectives(seeds, phi, observations, spec)
+    data = objective_data(seeds, phi, observations, spec)
     mask = (jnp.arange(C, dtype=depths.dtype)[None, :] < depths[:, None]).astype(dtype)
     mask = mask[..., None, None]
     lr = lr.astype(dtype)
-    state = jax.vmap(lambda W, obj, lr: init_state(W, _LossOnly(obj), lr, spec.settings),
-                     out_axes=spec.axis)(W, objective, lr)
-    inputs = jax.tree.map(lambda x: jnp.moveaxis(x, 0, spec.axis), (objective, mask, lr))
+    state = jax.vmap(lambda W, data, lr: init_state(
+        W, _LossOnly(objective(spec.objective, data)), lr, spec.settings),
+        out_axes=spec.axis)(W, data, lr)
+    inputs = jax.tree.map(lambda x: jnp.moveaxis(x, 0, spec.axis), (data, mask, lr))
     place = lambda x: lax.with_sharding_constraint(x, sharding(spec.mesh, x.ndim, _axis(x, spec)))
     return jax.tree.map(place, state), *jax.tree.map(place, inputs)
 
@@ -131,17 +142,17 @@ def _axis(x, spec: Spec) -> int:
 
 
 @jax.jit
-def measure(W, objective):
+def measure(W, data):
     """`_measures.measures` of every configuration's end-to-end matrix, `(B,)` each (batch
-    first, as every objective but the whitened loss runs)."""
+    first, as every objective but the whitened loss runs); `data` as `objective_data`."""
 
-    def one(W, obj):
+    def one(W, data):
         X = end_to_end(W)
-        out = _measures.measures(X, obj.phi, getattr(obj, "observed", None))
+        out = _measures.measures(X, data["phi"], data.get("observed"))
         return {k: out[k] for k in ("reconstruction_error", "unobserved_error",
                                     "effective_rank", "nuclear_norm") if k in out}
 
-    return jax.vmap(one)(W, objective)
+    return jax.vmap(one)(W, data)
 
 
 #: Iterations between two checks whether every configuration of a slice has finished: the
@@ -184,9 +195,10 @@ class _Evaluated(eqx.Module):
         return self.loss, self.grad
 
 
-@partial(jax.jit, static_argnames=("settings", "axis", "loop_mesh"), donate_argnums=(0,))
-def advance_chunk(state, objective, mask, lr, active, eps, max_iters, settings, axis,
-                  loop_mesh=None):
+@partial(jax.jit, static_argnames=("settings", "axis", "loop_mesh", "name"),
+         donate_argnums=(0,))
+def advance_chunk(state, data, mask, lr, active, eps, max_iters, settings, axis,
+                  loop_mesh=None, name="whitened"):
     """Up to `settings.record_every` iterations of `step` on every configuration (fewer
     once all of them have finished).
 
@@ -200,16 +212,14 @@ def advance_chunk(state, objective, mask, lr, active, eps, max_iters, settings, 
     configuration here; the layer loops stop there.
     """
 
-    def one(state, objective, mask, lr, active):
-        objective = eqx.tree_at(lambda o: o.active, objective, active,
-                                is_leaf=lambda x: x is None)
-        return step(state, objective, mask, lr, eps, max_iters, settings)
+    def one(state, data, mask, lr, active):
+        return step(state, objective(name, data, active), mask, lr, eps, max_iters, settings)
 
-    def batch_last(state, objective, mask, lr, active):
+    def batch_last(state, data, mask, lr, active):
         # `step` broadcasts over trailing batch axes; a vmap would transpose W every step.
         # (Batch last is the whitened loss's layout: the other objectives run batch first.)
-        objective = _Evaluated(*loss_and_grad_unrolled(state.W, objective.phi, active))
-        return step(state, objective, mask, lr, eps, max_iters, settings)
+        evaluated = _Evaluated(*loss_and_grad_unrolled(state.W, data["phi"], active))
+        return step(state, evaluated, mask, lr, eps, max_iters, settings)
 
     if axis == -1:
         batched = batch_last
@@ -218,8 +228,8 @@ def advance_chunk(state, objective, mask, lr, active, eps, max_iters, settings, 
     else:
         batched = lambda *args, active: jax.vmap(partial(one, active=active))(*args)
 
-    def chunk(state, objective, mask, lr, active):
-        return until_finished(lambda st: batched(st, objective, mask, lr, active=active),
+    def chunk(state, data, mask, lr, active):
+        return until_finished(lambda st: batched(st, data, mask, lr, active=active),
                               state, settings.record_every)
 
     if loop_mesh is not None:
@@ -227,4 +237,4 @@ def advance_chunk(state, objective, mask, lr, active, eps, max_iters, settings, 
         # check_vma=False: the layer scans start from constants (eye), replicated by nature.
         chunk = jax.shard_map(chunk, mesh=loop_mesh, in_specs=(spec,) * 4 + (PartitionSpec(),),
                               out_specs=spec, check_vma=False)
-    return chunk(state, objective, mask, lr, active)
+    return chunk(state, data, mask, lr, active)
