@@ -1,8 +1,9 @@
-"""Run the side-by-side benchmark: `python benchmarks/run.py [--quick] [--json OUT.json]`."""
+"""Run the side-by-side benchmark: `python benchmarks/run.py [--quick] [--json OUT.json]`,
+the same as `zasjax bench [--quick] [--json OUT.json]`."""
 
 import sys
 
-from zasjax._bench import main
+from zasjax.cli import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(["bench", *sys.argv[1:]]))
