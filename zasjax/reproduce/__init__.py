@@ -21,7 +21,7 @@ from types import ModuleType
 # name -> module; imported lazily so `zasjax --help` stays fast.
 REPRODUCTIONS: dict[str, str] = {
     name: f"zasjax.reproduce.{name}"
-    for name in ("fig1", "fig2", "fig3", "shamir", "arora", "zou", "fig4", "dmf")
+    for name in ("fig1", "fig2", "fig3", "shamir", "arora", "zou", "fig4", "dmf", "razin")
 }
 
 
