@@ -337,7 +337,7 @@ def run(cfg: Config, files=None) -> Outcome:
         keep = log_spaced(len(m["step"]))
         rows += [{**r, **{k: (int(m[k][j]) if k == "step" else float(m[k][j]))
                           for k in COLUMNS[4:]}} for j in keep]
-        curves.append(dict(run=r, **{k: m[k][keep] for k in m}))
+        curves.append(dict(run=r, stop_step=s["stop_step"], **{k: m[k][keep] for k in m}))
         end = s["end"]
         print(f"[razin] {r['init']:>8} L={r['depth']} α={r['init_std']:g} seed {r['seed']}: "
               f"mse {end['mse']:.2e}  |W11| {end['unobserved_abs']:.3g}  erank "
@@ -366,9 +366,10 @@ def run(cfg: Config, files=None) -> Outcome:
 
 
 def figure(outcome: Outcome, folder) -> None:
-    """Per init (rows): |W_11| against their loss (as their plot: loss falling to the right)
-    with the det > 0 bound; the nuclear norm, the Schatten-½ quasi-norm and the effective
-    rank against the step (log-x). Colour: depth; line style: α. `razin.png`."""
+    """Per init (rows): |W_11| against their loss up to their stopping point (as their plot:
+    loss falling to the right) with the det > 0 bound; the nuclear norm, the Schatten-½
+    quasi-norm and the effective rank against the step (log-x), the whole run. Colour:
+    depth; line style: α. `razin.png`."""
     curves = outcome.plot
     tol = outcome.summary["setting"]["loss_tol"]
     inits = list(dict.fromkeys(c["run"]["init"] for c in curves))
@@ -386,7 +387,8 @@ def figure(outcome: Outcome, folder) -> None:
             ls = styles[stds.index(r["init_std"]) % len(styles)]
             label = f"L={r['depth']}, α={r['init_std']:g}"
             t = np.maximum(c["step"], 1)
-            ax.plot(c["mse"], c["unobserved_abs"], ls, color=colour, label=label)
+            upto = c["step"] <= (c["stop_step"] if c["stop_step"] is not None else np.inf)
+            ax.plot(c["mse"][upto], c["unobserved_abs"][upto], ls, color=colour, label=label)
             bx.plot(t, c["nuclear_norm"], ls, color=colour, label=label)
             cx.plot(t, c["schatten_half"], ls, color=colour, label=label)
             ex.plot(t, c["effective_rank"], ls, color=colour, label=label)
