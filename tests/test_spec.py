@@ -21,7 +21,7 @@ GRID = zj.Grid(depths=(1, 3), seeds=(0, 1), lrs=(0.05,), max_iters=3000)
 @pytest.mark.parametrize("changes,message", [
     (dict(chunk=0), "chunk must be an integer >= 1"),
     (dict(chunk=True), "chunk must be an integer >= 1"),
-    (dict(bucket_ratio=0.5), "bucket ratio must be a finite number >= 1"),
+    (dict(bucket_ratio=0.5), r"\(bucket_ratio\) must be a finite number >= 1"),
     (dict(engine="exact"), "unknown engine 'exact'"),
     (dict(engine="modes", grids=zj.Grid(inits=("xavier",))), "modes"),
     (dict(dtype="float16x"), "dtype must be one of"),
@@ -99,7 +99,8 @@ def test_the_command_line_builds_the_spec_a_library_user_writes(tmp_path):
     grid = zj.Grid(inits=("zas", "xavier"), depths=(1, 2, 3), lrs=(0.1, 0.2),
                    optimizer="adam", hyper=(("b1", 0.5), ("b2", 0.9)))
     assert job.spec == zj.SweepSpec(grids=grid, dtype="float64", chunk=7, progress=False)
-    tuned = sweep_cli.prepare(_parser().parse_args(["--tune-lr", "--depths", "2", "--x64"]))
+    tuned = sweep_cli.prepare(_parser().parse_args(["--tune-lr", "--depths", "2", "--x64",
+                                                    "--out", str(tmp_path / "t")]))
     assert tuned.spec.grids[0].lrs == AUTO_LRS and tuned.spec.tune_lr
 
 

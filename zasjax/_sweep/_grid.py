@@ -16,7 +16,7 @@ from .._inits import INITS
 from .._lists import parse_floats
 from .._optimizers import check_optimizer
 from .._options import option
-from .._targets import TARGETS, load_target
+from .._targets import TARGETS
 
 KEY_COLUMNS = ("init", "target", "dim", "depth", "seed", "lr", "optimizer", "objective",
                "observations", "init_scale")
@@ -105,7 +105,7 @@ class Grid:
     target_matrix: np.ndarray | None = dataclasses.field(
         default=None, compare=False, repr=False, metadata=dict(
             help="a .npy matrix used as the target (d × d); its rows say target 'file'",
-            flag="--target-file", parse=lambda path, name: load_target(path),
+            flag="--target-file", parse=lambda path, name: str(path),
             metavar="PHI.npy", cli=True))
 
     def __post_init__(self):

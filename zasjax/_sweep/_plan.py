@@ -42,7 +42,7 @@ def check_ratio(ratio: float | None) -> float | None:
     if ratio is None:
         return None
     if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio >= 1):
-        raise ValueError(f"bucket ratio must be a finite number >= 1, got {ratio}")
+        raise ValueError(f"--bucket-ratio (bucket_ratio) must be a finite number >= 1, got {ratio}")
     return float(ratio)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from .._network import MATMULS, check_prefix
 from .._options import option
 from .._store import json_safe
+from .._targets import load_target
 from ._distributed import Processes, check_devices
 from ._engines import BATCHINGS, ENGINES
 from ._grid import AUTO_LRS, FILE_TARGET, Grid
@@ -184,6 +185,9 @@ def from_options(grid_options: dict, options: dict,
     if "target_matrix" in grid_options:
         if "targets" in grid_options:
             raise ValueError("give --target or --target-file, not both")
+        dims = grid_options.get("dims", (1,))
+        shape = (dims[0], dims[0]) if len(dims) == 1 else None  # the file's path, read here
+        grid_options["target_matrix"] = load_target(grid_options["target_matrix"], shape)
         grid_options["targets"] = (FILE_TARGET,)
     if "lrs" not in grid_options and options.get("tune_lr"):
         grid_options["lrs"] = AUTO_LRS

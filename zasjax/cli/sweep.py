@@ -101,8 +101,8 @@ def prepare(args) -> Job:
     else:
         spec = from_options(grid_options, options, processes)
         dims = spec.dims
-    out = args.out or os.path.join("runs", preset or "sweep")
-    _store.check_folder(out)
+    out = os.path.join("runs", preset or "sweep") if args.out is None else args.out
+    _store.check_folder(out)  # an empty --out is refused here
     if os.path.exists(os.path.join(out, "runs.csv")) and not args.resume:
         raise ValueError(f"{out!r} already holds a sweep; pass --resume to continue it, "
                          "or choose another --out")
