@@ -14,10 +14,11 @@
 # answer that depth 2 was conjectured to find, is set beside them.
 #
 # The full study is the paper's completion problem: a random 100 × 100 target of rank 5,
-# 2000..5000 of its 10,000 entries observed, depths 1..4, three seeds; and sensing at 2000
-# Gaussian measurements. It takes about an hour on 2 CPU cores, most of it in the
-# nuclear-norm programs of the sensing case. Set `ZASJAX_QUICK=1` for the smoke size
-# (20 × 20, rank 2, completion only; under a minute).
+# 2000..5000 of its 10,000 entries observed, depths 1..4, three seeds (about 12 minutes on
+# 2 CPU cores); and sensing at 2000 Gaussian measurements, which takes hours there (each
+# step reads 160 MB of measurements per run, and plain GD's last phase is slow; an
+# interrupted run resumes from `OUT/sweeps/`). `PROBLEMS=completion` runs the first alone.
+# Set `ZASJAX_QUICK=1` for the smoke size (20 × 20, rank 2, completion only; under a minute).
 
 # %%
 import os
@@ -33,6 +34,8 @@ OUT = os.environ.get("ZASJAX_OUT", "runs/dmf-quick" if QUICK else "runs/dmf")
 
 # %%
 cfg = dmf.Config.quick() if QUICK else dmf.Config()
+if os.environ.get("PROBLEMS"):
+    cfg = dmf.Config.from_options(cfg, {"problems": tuple(os.environ["PROBLEMS"].split(","))})
 summary = reproduce.run(cfg, OUT)
 
 # %% [markdown]
