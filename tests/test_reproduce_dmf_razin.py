@@ -46,6 +46,15 @@ def test_without_cvxpy_the_study_stops_on_one_line_before_anything(tmp_path, mon
     assert cfg.baseline is False
 
 
+@pytest.mark.skipif(not HAVE_CVXPY, reason="cvxpy is not installed")
+def test_an_unknown_solver_is_refused_before_anything(tmp_path, capsys):
+    out = tmp_path / "dmf"
+    assert cli.main(["reproduce", "dmf", "--quick", "--solver", "NOPE", "--out",
+                     str(out)]) == 2
+    assert "solver 'NOPE' is not installed" in capsys.readouterr().err
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Razin & Cohen: the branch bound, the unobserved entry, the balanced layers
 # ---------------------------------------------------------------------------------------------

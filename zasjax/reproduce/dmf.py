@@ -133,10 +133,14 @@ class Config(_runner.Config):
 
 
 def preflight(cfg: Config) -> None:
-    """With the baseline on, cvxpy must be importable: a one-line `MissingExtraError` (exit
-    2 on the command line) before anything runs, not after an hour of gradient descent."""
+    """With the baseline on, cvxpy must be importable (else a one-line `MissingExtraError`,
+    exit 2 on the command line) and have the solver, checked before anything runs, not
+    after an hour of gradient descent."""
     if cfg.baseline:
-        _baselines._cvxpy()
+        installed = _baselines._cvxpy().installed_solvers()
+        if cfg.solver.upper() not in installed:
+            raise ValueError(f"solver {cfg.solver!r} is not installed for cvxpy; installed: "
+                             f"{', '.join(installed)}")
 
 
 # ---------------------------------------------------------------------------------------------
