@@ -28,6 +28,7 @@ from ._flow import (
     gradient_flow as gradient_flow,
 )
 from ._inits import INITS as INITS, make_init as make_init
+from ._load import load_sweep as load_sweep
 from ._measures import (
     effective_rank as effective_rank,
     measures as measures,
@@ -121,6 +122,11 @@ from ._theory import (
 from ._train import TrainResult as TrainResult, train_resnet as train_resnet
 
 flow = gradient_flow  # the short name used in notebooks and the README
+
+#: The public names: every name bound above (the re-exports, `reproduce`, `flow`); the API
+#: reference of the documentation is generated from this list.
+__all__ = sorted(n for n in dict(globals()) if not n.startswith("_")
+                 and n not in ("PackageNotFoundError", "version"))
 
 try:
     __version__ = version("zasjax")

@@ -1,4 +1,4 @@
-"""Generic matplotlib helpers and the command-line figures (`sweep`, `flow`).
+"""Generic matplotlib helpers and the command-line figures (`sweep`, `plot`, `flow`).
 
 Each study draws its own figure in its module (`reproduce/*.py`) with these helpers.
 matplotlib is imported lazily; figures are drawn by the Agg canvas directly, without
@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
 
 
 def prefetch() -> None:
@@ -20,6 +23,7 @@ def prefetch() -> None:
 
 def _import_matplotlib() -> None:
     import matplotlib.figure  # noqa: F401
+    import pandas  # noqa: F401  (the figure reads the results back as a DataFrame)
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, figsize, **kwargs):
@@ -36,43 +40,183 @@ def save(fig, path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def iterations_vs_depth(rows: Sequence[dict], path: str | os.PathLike,
-                        title: str = "Iterations to ε vs depth") -> None:
-    """Log-log plot of iterations-to-ε against depth, one line per (init, target, dim[, lr]).
+#: A sweep's identity columns besides depth and seed: one line per value of each that varies.
+AXES = ("init", "target", "dim", "optimizer", "objective", "observations", "init_scale")
+#: How a line's group values read in its label (any other column: `name=value`).
+_LABELS = {"init": "{}", "target": "Φ={}", "dim": "d={}", "lr": "η={:g}", "folder": "{}"}
 
-    Each point is the median over seeds of the converged runs; depths where no seed
-    converged are left out (and say so in the legend count).
+
+class Line(NamedTuple):
+    """One line of a summary figure: a group of rows, summarised at each x over the rest
+    (the seeds). Arrays are aligned and sorted by x; only x values with a point appear."""
+
+    key: dict            # the group: column -> value
+    label: str
+    x: np.ndarray
+    median: np.ndarray
+    q25: np.ndarray      # the interquartile band (numpy's linear percentiles)
+    q75: np.ndarray
+    count: np.ndarray    # points summarised at each x
+    exponent: float      # `local_exponent(x, median)`
+    left_out: dict       # status -> rows of the group not drawn (see `summarise`)
+
+
+def local_exponent(x, y) -> float:
+    """γ of y ∝ x^γ at the large-x end: the least-squares slope of log y against log x
+    over the upper half of the points (the last ⌈n/2⌉, at least 2) with x, y > 0; NaN
+    with fewer than 2 such points."""
+    from ._fits import fit_power_law
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = (x > 0) & (y > 0) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    keep = max(2, -(-len(x) // 2))
+    return fit_power_law(x[-keep:], y[-keep:]) if len(x) >= 2 else float("nan")
+
+
+def summarise(df, x: str = "depth", y: str = "iterations", by: Sequence[str] | None = None,
+              *, include_all: bool = False) -> list[Line]:
+    """The lines a summary figure draws from `df` (rows as `load_sweep` returns them).
+
+    One line per distinct value of the `by` columns (default `plot_groups(df, x)`); at each
+    x, the median and the 25th/75th percentiles of y over the line's other rows (the
+    seeds). Only converged rows are drawn unless `include_all`; rows left out, or whose y is
+    missing or not finite, are counted per status in `left_out`. ValueError if `x` or `y`
+    is not a numeric column of `df`.
     """
-    import numpy as np
+    for name, what in ((x, "x"), (y, "y")):
+        if name not in df.columns:
+            raise ValueError(f"{what} column {name!r} is not in the results; expected one of "
+                             f"{list(df.columns)}")
+        if not _numeric(df[name]):
+            raise ValueError(f"{what} column {name!r} is not numeric (dtype {df[name].dtype}); "
+                             "expected a column of numbers")
+    by = list(plot_groups(df, x) if by is None else by)
+    lines = []
+    groups = df.groupby(by, dropna=False, sort=True, observed=True) if by else [((), df)]
+    for key, rows in groups:
+        key = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        xs = _floats(rows[x])
+        ys = _floats(rows[y])
+        status = rows["status"].astype(str).to_numpy() if "status" in rows else \
+            np.full(len(rows), "converged")
+        drawn = np.isfinite(xs) & np.isfinite(ys) & (include_all | (status == "converged"))
+        left, counts = np.unique(status[~drawn], return_counts=True)
+        points = sorted(set(xs[drawn]))
+        at = [ys[drawn][xs[drawn] == v] for v in points]
+        med = np.array([np.median(a) for a in at])
+        lines.append(Line(
+            key, label(key), np.array(points, float), med,
+            np.array([np.percentile(a, 25) for a in at]),
+            np.array([np.percentile(a, 75) for a in at]),
+            np.array([len(a) for a in at]), local_exponent(points, med),
+            dict(zip(left.tolist(), counts.tolist()))))
+    return lines
 
-    lrs_per_group: dict[tuple, set] = {}
-    for r in rows:
-        lrs_per_group.setdefault((r["init"], r["target"], r["dim"]), set()).add(r["lr"])
-    lines: dict[tuple, dict[int, list[int]]] = {}
-    for r in rows:
-        group = (r["init"], r["target"], r["dim"])
-        if len(lrs_per_group[group]) > 1 and not r.get("tuned"):
-            group = (*group, r["lr"])
-        pts = lines.setdefault(group, {})
-        if r["status"] == "converged":
-            pts.setdefault(r["depth"], []).append(r["iterations"])
-    fig, ax = subplots(figsize=(6, 4.5))
-    for group, pts in sorted(lines.items(), key=lambda kv: str(kv[0])):
-        depths = sorted(pts)
-        label = f"{group[0]}, Φ={group[1]}, d={group[2]}" + (f", η={group[3]:g}"
-                                                            if len(group) > 3 else "")
-        if not depths:
-            ax.plot([], [], label=label + " (none converged)")
+
+def plot_groups(df, x: str = "depth") -> list[str]:
+    """The columns that tell lines apart: init, target and dim always, the sweep's other
+    axes (`AXES`, and `lr` where it is one, see `lr_axis`) and `folder` where they vary."""
+    cols = ["init", "target", "dim"]
+    for c in (*AXES[3:], "lr_axis", "folder"):
+        if c in df.columns and df[c].nunique(dropna=False) > 1:
+            cols.append(c)
+    return [c for c in cols if c in df.columns and c != x]
+
+
+def label(key: dict) -> str:
+    """A line's legend text from its group values (`lr_axis` reads as η; missing: left out)."""
+    import pandas as pd
+
+    return ", ".join(_LABELS.get("lr" if c == "lr_axis" else c, c + "={}").format(v)
+                     for c, v in key.items() if not pd.isna(v))
+
+
+def lr_axis(df):
+    """`df` with `lr_axis`: the learning rate where it is an axis of the sweep (several
+    rates per configuration, not tuned), missing where each row is its configuration's
+    tuned rate (`tuned` column, or `config.json`'s `tune_lr`)."""
+    import pandas as pd
+
+    tuned = bool(df.attrs.get("config", {}).get("tune_lr"))
+    if "tuned" in df.columns:
+        tuned = tuned or bool(df["tuned"].fillna(False).any())
+    out = df.copy()
+    out["lr_axis"] = pd.Series(np.nan, index=df.index) if tuned else df["lr"]
+    return out
+
+
+def load_folders(folders: Sequence[str | os.PathLike], runs: bool = False):
+    """The results of several sweep (or study) folders in one frame, with a `folder`
+    column (the path as given) and `lr_axis` (see `lr_axis`)."""
+    import pandas as pd
+
+    from ._load import load_sweep
+
+    frames = []
+    for f in folders:
+        df = lr_axis(load_sweep(f, runs=runs))
+        df.insert(0, "folder", os.path.normpath(os.fspath(f)))
+        frames.append(df)
+    if len(frames) == 1:
+        return frames[0]
+    return pd.concat(frames, ignore_index=True)
+
+
+def draw(lines: Sequence[Line], path: str | os.PathLike, *, x: str = "depth",
+         y: str = "iterations", include_all: bool = False, title: str | None = None) -> None:
+    """Draw `lines` (from `summarise`) into `path`: medians with their interquartile band,
+    each line's local exponent at its end, the rows not drawn counted in the legend. An
+    axis is logarithmic where every value on it is positive and they span more than a
+    decade."""
+    fig, ax = subplots(figsize=(6.6, 4.6))
+    xs = np.concatenate([ln.x for ln in lines] + [np.zeros(0)])
+    ys = np.concatenate([np.r_[ln.q25, ln.median, ln.q75] for ln in lines] + [np.zeros(0)])
+    for ln in lines:
+        text = ln.label
+        if ln.left_out:
+            text += " (not drawn: " + ", ".join(f"{n} {s}" for s, n in ln.left_out.items()) + ")"
+        if not len(ln.x):
+            ax.plot([], [], "o-", label=text)
             continue
-        ax.plot(depths, [max(float(np.median(pts[L])), 0.5) for L in depths], "o-",
-                label=label)
-    if any(lines.values()):  # log axes need at least one point
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-    else:
-        ax.text(0.5, 0.5, "no configuration converged", ha="center", va="center",
-                transform=ax.transAxes)
-    _finish(fig, ax, path, "depth L", "iterations to ε (median over seeds)", title)
+        (handle,) = ax.plot(ln.x, ln.median, "o-", ms=4, label=text)
+        ax.fill_between(ln.x, ln.q25, ln.q75, color=handle.get_color(), alpha=0.2, lw=0)
+        if np.isfinite(ln.exponent):
+            ax.annotate(f"γ={ln.exponent:.2f}", (ln.x[-1], ln.median[-1]), fontsize=8,
+                        color=handle.get_color(), xytext=(4, 0), textcoords="offset points",
+                        va="center")
+    if not len(xs):
+        ax.text(0.5, 0.5, "no configuration converged" if not include_all else "no data",
+                ha="center", va="center", transform=ax.transAxes)
+    ax.set_xscale("log" if _log_fits(xs) else "linear")
+    ax.set_yscale("log" if _log_fits(ys) else "linear")
+    what = "all runs" if include_all else "converged runs"
+    _finish(fig, ax, path, x, f"{y} (median, 25–75% band; {what})",
+            title or f"{y} vs {x}  (γ: local exponent, upper half of {x})")
+
+
+def plot_folders(folders: Sequence[str | os.PathLike], path: str | os.PathLike, *,
+                 x: str = "depth", y: str = "iterations", include_all: bool = False) -> list:
+    """`zasjax plot`: load `folders`, `summarise` and `draw` into `path`; returns the lines.
+    A sweep's own `iterations_vs_depth.png` is this, on its folder."""
+    lines = summarise(load_folders(folders), x, y, include_all=include_all)
+    draw(lines, path, x=x, y=y, include_all=include_all)
+    return lines
+
+
+def _log_fits(values: np.ndarray) -> bool:
+    values = values[np.isfinite(values)]
+    return bool(len(values)) and values.min() > 0 and values.max() / values.min() > 10
+
+
+def _numeric(column) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def _floats(column) -> np.ndarray:
+    return column.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
 
 
 def flow_vs_gd(path: str | os.PathLike, ts, loss_flow, bound, gd_curves: dict,
@@ -83,8 +227,6 @@ def flow_vs_gd(path: str | os.PathLike, ts, loss_flow, bound, gd_curves: dict,
     `ts`, `loss_flow`, `bound`: equal-length sequences; `gd_curves` maps a label (e.g.
     "η=0.1") to `(t, losses)` with t = η·k. Non-positive or non-finite values are not drawn.
     """
-    import numpy as np
-
     def positive(y):
         y = np.asarray(y, float)
         return np.where(np.isfinite(y) & (y > 0), y, np.nan)
@@ -105,8 +247,6 @@ def scaling_lines(series: Sequence[dict], path: str | os.PathLike, *, title: str
     fitted exponent or rate). Points with a non-finite or (on a log axis) non-positive y are
     not drawn, so a depth where no run converged leaves a gap rather than a fake value.
     """
-    import numpy as np
-
     fig, ax = subplots(figsize=(6.4, 4.5))
     for s in series:
         x, y = np.asarray(s["x"], float), np.asarray(s["y"], float)

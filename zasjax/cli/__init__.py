@@ -1,6 +1,7 @@
 """The `zasjax` command: gradient-descent dynamics of deep linear networks.
 
     zasjax sweep ...            a grid of GD runs -> results.csv, config.json, a plot
+    zasjax plot DIR ... --out F sweeps side by side: medians, quartile bands, exponents
     zasjax flow ...             gradient flow (diffrax) beside GD
     zasjax reproduce NAME ...   one of the papers' experiments
     zasjax bench ...            the side-by-side benchmark
@@ -28,7 +29,7 @@ import traceback
 from .._errors import InputError
 
 #: subcommand -> module (imported when the parser is built; each imports JAX lazily).
-COMMANDS = {name: f"zasjax.cli.{name}" for name in ("sweep", "flow", "reproduce", "bench")}
+COMMANDS = {name: f"zasjax.cli.{name}" for name in ("sweep", "plot", "flow", "reproduce", "bench")}
 
 
 def _version() -> str:

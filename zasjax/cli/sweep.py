@@ -201,7 +201,8 @@ def _run(job: Job) -> int:
         return 130
     if writer:
         table = best_per_config(rows) if spec.tune_lr else rows
-        _plots.iterations_vs_depth(table, os.path.join(out, "iterations_vs_depth.png"))
+        # the figure `zasjax plot` draws, read back from the folder's results
+        _plots.plot_folders([out], os.path.join(out, "iterations_vs_depth.png"))
         seconds = _store.read_json(os.path.join(out, "config.json"))["seconds"]
         _print_summary(table, out, seconds)
     return 0
