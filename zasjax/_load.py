@@ -19,7 +19,7 @@ from pathlib import Path
 from ._status import NAMES as STATUS_NAMES
 
 #: The columns of a sweep's tables and their pandas dtypes. `iterations` and
-#: `observations` are nullable integers (<NA>: never reached ε; not a completion/sensing
+#: `observations` are nullable integers (`pd.NA`: never reached ε; not a completion/sensing
 #: run); `init_scale` and the measures are NaN where a run has none.
 SCHEMA = {
     "index": "int64",  # the configuration's position in the grid (Parquet tables)
@@ -44,7 +44,7 @@ def load_sweep(path: str | os.PathLike, runs: bool = False):
     (Parquet first, if both are there); `runs=True` reads every run instead (every
     learning rate, pruned ones included), from `runs.parquet/` or `runs.csv`. Columns
     follow `SCHEMA`: `dim`, `depth`, `seed`, `steps` (and a Parquet table's `index`) are
-    int64; `iterations` and `observations` nullable `Int64` (<NA> where missing); `lr`,
+    int64; `iterations` and `observations` nullable `Int64` (`pd.NA` where missing); `lr`,
     `final_loss`, `init_scale` and the measures float64 (NaN where missing); `status` a
     categorical over `zasjax.STATUS_NAMES`' names; `init`, `target`, `optimizer` and
     `objective` strings. `df.attrs["config"]` is the folder's `config.json`.

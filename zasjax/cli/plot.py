@@ -33,7 +33,8 @@ class PlotSpec:
     """One `zasjax plot` figure, checked on construction; its options are these fields."""
 
     folders: tuple[str, ...] = option((), cli=False)
-    out: str = option(None, "the figure's file (.png, .pdf, .svg, ...)", metavar="FILE")
+    out: str | None = option(None, "the figure's file (.png, .pdf, .svg, ...; required)",
+                             metavar="FILE")
     x: str = option("depth", "column on the x axis")
     y: str = option("iterations", "column on the y axis (median over seeds)")
     include_all: bool = option(False, "draw every run, not only the converged ones",
