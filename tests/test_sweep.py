@@ -133,9 +133,9 @@ def test_resume_after_interruption(tmp_path, monkeypatch, reference):
     recomputed = []
     run_slice = _driver._run_slice
 
-    def spy(ctx, sl, name):
+    def spy(ctx, sl, *args):
         recomputed.extend(_sweep.config_key(r) for r in sl.rows)
-        return run_slice(ctx, sl, name)
+        return run_slice(ctx, sl, *args)
 
     monkeypatch.setattr(_driver, "_run_slice", spy)
     rows = _sweep.sweep(GRID, out, resume=True, **OPTS)  # regrouped: one slice, capacity 8

@@ -93,18 +93,59 @@ def _csv_cell(value: Any) -> Any:
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    """Read a CSV written by `write_csv`; a missing file reads as no rows."""
+    """Read a CSV written by `write_csv` / `append_csv`; a missing file reads as no rows, and
+    a torn last line (a process killed while appending) is left out."""
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        text = f.read()
+    return list(csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1])))
 
 
 def append_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]],
                columns: Sequence[str]) -> None:
-    """Atomically append rows: the file is rewritten whole, so it is never half-written."""
-    old = read_csv(path)
-    write_csv(path, [*old, *rows], columns)
+    """Append rows in one write, synced. A write that fails (a full disk) is cut back, and a
+    torn tail left by a killed process is cut off first, so the file only ever holds whole
+    rows. A file with other columns (an earlier version's) is rewritten whole."""
+    header = ",".join(columns) + "\n"
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return write_csv(path, rows, columns)
+    with open(path, "rb") as f:
+        if f.readline().decode(errors="replace") != header:
+            f.close()
+            return write_csv(path, [*read_csv(path), *rows], columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore",
+                            lineterminator="\n")
+    for row in rows:
+        writer.writerow({k: _csv_cell(row.get(k)) for k in columns})
+    data = memoryview(buf.getvalue().encode())
+    with open(path, "r+b", buffering=0) as f:
+        end = _whole_lines(f)
+        f.truncate(end)
+        f.seek(end)
+        try:
+            while data:
+                data = data[f.write(data):]
+            os.fsync(f.fileno())
+        except BaseException:
+            f.truncate(end)
+            raise
+
+
+def _whole_lines(f) -> int:
+    """The size of `f` up to its last newline."""
+    size = f.seek(0, os.SEEK_END)
+    pos = size
+    while pos > 0:
+        step = min(4096, pos)
+        f.seek(pos - step)
+        block = f.read(step)
+        i = block.rfind(b"\n")
+        if i >= 0:
+            return pos - step + i + 1
+        pos -= step
+    return 0
 
 
 def prepare_folder(folder: str, option: str = "--out") -> None:

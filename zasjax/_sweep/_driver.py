@@ -28,17 +28,22 @@ from .._run import PRUNED, RUNNING, STATUS_NAMES
 from . import _inflight
 from ._distributed import is_writer, make_mesh, on_writer, put, to_host
 from ._engines import FullEngine, ModesEngine
-from ._grid import COLUMNS, MEASURES, Grid, config_key
-from ._plan import Slice, memory_budget
+from ._grid import COLUMNS, MEASURES, Grid
+from ._plan import Slice, memory_budget, parts
 from ._programs import objective
+from ._results import CsvSink, ParquetSink, choose_format, existing_format, writing
 from ._spec import SweepSpec, as_spec
-from ._tuning import best_per_config, fastest, tuning_group
+from ._tuning import best_per_config, tuning_group
 
 
 class _Progress:
+    """A progress line on stderr: configurations done of the grid, their rate, and the time
+    left of the slice at hand (at most: if none of it converges early) and of the sweep."""
+
     def __init__(self, total: int, done: int, enabled: bool):
         self.total, self.done, self.enabled = total, done, enabled
         self.start = self.shown = time.perf_counter()
+        self.first = done
         self.cfg_steps = 0
 
     def note(self, text: str) -> None:
@@ -46,15 +51,20 @@ class _Progress:
             sys.stderr.write(f"\r{text}" + " " * 20)
             sys.stderr.flush()
 
-    def update(self, newly_done: int, cfg_steps: int, label: str) -> None:
+    def update(self, newly_done: int, cfg_steps: int, label: str,
+               slice_left: float | None = None) -> None:
         self.done += newly_done
         self.cfg_steps += cfg_steps
         now = time.perf_counter()
         if self.enabled and (now - self.shown > 0.5 or self.done == self.total):
             self.shown = now
-            rate = self.cfg_steps / max(now - self.start, 1e-9)
-            sys.stderr.write(f"\r{label}: {self.done}/{self.total} configs done, "
-                             f"{rate:,.0f} config-iterations/s   ")
+            elapsed = max(now - self.start, 1e-9)
+            rate = (self.done - self.first) / elapsed
+            eta = (self.total - self.done) / rate if rate > 0 else None
+            sys.stderr.write(f"\r{label}: {self.done:,}/{self.total:,} configs done, "
+                             f"{rate:,.1f}/s ({self.cfg_steps / elapsed:,.0f} "
+                             f"config-iterations/s), slice ETA <= {_duration(slice_left)}, "
+                             f"sweep ETA {_duration(eta)}   ")
             sys.stderr.flush()
 
     def close(self) -> None:
@@ -62,9 +72,19 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not np.isfinite(seconds):
+        return "?"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:,.1f} h"
+
+
 @dataclass
 class _Context:
-    """What every slice of one sweep shares."""
+    """What every slice of one grid shares."""
 
     grid: Grid
     engine: FullEngine | ModesEngine
@@ -74,12 +94,14 @@ class _Context:
     prune: bool
     run_id: str
     bar: _Progress
-    runs_csv: str | None              # None: this process does not write
+    sink: CsvSink | ParquetSink | None   # None: this process does not write
     inflight: str | None
     checkpoints: bool                 # the same on every process: they gather states together
     saved: dict = field(default_factory=dict)   # process 0's checkpoints (empty elsewhere)
     has_saved: bool = False           # whether process 0 has any (known to every process)
-    finished: dict = field(default_factory=dict)
+    keep_all: bool = True             # CSV: every row stays in `table`; Parquet: in flight
+    table: dict = field(default_factory=dict)   # position -> row
+    best: dict = field(default_factory=dict)    # fewest iterations per tuning group, lately
     compiled: set = field(default_factory=set)
 
 
@@ -133,30 +155,54 @@ def sweep(spec: SweepSpec | Grid, out: str | None = None, *, resume: bool = Fals
         raise ValueError(f"devices={spec.devices}, but JAX has {len(jax.devices())}")
     mesh = make_mesh(devices)
     spec.check_fits(list(mesh.devices.flat))
+    fmt = results_format(spec, out, resume)
     with contextlib.ExitStack() as stack:
         cache_dir = stack.enter_context(persistent_cache()) if spec.cache else None
         timer = Timer()
-        config = {**(meta or {}), **_record(spec), "identity": spec.identity()}
+        config = {**(meta or {}), **_record(spec), "identity": spec.identity(),
+                  "results": fmt}
         writer = out is not None and is_writer()
         if out is not None:
             on_writer(lambda: _open_folder(spec, out, resume, stack) if writer else None)
         if writer:
-            _store.write_json(os.path.join(out, "config.json"),
-                              {**config, "started": time.strftime("%FT%T%z")})
+            with writing(os.path.join(out, "config.json"), 0, fmt):
+                _store.write_json(os.path.join(out, "config.json"),
+                                  {**config, "started": time.strftime("%FT%T%z")})
             if spec.progress:
                 _plots.prefetch()
         rows = []
         for i, grid in enumerate(spec.grids):
-            rows += _sweep_grid(spec, grid, mesh, out, resume or i > 0)
+            rows += _sweep_grid(spec, grid, mesh, out, resume or i > 0, fmt)
         if writer:
-            table = best_per_config(rows) if spec.tune_lr else rows
-            _store.write_csv(os.path.join(out, "results.csv"),
-                             [{**r, "tuned": spec.tune_lr} for r in table], COLUMNS)
-            _store.write_json(os.path.join(out, "config.json"), {
-                **config, "seconds": timer.record()["wall_s"],
-                "timing": {**timer.record(), "cache_dir": cache_dir},
-                "finished": time.strftime("%FT%T%z")})
-    return rows
+            with writing(os.path.join(out, "results.csv"), 0, fmt):
+                if fmt == "csv":
+                    table = best_per_config(rows) if spec.tune_lr else rows
+                    _store.write_csv(os.path.join(out, "results.csv"),
+                                     [{**r, "tuned": spec.tune_lr} for r in table], COLUMNS)
+                _store.write_json(os.path.join(out, "config.json"), {
+                    **config, "seconds": timer.record()["wall_s"],
+                    "timing": {**timer.record(), "cache_dir": cache_dir},
+                    "finished": time.strftime("%FT%T%z")})
+    return rows if fmt == "csv" else None
+
+
+def results_format(spec: SweepSpec, out: str | None, resume: bool) -> str:
+    """csv or parquet: what the folder holds already, else what `spec.results` asks, else
+    by the grid's size (`CSV_MAX_ROWS`). ValueError for a combination that cannot be."""
+    size = sum(g.index.size for g in spec.grids)
+    fmt = choose_format(size, spec.results)
+    held = existing_format(out) if out and resume else None
+    if held and spec.results not in ("auto", held):
+        raise InputError(f"{out!r} holds {held} results; resume it with results={held!r}")
+    fmt = held or fmt
+    if fmt == "parquet":
+        if out is None:
+            raise ValueError(f"a sweep of {size:,} configurations writes its rows to a folder "
+                             "(Parquet; more than the million kept in memory): give out=")
+        if len(spec.grids) > 1:
+            raise ValueError("Parquet results take one grid per folder; this spec has "
+                             f"{len(spec.grids)}")
+    return fmt
 
 
 def _record(spec: SweepSpec) -> dict:
@@ -194,51 +240,97 @@ def _open_folder(spec: SweepSpec, out: str, resume: bool, stack: contextlib.Exit
                              "with the options it was started with")
 
 
-def _sweep_grid(spec: SweepSpec, grid: Grid, mesh, out: str | None, resume: bool) -> list[dict]:
-    """One grid of the spec, into `out` (its rows appended to runs.csv as they finish)."""
+def _sweep_grid(spec: SweepSpec, grid: Grid, mesh, out: str | None, resume: bool,
+                fmt: str) -> list[dict]:
+    """One grid of the spec, into `out`, a slice at a time: the host holds the rows of the
+    slice at hand (and, for CSV results, every row, which the sweep returns)."""
     if spec.engine == "full":
         eng = FullEngine(spec.matmul, spec.prefix, spec.batching, grid.objective)
     else:
         eng = ModesEngine()
     dtype = jnp.dtype(spec.dtype)
-    n_dev = mesh.devices.size
-    budget = memory_budget(list(mesh.devices.flat))
-    configs = grid.configs()
-    runs_csv = os.path.join(out, "runs.csv") if out else None
+    index = grid.index
     inflight = os.path.join(out, "inflight") if out else None
     run_id = run_identity(grid, dtype, eng)
-
     write = out is not None and is_writer()
-
     saved: dict = {}  # checkpoints stay with process 0, which restores them
 
     def read_folder():
-        # Process 0 alone reads the folder; every process gets the rows, the plan and
-        # whether checkpoints exist, so all run the same slices in the same order.
-        finished: dict[tuple, dict] = {}
-        if out and resume:
-            if os.path.exists(runs_csv):
-                for r in read_runs(runs_csv):
-                    finished[config_key(r)] = r
-            if os.path.isdir(inflight):
-                saved.update(_inflight.load_all(inflight, run_id))
-        pending = [c for c in configs if config_key(c) not in finished]
-        slices = eng.plan(pending, spec.bucket_ratio, n_dev, budget, dtype, grid,
-                          spec.max_batch)
-        return finished, bool(saved), slices
+        # Process 0 alone reads the folder; every process gets what it needs to run the same
+        # slices in the same order: the rows already done, the memory budget, and whether
+        # checkpoints exist.
+        if fmt == "parquet":
+            sink = ParquetSink(out, index, resume, spec.tune_lr) if write else None
+        else:
+            sink = CsvSink(out if write else None, index, resume)
+        if out and resume and os.path.isdir(inflight):
+            saved.update(_inflight.load_all(inflight, run_id))
+        done = sink.done() if sink else 0
+        return sink, sink.resumed() if sink else {}, done, bool(saved), \
+            memory_budget(list(mesh.devices.flat))
 
-    finished, has_saved, slices = on_writer(read_folder)
+    sink, table, done, has_saved, budget = on_writer(read_folder)
+    if not is_writer():
+        sink = None
+    plan = eng.plan(grid, spec.bucket_ratio, mesh.devices.size, budget, dtype, spec.max_batch)
+    if fmt == "parquet" and spec.tune_lr:
+        check_groups_fit(index, plan)
     ctx = _Context(grid, eng, dtype, mesh, spec.chunk, spec.tune_lr, run_id,
-                   _Progress(len(configs), sum(config_key(c) in finished for c in configs),
-                             spec.progress and is_writer()),
-                   runs_csv if write else None, inflight if write else None,
-                   out is not None, saved=saved, finished=finished, has_saved=has_saved)
-    for i, sl in enumerate(slices):
-        _run_slice(ctx, sl, f"{sl.tag}-{i}-{os.getpid()}")
+                   _Progress(index.size, done, spec.progress and is_writer()),
+                   sink, inflight if write else None, out is not None, saved=saved,
+                   has_saved=has_saved, keep_all=fmt == "csv", table=table)
+    n = 0
+    for cls in plan:
+        for part in parts(index, cls):
+            _run_part(ctx, part, f"{cls.dim}-{cls.capacity}-{n}-{os.getpid()}")
+            n += 1
     ctx.bar.close()
     if write and os.path.isdir(inflight):
         _inflight.remove_run(inflight, run_id)
-    return [as_row(finished[config_key(c)]) for c in configs]
+    if fmt == "parquet":
+        return []
+    return [as_row(ctx.table[p]) for p in range(index.size)]
+
+
+def check_groups_fit(index, plan) -> None:
+    """ValueError if some configuration's learning rates outnumber its class's batch (its
+    best rate could then not be chosen within one slice, as Parquet results are)."""
+    for cls in plan:
+        for L in cls.depths:
+            if index.largest_group(L) > cls.batch:
+                raise ValueError(
+                    f"depth {index.grid.depths[L]} tunes {index.largest_group(L)} learning "
+                    f"rates, more than the {cls.batch} configurations a slice of width "
+                    f"{cls.dim} holds; raise max_batch or use results='csv'")
+
+
+def _run_part(ctx: _Context, part, name: str) -> None:
+    """One planned slice: the positions no results file holds yet, less those done, run."""
+    needed = on_writer(lambda: [r for a, n in part.pieces for r in ctx.sink.uncovered(a, n)]
+                       if ctx.sink else [(a, n) for a, n in part.pieces])
+    positions = [p for a, n in needed for p in range(a, a + n)]
+    pending = [p for p in positions if p not in ctx.table]
+    if ctx.prune:  # what the slice's groups (and a group split from the last one) know
+        best = {k: v for k, v in ctx.best.items()}
+        _note_fastest(best, (ctx.table[p] for p in positions if p in ctx.table))
+        ctx.best = best
+    if pending:
+        rows = ctx.grid.index.rows(pending)
+        sl = Slice(part.dim, part.capacity, part.batch, max(r["depth"] for r in rows),
+                   tuple(rows))
+        _run_slice(ctx, sl, name, pending)
+    if not ctx.keep_all:  # Parquet: results of the slice written, its rows forgotten
+        if ctx.sink:
+            ctx.sink.slice_done(needed, ctx.table, best_per_config if ctx.prune else list)
+        for p in positions:
+            ctx.table.pop(p, None)
+
+
+def _note_fastest(best: dict, rows) -> None:
+    for r in rows:
+        if r["status"] == "converged":
+            g, n = tuning_group(r), int(r["iterations"])
+            best[g] = min(best.get(g, n), n)
 
 
 def read_runs(path: str) -> list[dict]:
@@ -305,7 +397,9 @@ def _save_running(ctx: _Context, checkpoint, rows, padded, state, dim) -> None:
             raise
 
 
-def _run_slice(ctx: _Context, sl: Slice, name: str) -> None:
+def _run_slice(ctx: _Context, sl: Slice, name: str, positions: list[int]) -> None:
+    """Run `sl` (its rows at grid `positions`) to the end, a chunk at a time: rows written as
+    they finish, the rest checkpointed after every chunk."""
     rows = list(sl.rows)
     padded = rows + [rows[-1]] * (sl.batch - len(rows))  # duplicates fill the batch
     key = (sl.dim, sl.capacity, sl.batch)
@@ -324,8 +418,9 @@ def _run_slice(ctx: _Context, sl: Slice, name: str) -> None:
         if restored:  # process 0's restored states, on every process
             state = ctx.engine.from_host(restored, state, sl.dim, ctx.mesh)
     checkpoint = os.path.join(ctx.inflight, name + ".npz") if ctx.inflight else None
+    groups = [tuning_group(r) for r in rows] if ctx.prune else None
     reported = np.zeros(len(rows), bool)
-    cfg_steps = 0
+    cfg_steps, chunk_s, left = 0, None, None
     while True:
         status = to_host(state.status)[: len(rows)]
         done = status != RUNNING
@@ -335,28 +430,33 @@ def _run_slice(ctx: _Context, sl: Slice, name: str) -> None:
                                                                "step")}
             if prepared.measure is not None:  # of the end-to-end matrices, at the end
                 fields.update({k: to_host(v) for k, v in prepared.measure(state).items()})
-            new_rows = [_result_row(rows[i], fields, i) for i in np.flatnonzero(new)]
-            for r in new_rows:
-                ctx.finished[config_key(r)] = r
-            if ctx.runs_csv:
-                _store.append_csv(ctx.runs_csv, new_rows, COLUMNS)
+            idx = np.flatnonzero(new)
+            new_rows = [_result_row(rows[i], fields, i) for i in idx]
+            new_positions = [positions[i] for i in idx]
+            ctx.table.update(zip(new_positions, new_rows))
+            if ctx.sink is not None:
+                ctx.sink.append(new_rows, new_positions)
+            if ctx.prune:
+                _note_fastest(ctx.best, new_rows)
             reported |= new
-        ctx.bar.update(int(new.sum()), cfg_steps, label)
+        steps = to_host(state.step)[: len(rows)]
+        if chunk_s is not None and not done.all():
+            left = chunk_s * -(-(ctx.grid.max_iters - int(steps[~done].min())) // ctx.chunk)
+        ctx.bar.update(int(new.sum()), cfg_steps, label, left)
         cfg_steps = 0
         if done.all():
             break
         if ctx.prune:
-            best = fastest(ctx.finished)
-            steps = to_host(state.step)[: len(rows)]
-            stop = ~done & np.asarray([steps[i] > best.get(tuning_group(r), np.inf)
-                                       for i, r in enumerate(rows)])
+            stop = ~done & (steps > np.asarray([ctx.best.get(g, np.inf) for g in groups]))
             if stop.any():  # they cannot beat a rate that already converged: report them
                 state = _stop(state, stop, len(padded), ctx.mesh)
                 continue
+        t0 = time.perf_counter()
         state = prepared.advance(state)
         cfg_steps = ctx.chunk * int((~done).sum())
         if ctx.checkpoints:
             _save_running(ctx, checkpoint, rows, padded, state, sl.dim)
+        chunk_s = time.perf_counter() - t0
     if checkpoint and os.path.exists(checkpoint):
         os.unlink(checkpoint)
 

@@ -22,7 +22,7 @@ from .._inits import depth_coef
 from .._run import RunState, Settings
 from ._distributed import put, sharding, to_host
 from ._grid import Grid
-from ._plan import LOOP_MIN_DIM, Slice, batch_cap, batch_size, plan, run_order
+from ._plan import LOOP_MIN_DIM, Class, Slice, classes
 from ._programs import (
     Spec,
     advance_chunk,
@@ -91,8 +91,9 @@ class FullEngine:
             raise ValueError(f"matmul 'unrolled' (batch last) is the whitened loss's layout; "
                              f"objective {grid.objective} runs batch first ('dot')")
 
-    def plan(self, rows, ratio, n_dev, budget, dtype, grid: Grid, max_batch) -> list[Slice]:
-        return plan(rows, ratio, n_dev, budget, dtype.itemsize, grid.optimizer, max_batch)
+    def plan(self, grid: Grid, ratio, n_dev, budget, dtype, max_batch) -> list[Class]:
+        return classes(grid.index, ratio, n_dev, budget, dtype.itemsize, grid.optimizer,
+                       max_batch)
 
     def _matmul(self, dim: int) -> str:
         if self.matmul != "auto":
@@ -237,16 +238,9 @@ class ModesEngine:
                              f"whitened loss; it cannot run {' and '.join(problems)} "
                              "(use --engine full)")
 
-    def plan(self, rows, ratio, n_dev, budget, dtype, grid: Grid, max_batch) -> list[Slice]:
-        slices = []
-        for dim in sorted({r["dim"] for r in rows}):
-            members = sorted((r for r in rows if r["dim"] == dim), key=run_order)
-            cap = batch_cap(8 * dim * dtype.itemsize, budget, n_dev, max_batch)
-            batch = batch_size(len(members), n_dev, cap)
-            for i0 in range(0, len(members), batch):
-                part = tuple(members[i0:i0 + batch])
-                slices.append(Slice(dim, 0, batch, max(r["depth"] for r in part), part))
-        return slices
+    def plan(self, grid: Grid, ratio, n_dev, budget, dtype, max_batch) -> list[Class]:
+        return classes(grid.index, ratio, n_dev, budget, dtype.itemsize, grid.optimizer,
+                       max_batch, modes=True)
 
     def start(self, grid: Grid, sl: Slice, rows: list[dict], dtype, mesh, chunk: int
               ) -> Prepared:

@@ -220,16 +220,15 @@ class Grid:
                                  f"{d} target), got {list(self.observations)}")
 
     def configs(self) -> list[dict]:
-        """Every configuration as a row dict with the `KEY_COLUMNS`, in a fixed order."""
-        observations = self.observations or (None,)
-        scales = self.init_scale or (None,)
-        return [dict(init=i, target=t, dim=int(d), depth=int(L), seed=int(s), lr=float(lr),
-                     optimizer=self.optimizer, objective=self.objective, observations=n,
-                     init_scale=x)
-                for i, t, d, L, n, x, s in itertools.product(
-                    self.inits, self.targets, self.dims, self.depths, observations, scales,
-                    self.seeds)
-                for lr in self.lrs_at(L, s)]
+        """Every configuration as a row dict with the `KEY_COLUMNS`, in the grid's order
+        (init, target, dim, depth, observations, init scale, seed, lr). For small grids:
+        a sweep never lists them all, it indexes them (`index`)."""
+        return self.index.rows(np.arange(self.index.size))
+
+    @cached_property
+    def index(self) -> GridIndex:
+        """The grid's configurations as integers 0..size-1, in the order of `configs`."""
+        return GridIndex(self)
 
     def _per_depth(self) -> bool:
         return bool(self.lrs) and self.lrs != AUTO_LRS and isinstance(self.lrs[0], tuple)
@@ -273,3 +272,116 @@ def config_key(row: dict) -> tuple:
     return (row["init"], row["target"], int(row["dim"]), int(row["depth"]), int(row["seed"]),
             float(row["lr"]), row["optimizer"], row.get("objective") or "whitened",
             None if n in (None, "") else int(n), None if x in (None, "") else float(x))
+
+
+class GridIndex:
+    """Configurations as positions in the grid's order, without listing them.
+
+    The order is init, target, dim, depth, observations, init scale, seed, lr (the lr list
+    may depend on the depth and the seed). A *block* is one (init, target, dim, depth): a
+    contiguous range of positions. A *group* is one block's (observations, init scale,
+    seed): its learning rates, adjacent, the unit of learning-rate tuning. The host holds
+    arrays over depths (and, for rates keyed by seed, depths × seeds), never over the grid.
+    """
+
+    def __init__(self, grid: Grid):
+        self.grid = grid
+        self.n_inner = len(grid.observations or (None,)) * len(grid.init_scale or (None,))
+        self._depth_pos = {int(L): i for i, L in enumerate(grid.depths)}
+        self._seed_pos = {int(s): i for i, s in enumerate(grid.seeds)}
+        self._per_seed = grid._per_seed()
+        # per depth: lrs (one list, or one per seed) and the count of one (obs, scale) part
+        self._lrs = [self._depth_lrs(L) for L in grid.depths]
+        if self._per_seed:
+            self._seed_ends = [np.cumsum([len(x) for x in lrs]) for lrs in self._lrs]
+            part = np.asarray([int(e[-1]) for e in self._seed_ends], np.int64)
+        else:
+            part = np.asarray([len(grid.seeds) * len(lrs) for lrs in self._lrs], np.int64)
+        self.part = part                                   # per depth: one (obs, scale) part
+        self.depth_count = part * self.n_inner             # per depth: one block
+        self.depth_start = np.concatenate([[0], np.cumsum(self.depth_count)[:-1]])
+        self.per_dim = int(self.depth_count.sum())         # one (init, target, dim)
+        self.size = len(grid.inits) * len(grid.targets) * len(grid.dims) * self.per_dim
+
+    def _depth_lrs(self, L: int):
+        if self._per_seed:
+            return [self.grid.lrs_at(L, s) for s in self.grid.seeds]
+        return self.grid.lrs_at(L)
+
+    def block(self, init: int, target: int, dim: int, depth: int) -> tuple[int, int]:
+        """(start, count) of a block, by the positions of its init, target, dim and depth."""
+        base = ((init * len(self.grid.targets) + target) * len(self.grid.dims) + dim)
+        return (base * self.per_dim + int(self.depth_start[depth]),
+                int(self.depth_count[depth]))
+
+    def group_start(self, depth: int, offset: int) -> int:
+        """The start of the group holding position `offset` of a block of depth position
+        `depth` (an offset into the block)."""
+        part = int(self.part[depth])
+        k, r = divmod(offset, part)
+        if self._per_seed:
+            ends = self._seed_ends[depth]
+            s = int(np.searchsorted(ends, r, side="right"))
+            return k * part + (int(ends[s - 1]) if s else 0)
+        n_lr = len(self._lrs[depth])
+        return k * part + r // n_lr * n_lr
+
+    def largest_group(self, depth: int) -> int:
+        """The most learning rates one configuration of depth position `depth` has."""
+        lrs = self._lrs[depth]
+        return max(map(len, lrs)) if self._per_seed else len(lrs)
+
+    def rows(self, positions) -> list[dict]:
+        """The configurations at `positions` (integers in [0, size)), as row dicts."""
+        g = self.grid
+        q = np.asarray(positions, np.int64)
+        head, r = np.divmod(q, self.per_dim)
+        head, dim = np.divmod(head, len(g.dims))
+        init, target = np.divmod(head, len(g.targets))
+        depth = np.searchsorted(self.depth_start, r, side="right") - 1
+        r = r - self.depth_start[depth]
+        observations, scales = g.observations or (None,), g.init_scale or (None,)
+        out = []
+        for i in range(len(q)):
+            L = int(depth[i])
+            part_i, rest = divmod(int(r[i]), int(self.part[L]))
+            n_i, x_i = divmod(part_i, len(scales))
+            if self._per_seed:
+                ends = self._seed_ends[L]
+                s = int(np.searchsorted(ends, rest, side="right"))
+                lr = self._lrs[L][s][rest - (int(ends[s - 1]) if s else 0)]
+            else:
+                s, j = divmod(rest, len(self._lrs[L]))
+                lr = self._lrs[L][j]
+            out.append(dict(init=g.inits[init[i]], target=g.targets[target[i]],
+                            dim=int(g.dims[dim[i]]), depth=int(g.depths[L]),
+                            seed=int(g.seeds[s]), lr=float(lr), optimizer=g.optimizer,
+                            objective=g.objective, observations=observations[n_i],
+                            init_scale=scales[x_i]))
+        return out
+
+    def position(self, row: dict) -> int:
+        """The position of a configuration (a row, fresh or read back), or -1 if it is not
+        one of this grid's."""
+        g = self.grid
+        try:
+            key = config_key(row)
+            init, target = g.inits.index(key[0]), g.targets.index(key[1])
+            dim, L, s = g.dims.index(key[2]), self._depth_pos[key[3]], self._seed_pos[key[4]]
+            n = (g.observations or (None,)).index(key[8])
+            x = (g.init_scale or (None,)).index(key[9])
+        except (ValueError, KeyError):
+            return -1
+        if key[6:8] != (g.optimizer, g.objective):
+            return -1
+        lrs = self._lrs[L][s] if self._per_seed else self._lrs[L]
+        try:
+            j = lrs.index(key[5])
+        except ValueError:
+            return -1
+        if self._per_seed:
+            rest = (int(self._seed_ends[L][s - 1]) if s else 0) + j
+        else:
+            rest = s * len(lrs) + j
+        start, _ = self.block(init, target, dim, L)
+        return start + (n * len(g.init_scale or (None,)) + x) * int(self.part[L]) + rest

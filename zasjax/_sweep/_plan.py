@@ -141,27 +141,84 @@ class Slice:
         return f"d{self.dim}-C{self.capacity}-B{self.batch}"
 
 
-def run_order(row: dict) -> tuple:
-    """Slices run in this order: by depth, so a slice's members need similar layer counts,
-    and within a depth the largest η first. Those finish (converge or diverge) soonest, so
-    a tuning sweep's slower rates in later slices are pruned at their first check."""
-    return row["depth"], -row["lr"]
+@dataclass(frozen=True)
+class Part:
+    """One planned slice, before its rows exist: `pieces`, (start, count) ranges of grid
+    positions (`GridIndex`), at most `batch` configurations in all."""
+
+    dim: int
+    capacity: int
+    batch: int
+    active: int
+    pieces: tuple
+
+    @property
+    def size(self) -> int:
+        return sum(n for _, n in self.pieces)
 
 
-def plan(rows: list[dict], ratio: float | None, n_dev: int, budget: int, itemsize: int,
-         optimizer: str, max_batch: int | None = None) -> list[Slice]:
-    """Split `rows` by width and capacity class, sort each class by depth, and cut it into
-    slices of one ladder batch size."""
-    slices = []
-    for dim in sorted({r["dim"] for r in rows}):
-        of_dim = [r for r in rows if r["dim"] == dim]
-        for C, depths in sorted(depth_classes([r["depth"] for r in of_dim], ratio).items()):
-            members = sorted((r for r in of_dim if r["depth"] in depths), key=run_order)
-            cap = batch_cap(bytes_per_config(C, dim, itemsize, optimizer), budget, n_dev,
-                            max_batch)
-            want = max(-(-len(members) // SLICES), min(MIN_BATCH * n_dev, len(members)))
-            batch = batch_size(want, n_dev, cap)
-            for start in range(0, len(members), batch):
-                part = tuple(members[start:start + batch])
-                slices.append(Slice(dim, C, batch, max(r["depth"] for r in part), part))
-    return slices
+@dataclass(frozen=True)
+class Class:
+    """The configurations of one width and capacity class: one program of batch `batch`."""
+
+    dim: int
+    capacity: int
+    depths: tuple          # positions into the grid's depths, ascending depth
+    size: int              # configurations
+    batch: int
+
+
+def classes(index, ratio: float | None, n_dev: int, budget: int, itemsize: int,
+            optimizer: str, max_batch: int | None = None, modes: bool = False) -> list[Class]:
+    """Every width's capacity classes with their batch sizes (`modes`: one class per width,
+    its state O(d) per configuration)."""
+    grid, out = index.grid, []
+    per_depth = index.depth_count * len(grid.inits) * len(grid.targets)
+    order = sorted(range(len(grid.depths)), key=lambda i: grid.depths[i])
+    for dim in sorted(grid.dims):
+        if modes:
+            groups = {0: [grid.depths[i] for i in order]}
+        else:
+            groups = depth_classes(grid.depths, ratio)
+        for C, depths in sorted(groups.items()):
+            pos = tuple(i for i in order if grid.depths[i] in set(depths))
+            n = int(sum(int(per_depth[i]) for i in pos))
+            per_config = 8 * dim * itemsize if modes else bytes_per_config(C, dim, itemsize,
+                                                                           optimizer)
+            cap = batch_cap(per_config, budget, n_dev, max_batch)
+            want = n if modes else max(-(-n // SLICES), min(MIN_BATCH * n_dev, n))
+            out.append(Class(dim, C, pos, n, batch_size(want, n_dev, cap)))
+    return out
+
+
+def parts(index, cls: Class):
+    """The slices of one class, lazily, in run order: by depth (so a slice's members need
+    similar layer counts), then init and target; each cut at a learning-rate group's edge
+    (a configuration's rates run in one slice, so tuning prunes within it), unless one
+    group alone outgrows the batch."""
+    grid = index.grid
+    d = grid.dims.index(cls.dim)
+    pieces, room, deepest = [], cls.batch, 0
+    for L in cls.depths:
+        for i in range(len(grid.inits)):
+            for t in range(len(grid.targets)):
+                start, count = index.block(i, t, d, L)
+                offset = 0
+                while offset < count:
+                    take = min(room, count - offset)
+                    if take < count - offset:  # cut at a group's edge
+                        edge = index.group_start(L, offset + take)
+                        if edge > offset:
+                            take = edge - offset
+                        elif pieces:
+                            take = 0
+                    if take:
+                        pieces.append((start + offset, take))
+                        offset += take
+                        room -= take
+                        deepest = grid.depths[L]
+                    if room == 0 or take == 0:
+                        yield Part(cls.dim, cls.capacity, cls.batch, deepest, tuple(pieces))
+                        pieces, room = [], cls.batch
+    if pieces:
+        yield Part(cls.dim, cls.capacity, cls.batch, deepest, tuple(pieces))

@@ -25,6 +25,7 @@ from ._distributed import Processes, check_devices
 from ._engines import BATCHINGS, ENGINES
 from ._grid import AUTO_LRS, FILE_TARGET, Grid
 from ._plan import check_fits, check_ratio, memory_budget
+from ._results import FORMATS
 
 DTYPES = ("float32", "float64")
 
@@ -80,6 +81,13 @@ class SweepSpec:
     progress: bool = option(False, "a progress line on stderr")
     max_batch: int | None = option(None, "at most this many configurations per program call "
                                          "(bounds memory; default: as many as fit)")
+    results: Literal["auto", "csv", "parquet"] = option(
+        "auto", "the results' format: csv (runs.csv, results.csv), parquet (runs.parquet/, "
+                "results.parquet/: appended per slice), auto: csv up to a million "
+                "configurations")
+    plan: bool = option(False, "print what the sweep would do (configurations, programs, "
+                               "slices, memory, results' size, an estimated time) and stop",
+                        const=True)
     # How the full engine batches (benchmarks and tests choose them; `sweep` documents them).
     matmul: str = option("auto", cli=False)
     prefix: str = option("sequential", cli=False)
@@ -112,6 +120,8 @@ class SweepSpec:
         if isinstance(self.chunk, bool) or not (isinstance(self.chunk, int) and self.chunk >= 1):
             raise ValueError(f"chunk must be an integer >= 1, got {self.chunk!r}")
         check_ratio(self.bucket_ratio)
+        if self.results not in FORMATS:
+            raise ValueError(f"results must be one of {FORMATS}, got {self.results!r}")
         check_devices(self.devices)
         if not isinstance(self.processes, Processes):
             raise ValueError(f"processes must be a Processes, got {self.processes!r}")

@@ -1,0 +1,242 @@
+"""Where a sweep's rows go: CSV for small sweeps, Parquet parts for large ones.
+
+Up to `CSV_MAX_ROWS` configurations a sweep writes `runs.csv` (rows appended as they finish)
+and `results.csv` (the table, at the end), and keeps its rows in memory. Beyond, it writes
+two folders of Parquet files (pyarrow), each written whole and moved into place:
+
+- `runs.parquet/run-<first>-<last>-<n>.parquet`: the rows that finished in one chunk,
+  `first`/`last` the least and greatest grid position (`index` column) among them;
+- `results.parquet/part-<start>-<end>.parquet`: the table's rows of the grid positions
+  `start..end-1` (every rate, or with tuning the best per configuration), written when the
+  slice that ran them ends.
+
+A resume takes the covered ranges from the results file names, and reads only the run
+files not wholly inside them: the host holds the rows of the slices in flight, never the
+grid's. `zasjax.load_sweep` reads either format.
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+import glob
+import io
+import os
+import re
+
+from .. import _store
+from .._errors import OutputError
+from ._grid import COLUMNS, MEASURES
+
+#: Beyond this many configurations a sweep writes Parquet (a CSV of a million rows is about
+#: 150 MB, is rewritten by no one and read whole by every tool).
+CSV_MAX_ROWS = 1_000_000
+FORMATS = ("auto", "csv", "parquet")
+#: Bytes per row, roughly: for the plan's estimate of the results' size.
+ROW_BYTES = {"csv": 160, "parquet": 48}
+#: A write that fails for one of these is the disk's or the folder's, not a bug.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
+
+
+def choose_format(size: int, requested: str = "auto") -> str:
+    if requested != "auto":
+        return requested
+    return "csv" if size <= CSV_MAX_ROWS else "parquet"
+
+
+def existing_format(out: str) -> str | None:
+    """The format a sweep folder already holds, if any."""
+    if os.path.isdir(os.path.join(out, "runs.parquet")):
+        return "parquet"
+    if os.path.exists(os.path.join(out, "runs.csv")):
+        return "csv"
+    return None
+
+
+def writing(path: str, rows_left: int, fmt: str):
+    """A context turning a full disk or an unwritable folder into an `OutputError`: one line
+    naming the file and the space the rest of the sweep needs."""
+    return _Writing(path, rows_left, fmt)
+
+
+class _Writing:
+    def __init__(self, path, rows_left, fmt):
+        self.path, self.rows_left, self.fmt = path, rows_left, fmt
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        if isinstance(e, OSError) and not isinstance(e, OutputError) and \
+                e.errno in DISK_ERRORS:
+            raise OutputError.of(e, self.path, self.rows_left * ROW_BYTES[self.fmt]) from None
+        return False
+
+
+class CsvSink:
+    """runs.csv, appended per chunk; every row kept (the sweep returns them)."""
+
+    fmt = "csv"
+
+    def __init__(self, out: str | None, index, resume: bool):
+        self.index = index
+        self.path = os.path.join(out, "runs.csv") if out else None
+        self.rows: dict[int, dict] = {}        # position -> row, this grid's, all of them
+        if self.path and resume and os.path.exists(self.path):
+            from ._driver import read_runs
+
+            for r in read_runs(self.path):
+                p = index.position(r)
+                if p >= 0:
+                    self.rows[p] = r
+
+    def resumed(self) -> dict[int, dict]:
+        return dict(self.rows)
+
+    def done(self) -> int:
+        return len(self.rows)
+
+    def uncovered(self, start: int, count: int) -> list[tuple[int, int]]:
+        return [(start, count)]
+
+    def append(self, rows: list[dict], positions: list[int]) -> None:
+        self.rows.update(zip(positions, rows))
+        if self.path:
+            with writing(self.path, self.index.size - len(self.rows), self.fmt):
+                _store.append_csv(self.path, rows, COLUMNS)
+
+    def slice_done(self, ranges, rows: dict[int, dict], table) -> None:
+        pass
+
+
+class ParquetSink:
+    """runs.parquet/ and results.parquet/; the rows of the slices in flight only."""
+
+    fmt = "parquet"
+
+    def __init__(self, out: str, index, resume: bool, tuned: bool):
+        self.index, self.tuned = index, tuned
+        self.runs = os.path.join(out, "runs.parquet")
+        self.results = os.path.join(out, "results.parquet")
+        for folder in (self.runs, self.results):
+            os.makedirs(folder, exist_ok=True)
+            for tmp in glob.glob(os.path.join(folder, ".*.tmp")):
+                os.unlink(tmp)  # a write a killed process left
+        self.covered: list[tuple[int, int]] = _merge(
+            [(int(a), int(b)) for a, b in (_name_range(p, "part") for p in
+                                           os.listdir(self.results)) if a is not None])
+        self.rows: dict[int, dict] = {}
+        self.count = 0
+        if resume:
+            for name in sorted(os.listdir(self.runs)):
+                lo, hi = _name_range(name, "run")
+                if lo is None or self._inside(lo, hi + 1):
+                    continue
+                for r in read_parquet(os.path.join(self.runs, name)):
+                    p = int(r.pop("index"))
+                    if not self._covers(p):
+                        self.rows[p] = r
+        self.done_before = sum(b - a for a, b in self.covered) + len(self.rows)
+
+    def _covers(self, p: int) -> bool:
+        i = bisect.bisect_right(self.covered, (p, float("inf"))) - 1
+        return i >= 0 and self.covered[i][0] <= p < self.covered[i][1]
+
+    def _inside(self, lo: int, hi: int) -> bool:
+        i = bisect.bisect_right(self.covered, (lo, float("inf"))) - 1
+        return i >= 0 and self.covered[i][0] <= lo and hi <= self.covered[i][1]
+
+    def resumed(self) -> dict[int, dict]:
+        return dict(self.rows)
+
+    def done(self) -> int:
+        return self.done_before
+
+    def uncovered(self, start: int, count: int) -> list[tuple[int, int]]:
+        """The sub-ranges of start..start+count-1 no results file holds yet."""
+        out, p, end = [], start, start + count
+        i = max(bisect.bisect_right(self.covered, (start, float("inf"))) - 1, 0)
+        for a, b in self.covered[i:]:
+            if a >= end:
+                break
+            if b <= p:
+                continue
+            if a > p:
+                out.append((p, a - p))
+            p = max(p, b)
+        if p < end:
+            out.append((p, end - p))
+        return out
+
+    def append(self, rows: list[dict], positions: list[int]) -> None:
+        self.count += 1
+        name = f"run-{min(positions):012d}-{max(positions):012d}-{os.getpid()}-{self.count}"
+        path = os.path.join(self.runs, name + ".parquet")
+        left = self.index.size - self.done_before
+        with writing(path, left, self.fmt):
+            write_parquet(path, [{**r, "index": p} for r, p in zip(rows, positions)])
+
+    def slice_done(self, ranges, rows: dict[int, dict], table) -> None:
+        """Write the results of `ranges` ((start, count), every row of them in `rows`), then
+        forget those rows."""
+        for start, count in ranges:
+            part = [{**rows[p], "index": p} for p in range(start, start + count)]
+            part = table(part)
+            path = os.path.join(self.results,
+                                f"part-{start:012d}-{start + count:012d}.parquet")
+            with writing(path, self.index.size - self.done_before, self.fmt):
+                write_parquet(path, [{**r, "tuned": self.tuned} for r in part])
+            self.covered = _merge(self.covered + [(start, start + count)])
+            self.done_before += count
+            for p in range(start, start + count):
+                rows.pop(p, None)
+
+
+def _name_range(name: str, prefix: str):
+    m = re.fullmatch(rf"{prefix}-(\d+)-(\d+)(-.*)?\.parquet", name)
+    return (int(m[1]), int(m[2])) if m else (None, None)
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _schema(with_index: bool, tuned: bool):
+    import pyarrow as pa
+
+    kinds = dict(init=pa.string(), target=pa.string(), dim=pa.int64(), depth=pa.int64(),
+                 seed=pa.int64(), lr=pa.float64(), optimizer=pa.string(),
+                 iterations=pa.int64(), final_loss=pa.float64(), status=pa.string(),
+                 steps=pa.int64(), objective=pa.string(), observations=pa.int64(),
+                 init_scale=pa.float64(), **{m: pa.float64() for m in MEASURES})
+    fields = [pa.field(c, kinds[c]) for c in COLUMNS]
+    if tuned:
+        fields.append(pa.field("tuned", pa.bool_()))
+    if with_index:
+        fields.append(pa.field("index", pa.int64()))
+    return pa.schema(fields)
+
+
+def write_parquet(path: str, rows: list[dict]) -> None:
+    """Rows (dicts with `COLUMNS`, `index`, optionally `tuned`) as one Parquet file, whole."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _schema("index" in rows[0], "tuned" in rows[0])
+    table = pa.Table.from_pylist(rows, schema=schema)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    _store.atomic_write_bytes(path, buf.getvalue())
+
+
+def read_parquet(path: str) -> list[dict]:
+    """Rows of one Parquet file, as the sweep wrote them (None for missing cells)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
