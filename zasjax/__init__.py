@@ -21,6 +21,7 @@ from ._diagnostics import (
     plateau as plateau,
     trajectory as trajectory,
 )
+from ._errors import OutputError as OutputError
 from ._flow import (
     FlowSolution as FlowSolution,
     GdFlowComparison as GdFlowComparison,
@@ -101,9 +102,11 @@ from ._status import (
 )
 from ._sweep import (
     Grid as Grid,
+    SweepPlan as SweepPlan,
     SweepSpec as SweepSpec,
     best_per_config as best_per_config,
     lr_grid as lr_grid,
+    plan_sweep as plan_sweep,
     sweep as sweep,
 )
 from ._targets import (

@@ -28,5 +28,6 @@ from ._plan import (
     capacity as capacity,
     depth_classes as depth_classes,
 )
+from ._report import SweepPlan as SweepPlan, plan_sweep as plan_sweep
 from ._spec import SweepSpec as SweepSpec
 from ._tuning import best_per_config as best_per_config

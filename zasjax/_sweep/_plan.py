@@ -1,18 +1,22 @@
 """How a grid becomes compiled programs: capacity classes of depth, fixed batch sizes, and
-slices that fit in memory.
+slices that fit in memory, planned from the grid's index (`GridIndex`) without listing it.
 
 A program's shapes are (batch, capacity, D, D). Depth is data: a configuration of depth L
 runs in any class of capacity C ≥ L, its layers L+1..C fixed identities (mask 0), which
 change neither the function nor any gradient. The layer loops stop at the deepest layer of
-the slice at hand (`active`, also data), so padding costs memory, not time. By default each
-width is one class, of capacity the power of two at or above its deepest configuration;
-`ratio` splits it along the ladder ceil(ratio^k) when memory is tight. Batch sizes come
-from a ladder too (1, 2, 3, 4, 6, 8, 12, … times the device count). So a width compiles two
-programs (initial state, chunk) whether a sweep lists 10 depths or 512.
+the slice at hand (`active`, also data); the padding costs memory, and the elementwise
+updates that touch every layer. By default each width is one class, of capacity the power
+of two at or above its deepest configuration, so a width compiles two programs (initial
+state, chunk) whether a sweep lists 10 depths or 512; a width that would run more than
+`SPLIT_SLICES` slices that way is split along ratio 2, and `ratio` splits along
+ceil(ratio^k). Batch sizes come from a ladder (1, 2, 3, 4, 6, 8, 12, … times the device
+count).
 
-Within a class, configurations are sorted by depth (largest η first, `run_order`) and cut
-into slices (`SLICES` of them, or fewer when a slice would hold under `MIN_BATCH`
-configurations), so each slice's `active` is close to each of its members' depths.
+A class runs in slices (`parts`): position ranges of the grid taken by depth, then init and
+target, `SLICES` of them (or fewer when a slice would hold under `MIN_BATCH`
+configurations), each cut at the edge of a configuration's learning rates, so each slice's
+`active` is close to its members' depths and tuning prunes within a slice. The host holds
+one slice's positions at a time.
 """
 
 from __future__ import annotations
@@ -36,6 +40,12 @@ DEFAULT_RATIO = None
 #: Slices per class, unless that would make them smaller than MIN_BATCH per device.
 SLICES = 16
 MIN_BATCH = 256
+#: A width whose one class would run more than this many full slices is split into
+#: classes of ratio 2 (`bucket_ratio` unset only).
+SPLIT_SLICES = 64
+#: The host builds a slice's rows as Python objects: at most this many per slice (unless
+#: `max_batch` says otherwise).
+HOST_BATCH = 1 << 15
 
 
 def check_ratio(ratio: float | None) -> float | None:
@@ -90,8 +100,9 @@ def batch_size(n: int, n_dev: int, cap: int) -> int:
 
 def batch_cap(per_config_bytes: int, budget: int, n_dev: int, max_batch: int | None) -> int:
     """The largest batch size on the ladder that fits `budget` bytes per device, or
-    `max_batch` configurations."""
-    per_device = (max_batch // n_dev if max_batch else budget // max(per_config_bytes, 1))
+    `max_batch` configurations, and at most `HOST_BATCH` in all."""
+    per_device = (max_batch // n_dev if max_batch else
+                  min(budget // max(per_config_bytes, 1), HOST_BATCH // n_dev))
     per_device = max(per_device, 1)
     return max(r for r in _ladder(per_device) if r <= per_device) * n_dev
 
@@ -102,26 +113,42 @@ def bytes_per_config(depth: int, dim: int, itemsize: int, optimizer: str) -> int
     return copies * (depth + 1) * dim * dim * itemsize
 
 
-def memory_budget(devices) -> int:
-    """Bytes one slice may use per device: a quarter of its memory (host RAM on CPU)."""
+#: On CPU, the slices of all devices together hold at most this much: batches past a few
+#: thousand configurations run no faster there, and the host keeps room for the rest.
+CPU_SLICE_BYTES = 1 << 30
+
+
+def device_memory(devices) -> tuple[int, bool]:
+    """(bytes of one device's memory, whether that is the host's RAM shared by `devices`)."""
     try:
         stats = devices[0].memory_stats() or {}
         limit = stats.get("bytes_limit")
     except Exception:  # noqa: BLE001 - not every backend reports memory
         limit = None
-    if not limit:
-        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // max(len(devices), 1)
-    return int(limit) // 4
+    if limit:
+        return int(limit), False
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return ram // max(len(devices), 1), True
 
 
-def check_fits(dims, depths, itemsize: int, optimizer: str, budget: int) -> None:
-    """ValueError if one configuration of the deepest class would not fit a device."""
+def memory_budget(devices) -> int:
+    """Bytes one slice may use per device: a quarter of its memory (on CPU: of the host's
+    RAM, and at most `CPU_SLICE_BYTES` over all devices)."""
+    memory, host = device_memory(devices)
+    if host:
+        return min(memory // 4, CPU_SLICE_BYTES // max(len(devices), 1))
+    return memory // 4
+
+
+def check_fits(dims, depths, itemsize: int, optimizer: str, memory: int) -> None:
+    """ValueError if one configuration of the deepest class would not fit a device of
+    `memory` bytes."""
     for d in dims:
         C = capacity(max(depths), 2.0)
         need = bytes_per_config(C, d, itemsize, optimizer)
-        if need > 4 * budget:
+        if need > memory:
             raise ValueError(f"width {d} at depth {max(depths)} needs about {need / 2**30:,.1f} "
-                             f"GiB per configuration, more than the {4 * budget / 2**30:,.1f} "
+                             f"GiB per configuration, more than the {memory / 2**30:,.1f} "
                              "GiB a device has")
 
 
@@ -180,6 +207,9 @@ def classes(index, ratio: float | None, n_dev: int, budget: int, itemsize: int,
             groups = {0: [grid.depths[i] for i in order]}
         else:
             groups = depth_classes(grid.depths, ratio)
+            if ratio is None and _many_slices(per_depth, dim, groups, n_dev, budget, itemsize,
+                                              optimizer, max_batch):
+                groups = depth_classes(grid.depths, 2.0)
         for C, depths in sorted(groups.items()):
             pos = tuple(i for i in order if grid.depths[i] in set(depths))
             n = int(sum(int(per_depth[i]) for i in pos))
@@ -189,6 +219,16 @@ def classes(index, ratio: float | None, n_dev: int, budget: int, itemsize: int,
             want = n if modes else max(-(-n // SLICES), min(MIN_BATCH * n_dev, n))
             out.append(Class(dim, C, pos, n, batch_size(want, n_dev, cap)))
     return out
+
+
+def _many_slices(per_depth, dim, groups, n_dev, budget, itemsize, optimizer, max_batch
+                 ) -> bool:
+    """Whether one class per width would run more than `SPLIT_SLICES` slices: then its
+    shallow slices would pay for the deep layers' padding (updates touch every layer) many
+    times over, and classes of ratio 2 cost a few more programs instead."""
+    ((C, _),) = groups.items()
+    cap = batch_cap(bytes_per_config(C, dim, itemsize, optimizer), budget, n_dev, max_batch)
+    return int(per_depth.sum()) > SPLIT_SLICES * cap
 
 
 def parts(index, cls: Class):

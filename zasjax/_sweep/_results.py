@@ -240,3 +240,58 @@ def read_parquet(path: str) -> list[dict]:
     import pyarrow.parquet as pq
 
     return pq.read_table(path).to_pylist()
+
+
+#: A summary's group: one line of the table `zasjax sweep` prints, one point of its figure.
+SUMMARY_KEYS = ("init", "target", "dim", "depth", "observations")
+
+
+def summarise(rows) -> list[dict]:
+    """Per (init, target, dim, depth, observations): rows, counts per status, the converged
+    iterations' quartiles, the learning rates' range, and (deep matrix factorization) the
+    median reconstruction error and effective rank. `rows`: dicts, one group's at a time or
+    all at once."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r.get(k) for k in SUMMARY_KEYS), []).append(r)
+    return [_summary(key, rs) for key, rs in groups.items()]
+
+
+def _summary(key: tuple, rows: list[dict]) -> dict:
+    import numpy as np
+
+    from .._status import NAMES
+
+    its = np.asarray([r["iterations"] for r in rows if r["status"] == "converged"], float)
+    q = np.percentile(its, [25, 50, 75]) if len(its) else [np.nan] * 3
+    lrs = [r["lr"] for r in rows]
+    out = dict(zip(SUMMARY_KEYS, key), rows=len(rows),
+               **{s: sum(r["status"] == s for r in rows) for s in NAMES if s != "running"},
+               q25=float(q[0]), median=float(q[1]), q75=float(q[2]), lr_min=min(lrs),
+               lr_max=max(lrs))
+    for m in ("reconstruction_error", "effective_rank"):
+        values = [r[m] for r in rows if r.get(m) is not None]
+        out[m] = float(np.median(values)) if values else None
+    return out
+
+
+def parquet_summaries(out: str) -> list[dict]:
+    """`summarise` of a Parquet sweep's results, one (init, target, dim, depth) block in
+    memory at a time (its result files are adjacent in name order)."""
+    import pyarrow.parquet as pq
+
+    folder = os.path.join(out, "results.parquet")
+    names = sorted(n for n in os.listdir(folder)
+                   if n.startswith("part-") and n.endswith(".parquet"))
+    summaries, block, held = [], None, []
+    columns = [*SUMMARY_KEYS, "status", "iterations", "lr", "reconstruction_error",
+               "effective_rank"]
+    for name in names:
+        rows = pq.read_table(os.path.join(folder, name), columns=columns).to_pylist()
+        key = tuple(rows[0][k] for k in SUMMARY_KEYS[:4])
+        if key != block and held:
+            summaries += summarise(held)
+            held = []
+        block = key
+        held += rows
+    return summaries + (summarise(held) if held else [])

@@ -24,7 +24,7 @@ from .._targets import load_target
 from ._distributed import Processes, check_devices
 from ._engines import BATCHINGS, ENGINES
 from ._grid import AUTO_LRS, FILE_TARGET, Grid
-from ._plan import check_fits, check_ratio, memory_budget
+from ._plan import check_fits, check_ratio, device_memory
 from ._results import FORMATS
 
 DTYPES = ("float32", "float64")
@@ -149,7 +149,7 @@ class SweepSpec:
         of `devices`."""
         itemsize = np.dtype(self.dtype or "float32").itemsize
         for g in self.grids:
-            check_fits(g.dims, g.depths, itemsize, g.optimizer, memory_budget(devices))
+            check_fits(g.dims, g.depths, itemsize, g.optimizer, device_memory(devices)[0])
 
     def to_json(self) -> dict:
         """Every field as JSON values (the grids by their `identity`)."""

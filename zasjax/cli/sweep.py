@@ -103,9 +103,12 @@ def prepare(args) -> Job:
         dims = spec.dims
     out = os.path.join("runs", preset or "sweep") if args.out is None else args.out
     _store.check_folder(out)  # an empty --out is refused here
-    if os.path.exists(os.path.join(out, "runs.csv")) and not args.resume:
+    held = any(os.path.exists(os.path.join(out, f)) for f in ("runs.csv", "runs.parquet"))
+    if held and not args.resume and not spec.plan:
         raise ValueError(f"{out!r} already holds a sweep; pass --resume to continue it, "
                          "or choose another --out")
+    if spec.plan and processes.mode == "launch":
+        raise ValueError("--plan runs in one process; drop --processes")
     argv = list(getattr(args, "argv", sys.argv[1:]))
     if processes.mode == "launch":  # the workers start JAX; this process only waits for them
         per = device_count(spec.devices, dims, processes.processes)
@@ -184,8 +187,14 @@ def _run(job: Job) -> int:
     import jax
 
     from .._sweep import best_per_config, sweep
+    from .._sweep._results import parquet_summaries, summarise
 
     spec, out = job.spec, job.out
+    if spec.plan:
+        from .._sweep import plan_sweep
+
+        print(plan_sweep(spec, out))
+        return 0
     writer = jax.process_index() == 0
     if writer and spec.progress:
         _plots.prefetch()
@@ -195,44 +204,80 @@ def _run(job: Job) -> int:
     except KeyboardInterrupt:
         if not writer:
             return 130
-        sys.stderr.write(f"\nzasjax: interrupted; finished runs are in {out}/runs.csv and runs "
-                         f"in flight are checkpointed: continue with the same command and "
-                         f"--resume\n")
+        sys.stderr.write(f"\nzasjax: interrupted; finished runs are in {_runs_file(out)} "
+                         "and runs in flight are checkpointed: continue with the same command "
+                         "and --resume\n")
         return 130
     if writer:
-        table = best_per_config(rows) if spec.tune_lr else rows
-        # the figure `zasjax plot` draws, read back from the folder's results
-        _plots.plot_folders([out], os.path.join(out, "iterations_vs_depth.png"))
+        figure = os.path.join(out, "iterations_vs_depth.png")
+        if rows is None:  # Parquet: summarised a block at a time, never loaded whole
+            summaries = parquet_summaries(out)
+            _plots.draw(summary_lines(summaries), figure)
+        else:
+            summaries = summarise(best_per_config(rows) if spec.tune_lr else rows)
+            # the figure `zasjax plot` draws, read back from the folder's results
+            _plots.plot_folders([out], figure)
         seconds = _store.read_json(os.path.join(out, "config.json"))["seconds"]
-        _print_summary(table, out, seconds)
+        _print_summary(summaries, out, seconds)
     return 0
 
 
-def _print_summary(table: list[dict], out: str, elapsed: float) -> None:
-    counts = {s: sum(r["status"] == s for r in table) for s in ("converged", "diverged",
-                                                                 "max-iters")}
-    print(f"{len(table)} configurations in {elapsed:.1f} s: " +
-          ", ".join(f"{n} {s}" for s, n in counts.items()))
-    dmf = any(r.get("observations") is not None for r in table)
-    groups: dict[tuple, list] = {}
-    for r in table:
-        key = (r["init"], r["target"], r["dim"], r["depth"])
-        groups.setdefault(key + ((r["observations"],) if dmf else ()), []).append(r)
-    wi = max(len("init"), *(len(r["init"]) for r in table)) + 2
-    wt = max(len("target"), *(len(r["target"]) for r in table)) + 2
+def _runs_file(out: str) -> str:
+    parquet = os.path.join(out, "runs.parquet")
+    return parquet + "/" if os.path.isdir(parquet) else os.path.join(out, "runs.csv")
+
+
+def summary_lines(summaries: list[dict]) -> list:
+    """The figure's lines (`_plots.Line`) from per-depth summaries: one per init, target,
+    width (and observation count), the converged iterations' quartiles at each depth."""
+    lines: dict[tuple, list[dict]] = {}
+    for s in summaries:
+        lines.setdefault((s["init"], s["target"], s["dim"], s["observations"]), []).append(s)
+    out = []
+    for (init, target, dim, n), points in sorted(lines.items(), key=str):
+        points.sort(key=lambda s: s["depth"])
+        drawn = [s for s in points if s["converged"]]
+        x = np.asarray([s["depth"] for s in drawn], float)
+        med = np.asarray([s["median"] for s in drawn])
+        left: dict[str, int] = {}
+        for s in points:
+            for status in ("diverged", "max-iters", "pruned"):
+                if s[status]:
+                    left[status] = left.get(status, 0) + s[status]
+        key = dict(init=init, target=target, dim=dim,
+                   **({"observations": n} if n is not None else {}))
+        out.append(_plots.Line(key, _plots.label(key), x, med,
+                               np.asarray([s["q25"] for s in drawn]),
+                               np.asarray([s["q75"] for s in drawn]),
+                               np.asarray([s["converged"] for s in drawn]),
+                               _plots.local_exponent(x, med), left))
+    return out
+
+
+def _print_summary(summaries: list[dict], out: str, elapsed: float, most: int = 60) -> None:
+    total = sum(s["rows"] for s in summaries)
+    counts = {k: sum(s[k] for s in summaries) for k in ("converged", "diverged", "max-iters")}
+    print(f"{total:,} configurations in {elapsed:.1f} s: " +
+          ", ".join(f"{n:,} {k}" for k, n in counts.items()))
+    dmf = any(s["observations"] is not None for s in summaries)
+    wi = max(len("init"), *(len(s["init"]) for s in summaries)) + 2
+    wt = max(len("target"), *(len(s["target"]) for s in summaries)) + 2
     print(f"{'init':<{wi}}{'target':<{wt}}{'dim':>4}{'depth':>9}"
           + (f"{'observed':>10}  median error, rank" if dmf else "")
           + "  median iterations (lr)")
-    for key, rs in sorted(groups.items()):
-        init, target, dim, depth = key[:4]
-        its = [r["iterations"] for r in rs if r["status"] == "converged"]
-        med = f"{np.median(its):.0f}" if its else "-"
-        lrs = sorted({r["lr"] for r in rs})
-        lr_text = f"{lrs[0]:.3g}" if len(lrs) == 1 else f"{lrs[0]:.3g}..{lrs[-1]:.3g}"
+    order = sorted(summaries, key=lambda s: (s["init"], s["target"], s["dim"], s["depth"],
+                                             s["observations"] or 0))
+    for i, s in enumerate(order):
+        if i == most // 2 and len(order) > most:
+            print(f"... {len(order) - most:,} more (all in {out})")
+        if most // 2 <= i < len(order) - most // 2 and len(order) > most:
+            continue
+        med = f"{s['median']:.0f}" if s["converged"] else "-"
+        lr = f"{s['lr_min']:.3g}" if s["lr_min"] == s["lr_max"] else \
+            f"{s['lr_min']:.3g}..{s['lr_max']:.3g}"
         extra = ""
         if dmf:
-            err = np.median([r["reconstruction_error"] for r in rs])
-            rank = np.median([r["effective_rank"] for r in rs])
-            extra = f"{key[4]:>10}  {err:.3g}, {rank:.3g}"
-        print(f"{init:<{wi}}{target:<{wt}}{dim:>4}{depth:>9}{extra}  {med} ({lr_text})")
-    print(f"wrote {out}/results.csv, config.json, iterations_vs_depth.png")
+            extra = f"{s['observations']:>10}  {s['reconstruction_error']:.3g}, " \
+                    f"{s['effective_rank']:.3g}"
+        print(f"{s['init']:<{wi}}{s['target']:<{wt}}{s['dim']:>4}{s['depth']:>9}{extra}  "
+              f"{med} ({lr})")
