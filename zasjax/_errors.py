@@ -1,4 +1,5 @@
-"""The one error type the command line reports as the user's to fix."""
+"""The errors the command line reports in one line: input to fix, output that could not be
+written."""
 
 from __future__ import annotations
 

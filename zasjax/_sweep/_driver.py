@@ -31,7 +31,14 @@ from ._engines import FullEngine, ModesEngine
 from ._grid import COLUMNS, MEASURES, Grid
 from ._plan import Slice, memory_budget, parts
 from ._programs import objective
-from ._results import CsvSink, ParquetSink, choose_format, existing_format, writing
+from ._results import (
+    CsvSink,
+    ParquetSink,
+    choose_format,
+    existing_format,
+    rows_bytes,
+    writing,
+)
 from ._spec import SweepSpec, as_spec
 from ._tuning import best_per_config, tuning_group
 
@@ -165,7 +172,7 @@ def sweep(spec: SweepSpec | Grid, out: str | None = None, *, resume: bool = Fals
         if out is not None:
             on_writer(lambda: _open_folder(spec, out, resume, stack) if writer else None)
         if writer:
-            with writing(os.path.join(out, "config.json"), 0, fmt):
+            with writing(os.path.join(out, "config.json"), 1 << 16):
                 _store.write_json(os.path.join(out, "config.json"),
                                   {**config, "started": time.strftime("%FT%T%z")})
             if spec.progress:
@@ -174,7 +181,7 @@ def sweep(spec: SweepSpec | Grid, out: str | None = None, *, resume: bool = Fals
         for i, grid in enumerate(spec.grids):
             rows += _sweep_grid(spec, grid, mesh, out, resume or i > 0, fmt)
         if writer:
-            with writing(os.path.join(out, "results.csv"), 0, fmt):
+            with writing(os.path.join(out, "results.csv"), rows_bytes(len(rows), fmt) // 2):
                 if fmt == "csv":
                     table = best_per_config(rows) if spec.tune_lr else rows
                     _store.write_csv(os.path.join(out, "results.csv"),
@@ -455,7 +462,9 @@ def _run_slice(ctx: _Context, sl: Slice, name: str, positions: list[int]) -> Non
         state = prepared.advance(state)
         cfg_steps = ctx.chunk * int((~done).sum())
         if ctx.checkpoints:
-            _save_running(ctx, checkpoint, rows, padded, state, sl.dim)
+            need = 2 * sl.batch * (sl.capacity + 1) * sl.dim**2 * ctx.dtype.itemsize
+            with writing(checkpoint or "", need):
+                _save_running(ctx, checkpoint, rows, padded, state, sl.dim)
         chunk_s = time.perf_counter() - t0
     if checkpoint and os.path.exists(checkpoint):
         os.unlink(checkpoint)

@@ -53,15 +53,20 @@ def existing_format(out: str) -> str | None:
     return None
 
 
-def writing(path: str, rows_left: int, fmt: str):
+def writing(path: str, need: int):
     """A context turning a full disk or an unwritable folder into an `OutputError`: one line
-    naming the file and the space the rest of the sweep needs."""
-    return _Writing(path, rows_left, fmt)
+    naming the file and `need`, the bytes the rest of the sweep needs (an estimate)."""
+    return _Writing(path, need)
+
+
+def rows_bytes(rows: int, fmt: str) -> int:
+    """Roughly what `rows` rows take in runs and results together."""
+    return 2 * rows * ROW_BYTES[fmt]
 
 
 class _Writing:
-    def __init__(self, path, rows_left, fmt):
-        self.path, self.rows_left, self.fmt = path, rows_left, fmt
+    def __init__(self, path, need):
+        self.path, self.need = path, need
 
     def __enter__(self):
         return self
@@ -69,19 +74,19 @@ class _Writing:
     def __exit__(self, kind, e, tb):
         if isinstance(e, OSError) and not isinstance(e, OutputError) and \
                 e.errno in DISK_ERRORS:
-            raise OutputError.of(e, self.path, self.rows_left * ROW_BYTES[self.fmt]) from None
+            raise OutputError.of(e, self.path, self.need) from None
         return False
 
 
 class CsvSink:
-    """runs.csv, appended per chunk; every row kept (the sweep returns them)."""
+    """runs.csv, appended per chunk (the sweep keeps every row: it returns them)."""
 
     fmt = "csv"
 
     def __init__(self, out: str | None, index, resume: bool):
         self.index = index
         self.path = os.path.join(out, "runs.csv") if out else None
-        self.rows: dict[int, dict] = {}        # position -> row, this grid's, all of them
+        self.rows: dict[int, dict] = {}        # position -> row read back, until handed over
         if self.path and resume and os.path.exists(self.path):
             from ._driver import read_runs
 
@@ -89,20 +94,23 @@ class CsvSink:
                 p = index.position(r)
                 if p >= 0:
                     self.rows[p] = r
+        self.count = len(self.rows)
 
     def resumed(self) -> dict[int, dict]:
-        return dict(self.rows)
+        rows, self.rows = self.rows, {}
+        return rows
 
     def done(self) -> int:
-        return len(self.rows)
+        return self.count
 
     def uncovered(self, start: int, count: int) -> list[tuple[int, int]]:
         return [(start, count)]
 
     def append(self, rows: list[dict], positions: list[int]) -> None:
-        self.rows.update(zip(positions, rows))
+        self.count += len(rows)
         if self.path:
-            with writing(self.path, self.index.size - len(self.rows), self.fmt):
+            with writing(self.path, rows_bytes(self.index.size - self.count + len(rows),
+                                               self.fmt)):
                 _store.append_csv(self.path, rows, COLUMNS)
 
     def slice_done(self, ranges, rows: dict[int, dict], table) -> None:
@@ -147,7 +155,8 @@ class ParquetSink:
         return i >= 0 and self.covered[i][0] <= lo and hi <= self.covered[i][1]
 
     def resumed(self) -> dict[int, dict]:
-        return dict(self.rows)
+        rows, self.rows = self.rows, {}
+        return rows
 
     def done(self) -> int:
         return self.done_before
@@ -172,8 +181,7 @@ class ParquetSink:
         self.count += 1
         name = f"run-{min(positions):012d}-{max(positions):012d}-{os.getpid()}-{self.count}"
         path = os.path.join(self.runs, name + ".parquet")
-        left = self.index.size - self.done_before
-        with writing(path, left, self.fmt):
+        with writing(path, rows_bytes(self.index.size - self.done_before, self.fmt)):
             write_parquet(path, [{**r, "index": p} for r, p in zip(rows, positions)])
 
     def slice_done(self, ranges, rows: dict[int, dict], table) -> None:
@@ -184,7 +192,7 @@ class ParquetSink:
             part = table(part)
             path = os.path.join(self.results,
                                 f"part-{start:012d}-{start + count:012d}.parquet")
-            with writing(path, self.index.size - self.done_before, self.fmt):
+            with writing(path, rows_bytes(self.index.size - self.done_before, self.fmt)):
                 write_parquet(path, [{**r, "tuned": self.tuned} for r in part])
             self.covered = _merge(self.covered + [(start, start + count)])
             self.done_before += count

@@ -9,8 +9,9 @@
 One module per subcommand, each with `add_arguments(parser)`, `prepare(args)` (every
 check; nothing written) and `execute(job)`. Exit status: 0 done; 2 a usage error
 (argparse's, any error `prepare` raises, or an `InputError` found later), reported as one
-line with nothing written; 130 interrupted; 1 an internal error, reported with a hint to
-file it.
+line with nothing written; 74 a result could not be written (a full disk, a folder no
+longer writable: `OutputError`, one line; what was written is intact); 130 interrupted; 1
+an internal error, reported with a hint to file it.
 
 The command, unlike `import zasjax`, sets up its process: before JAX starts, `main` asks
 XLA:CPU for whole-loop kernels (`zasjax.use_cpu_loop_kernels`, in `XLA_FLAGS`, so the
@@ -26,7 +27,7 @@ import os
 import sys
 import traceback
 
-from .._errors import InputError
+from .._errors import InputError, OutputError
 
 #: subcommand -> module (imported when the parser is built; each imports JAX lazily).
 COMMANDS = {name: f"zasjax.cli.{name}" for name in ("sweep", "plot", "flow", "reproduce", "bench")}
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.module.execute(job) or 0)
     except InputError as e:  # found later: a lock held, a file that cannot be resumed
         return _usage(e)
+    except OutputError as e:  # a full disk, a folder no longer writable: one line
+        print(f"zasjax: error: {e}", file=sys.stderr)
+        return 74
     except KeyboardInterrupt:
         return _interrupted()
     except Exception as e:  # noqa: BLE001 - reported, with the traceback, as our bug
