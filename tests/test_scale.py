@@ -220,3 +220,22 @@ cp -a $D/run {moved}
     key = ["depth", "seed", "lr"]
     assert a[cols].sort_values(key).reset_index(drop=True).equals(
         b[cols].sort_values(key).reset_index(drop=True))
+
+
+def test_plan_refuses_results_beyond_the_free_disk(monkeypatch, tmp_path):
+    from zasjax._sweep import _report
+
+    grid = Grid(depths=range(1, 101), seeds=range(20_000), lrs=(0.01,), max_iters=10)
+    plan = zj.plan_sweep(grid, str(tmp_path / "run"), calibrate=False, dtype="float32")
+    assert plan.results_format == "parquet" and plan.result_bytes > 2 * 10**6
+    monkeypatch.setattr(_report, "_free", lambda out: 10**6)
+    with pytest.raises(ValueError, match=r"the results need about .* more than the 1\.0 MB "
+                                         r"free"):
+        zj.plan_sweep(grid, str(tmp_path / "run"), calibrate=False, dtype="float32")
+
+
+def test_progress_reports_rate_and_time_left(capfd):
+    grid = Grid(depths=(1, 2), seeds=(0, 1), lrs=(0.01,), max_iters=200)
+    zj.sweep(grid, progress=True, chunk=50, cache=False)
+    err = capfd.readouterr().err
+    assert "4/4 configs done" in err and "sweep ETA" in err and "slice ETA <=" in err

@@ -1,8 +1,11 @@
 """Sweeps: grids of gradient-descent runs, batched, sharded and resumable.
 
 - `_spec`: the `SweepSpec`, every option of a sweep, checked; the resume identity;
-- `_grid`: the `Grid` and a configuration's identity;
-- `_plan`: capacity classes of depth, fixed batch sizes, memory;
+- `_grid`: the `Grid`, its index (a configuration is a position) and a configuration's
+  identity;
+- `_plan`: capacity classes of depth, fixed batch sizes, memory, slices as position ranges;
+- `_report`: `plan_sweep`, what a sweep would do (`--plan`);
+- `_results`: where rows go (CSV, or Parquet parts for large sweeps), a full disk;
 - `_engines`: what is batched, the full network or the exact mode reduction from ZAS;
 - `_programs`: the full engine's compiled programs (initial state; a chunk of iterations);
 - `_distributed`: devices and processes: the mesh, process 0 writes, the launcher;
