@@ -176,15 +176,23 @@ NAMESPACE = shutil.which("unshare") is not None and subprocess.run(
     ["unshare", "--mount", "--map-root-user", "true"], capture_output=True).returncode == 0
 
 
+DISK_SWEEP = ["sweep", "--depths", "1:17", "--seeds", "0:8", "--lr", "0.01,0.02", "--target",
+              "gaussian", "--dim", "2", "--chunk", "50", "--max-iters", "1500", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    subprocess.run(ZASJAX + DISK_SWEEP + ["--out", str(out)], check=True, capture_output=True)
+    return zj.load_sweep(out)
+
+
 @pytest.mark.skipif(not NAMESPACE, reason="needs `unshare --mount --map-root-user` to "
                                           "mount a small tmpfs")
 @pytest.mark.parametrize("fault, results", [("full", "csv"), ("read-only", "parquet")])
-def test_a_full_disk_is_one_line_and_the_moved_folder_resumes(tmp_path, fault, results):
-    args = ["sweep", "--depths", "1:17", "--seeds", "0:8", "--lr", "0.01,0.02", "--target",
-            "gaussian", "--dim", "2", "--chunk", "50", "--max-iters", "1500", "--no-progress",
-            "--results", results]
-    reference = tmp_path / "reference"
-    subprocess.run(ZASJAX + args + ["--out", str(reference)], check=True, capture_output=True)
+def test_a_full_disk_is_one_line_and_the_moved_folder_resumes(tmp_path, fault, results,
+                                                              uninterrupted):
+    args = DISK_SWEEP + ["--results", results]
     disk, moved = tmp_path / "disk", tmp_path / "moved"
     disk.mkdir()
     runs = "runs.csv" if results == "csv" else "runs.parquet/run-*"
@@ -215,7 +223,7 @@ cp -a $D/run {moved}
     done = subprocess.run(ZASJAX + args + ["--out", str(moved), "--resume"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    a, b = zj.load_sweep(reference), zj.load_sweep(moved)
+    a, b = uninterrupted, zj.load_sweep(moved)
     cols = [c for c in a.columns if c != "index"]
     key = ["depth", "seed", "lr"]
     assert a[cols].sort_values(key).reset_index(drop=True).equals(

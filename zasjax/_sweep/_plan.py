@@ -211,7 +211,8 @@ def classes(index, ratio: float | None, n_dev: int, budget: int, itemsize: int,
                                               optimizer, max_batch):
                 groups = depth_classes(grid.depths, 2.0)
         for C, depths in sorted(groups.items()):
-            pos = tuple(i for i in order if grid.depths[i] in set(depths))
+            members = set(depths)
+            pos = tuple(i for i in order if grid.depths[i] in members)
             n = int(sum(int(per_depth[i]) for i in pos))
             per_config = 8 * dim * itemsize if modes else bytes_per_config(C, dim, itemsize,
                                                                            optimizer)
