@@ -9,6 +9,15 @@ import zlib
 import jax
 import pytest
 
+from zasjax._compilation import use_cpu_loop_kernels
+
+# The suite runs as the `zasjax` command does, with XLA:CPU's whole-loop kernels (the
+# documented opt-in, before JAX's backend starts; subprocesses inherit it through XLA_FLAGS,
+# and test_import clears it for its clean-environment checks). Without it the small
+# networks' layer loops are dispatch-bound: test_modes' d = 5 tuning grid takes 52 CPU-s
+# instead of 17.
+use_cpu_loop_kernels()
+
 jax.config.update("jax_enable_x64", True)
 # As diffrax's tests: no implicit dtype promotion or rank broadcasting, in the library or here.
 jax.config.update("jax_numpy_dtype_promotion", "strict")

@@ -95,8 +95,9 @@ def test_gradient_matches_loop_reference_and_finite_differences(key):
     kx, ki, kp, kd = jax.random.split(key, 4)
     x, y = _data(kx, 9, 7, 3)
     m = _perturbed(kp, init_resnet(ki, "mzas", dtype=jnp.float64, **SMALL))
-    g = jax.grad(lambda m: resnet_loss(m, x, y)[0])(m)
-    g_ref = jax.grad(_loop_loss)(m, x, y)
+    # Jitted: eagerly, each op of the scan and of its transpose would compile on its own.
+    g = jax.jit(jax.grad(lambda m: resnet_loss(m, x, y)[0]))(m)
+    g_ref = jax.jit(jax.grad(_loop_loss))(m, x, y)
     for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
     # Directional derivative by central differences, error O(h^2).
@@ -104,7 +105,8 @@ def test_gradient_matches_loop_reference_and_finite_differences(key):
     h = 1e-5
     plus = jax.tree.map(lambda a, d: a + h * d, m, direction)
     minus = jax.tree.map(lambda a, d: a - h * d, m, direction)
-    fd = (resnet_loss(plus, x, y)[0] - resnet_loss(minus, x, y)[0]) / (2 * h)
+    loss = jax.jit(lambda m: resnet_loss(m, x, y)[0])
+    fd = (loss(plus) - loss(minus)) / (2 * h)
     exact = sum(jnp.vdot(a, d) for a, d in zip(jax.tree.leaves(g), jax.tree.leaves(direction)))
     np.testing.assert_allclose(fd, exact, rtol=1e-7)
 
@@ -114,7 +116,7 @@ def test_first_mzas_step_moves_only_the_readout(key):
     kx, ki = jax.random.split(key)
     x, y = _data(kx, 12, 784, 10)
     m = init_resnet(ki, "mzas", depth=7, width=8)
-    g = jax.grad(lambda m: resnet_loss(m, x, y)[0])(m)
+    g = jax.jit(jax.grad(lambda m: resnet_loss(m, x, y)[0]))(m)
     for leaf in (g.V0, g.U, g.V):
         np.testing.assert_array_equal(leaf, 0.0)
     assert float(jnp.abs(g.U_out).max()) > 0
@@ -152,7 +154,7 @@ def test_plain_gd_is_the_update_rule(key):
     x, y = _data(kx, 10, 7, 3)
     m = _perturbed(kp, init_resnet(ki, "xavier", dtype=jnp.float64, **SMALL))
     r = train_resnet(m, x, y, [0.1], steps=1)
-    g = jax.grad(lambda m: resnet_loss(m, x, y)[0])(m)
+    g = jax.jit(jax.grad(lambda m: resnet_loss(m, x, y)[0]))(m)
     expect = jax.tree.map(lambda a, b: a - 0.1 * b, m, g)
     for a, b in zip(jax.tree.leaves(r.model), jax.tree.leaves(expect)):
         np.testing.assert_allclose(a[0], b, rtol=1e-13, atol=1e-15)

@@ -25,7 +25,7 @@ sharp = jax.jit(sharpness, static_argnames=("k", "max_iters", "rtol"))
 def dense_top(loss, W, mask, k):
     """Top-k eigenvalues of the dense Hessian restricted to the entries where mask ≠ 0."""
     n = W.size
-    H = jax.hessian(loss)(W).reshape(n, n)
+    H = jax.jit(jax.hessian(loss))(W).reshape(n, n)  # eagerly: op by op, each compiled
     keep = np.flatnonzero(np.broadcast_to(np.asarray(mask), W.shape).reshape(-1))
     return np.sort(np.linalg.eigvalsh(np.asarray(H)[np.ix_(keep, keep)]))[::-1][:k]
 
