@@ -199,14 +199,15 @@ def test_a_full_disk_is_one_line_and_the_moved_folder_resumes(tmp_path, fault, r
     runs = "runs.csv" if results == "csv" else "runs.parquet/run-*"
     # In a mount namespace of its own: a 4 MB tmpfs; once a row is written, fill it (or make
     # the folder read-only, by a read-only bind mount over it); the sweep's error; then the
-    # folder is moved out.
+    # folder is moved out. The sweep is stopped while the fault is made: a file it opened
+    # through the new bind mount in between would make the read-only remount busy.
     cut = "dd if=/dev/zero of=$D/filler bs=4k 2>/dev/null" if fault == "full" else \
         "mount --bind $D/run $D/run && mount -o remount,bind,ro $D/run"  # open files or not
     script = f"""
 D={disk}; mount -t tmpfs -o size=4m tmpfs $D
 {' '.join(ZASJAX + args)} --out $D/run 2>$D/../err & pid=$!
 until ls $D/run/{runs} >/dev/null 2>&1; do sleep 0.02; done
-{cut}
+kill -STOP $pid; {cut}; kill -CONT $pid
 wait $pid; echo $? > {tmp_path}/rc
 cp -a $D/run {moved}
 """
