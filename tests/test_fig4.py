@@ -93,10 +93,11 @@ def test_cli_reports_missing_data_and_corrupt_checkpoints_in_one_line(tmp_path, 
 
 @pytest.mark.slow
 def test_quick_mzas_trains_and_xavier_does_not(tmp_path):
-    summary = reproduce.run(_cfg(quick=True), tmp_path)
+    # The quick size at its deeper depth (L = 10 adds a third of the time and no claim).
+    summary = reproduce.run(_cfg(quick=True, depths=(100,)), tmp_path)
     assert summary["quick"]
     runs = {(r["init"], r["depth"]): r for r in summary["runs"]}
-    assert set(runs) == {(i, d) for i in ("mzas", "xavier") for d in (10, 100)}
+    assert set(runs) == {("mzas", 100), ("xavier", 100)}
     assert all(_finite(r) for r in runs.values())
     deep = runs["mzas", 100]
     assert not deep["diverged"] and deep["iterations"] <= 1000
