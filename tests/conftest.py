@@ -40,6 +40,14 @@ def pytest_xdist_auto_num_workers(config):
     return int(given) if given else len(os.sched_getaffinity(0)) + 1
 
 
+def pytest_collection_modifyitems(items):
+    """Modules holding a slow-marked test (the quick reproductions, the notebooks) run first,
+    each module kept whole (its module-scoped fixtures are set up once): the suite then
+    ends on short tests, which the workers share out evenly."""
+    slow = {item.module for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module not in slow)
+
+
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
 # Fashion-MNIST in the official IDX format: $ZASJAX_FASHION_MNIST if set, else the
 # 3,000 + 1,000-image subset beside the checkout where there is one, else the
