@@ -32,6 +32,7 @@ if "ZASJAX_CACHE_DIR" not in os.environ:
     os.environ["ZASJAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="zasjax-test-cache-")
     atexit.register(shutil.rmtree, os.environ["ZASJAX_CACHE_DIR"], ignore_errors=True)
 
+
 def pytest_xdist_auto_num_workers(config):
     """`-n auto` (the default, pyproject.toml): the cores plus one. Many tests wait on a
     subprocess or a notebook kernel for part of their time; a third worker on 2 cores took
