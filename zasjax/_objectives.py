@@ -23,11 +23,16 @@ it, so the padding adds nothing to any loss or gradient.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _measures
 from ._network import (
     end_to_end_loss_and_grad,
     pad_square,
@@ -36,39 +41,126 @@ from ._network import (
 )
 from ._targets import low_rank_target
 
+#: What deep matrix factorization measures of a final end-to-end matrix (`_measures`).
+MEASURES = ("reconstruction_error", "unobserved_error", "effective_rank", "nuclear_norm")
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol
+# ---------------------------------------------------------------------------------------------
+
+
+class Objective(eqx.Module):
+    """A loss f of the end-to-end matrix X = W_{L:1}, with everything a sweep needs of it.
+
+    Subclass it and define `head`; the rest has defaults:
+
+    * `head(X) -> (f(X), G)`, G = ∂f/∂X. X: `(D, D)`; sum over the matrix axes only, so
+      arrays stacked on trailing batch axes pass through. The parametrization
+      (`zasjax._models`) pulls G back to every layer.
+    * `draw(key, phi, **axes)` (classmethod): one configuration's objective in a sweep, from
+      its target Φ `(D, D)` (the grid's `--target`), a key of its own (fold_in(key(seed), 2):
+      the same at every depth, init and learning rate) and the grid axes named in `axes`:
+      for each name `a`, `a=` this configuration's value (data: may be traced) and `most_a=`
+      the grid's largest (static, for shapes). The default is `cls(phi)`.
+    * `check()`: called on construction with concrete data (shapes, counts, finite values:
+      `ValueError`); never under tracing.
+    * `measure(X) -> dict`: the `measures` of a final end-to-end matrix, scalars, written as
+      columns of a sweep's rows.
+    * `name`, `axes`, `measures`, `layouts` (class attributes): the name in rows and on the
+      command line; the grid axes `draw` reads (today: "observations"); the measure names;
+      the matmul layouts it supports ("unrolled" needs a `head` that broadcasts over
+      trailing batch axes).
+
+    Data fields are arrays (a sweep stacks them over configurations); give static options
+    with `eqx.field(static=True)`.
+    """
+
+    name: ClassVar[str] = ""
+    axes: ClassVar[tuple[str, ...]] = ()
+    measures: ClassVar[tuple[str, ...]] = ()
+    layouts: ClassVar[tuple[str, ...]] = ("dot",)
+
+    def __check_init__(self):
+        if all(map(_concrete, jax.tree.leaves(self))):
+            self.check()
+
+    def head(self, X):
+        raise NotImplementedError(f"{type(self).__name__} must define head(X) -> (f(X), G)")
+
+    def value_and_grad(self, W, key, matmul, prefix="sequential"):
+        """R(W) = f(W_{L:1}) and its gradient for every layer of `W: (L, D, D)`."""
+        return end_to_end_loss_and_grad(W, self.head, matmul, prefix,
+                                        getattr(self, "active", None))
+
+    def check(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (jax.Array, np.ndarray)) and \
+                    jnp.issubdtype(value.dtype, jnp.inexact) and \
+                    not bool(jnp.all(jnp.isfinite(value))):
+                raise ValueError(f"{type(self).__name__}: {f.name} must hold finite numbers; "
+                                 "it has NaN or inf entries")
+
+    @classmethod
+    def draw(cls, key, phi, **axes):
+        return cls(phi)
+
+    def measure(self, X) -> dict:
+        return {}
+
+    def width(self) -> int | None:
+        """D, the size of the end-to-end matrices this objective's data are for (None:
+        any)."""
+        phi = getattr(self, "phi", None)
+        return None if phi is None else int(jnp.shape(phi)[-1])
+
+    @classmethod
+    def label(cls) -> str:
+        """The name of rows and of the command line: `name`, else the class's name."""
+        return cls.name or cls.__name__
+
+
+def _concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
 # ---------------------------------------------------------------------------------------------
 # The objectives
 # ---------------------------------------------------------------------------------------------
 
 
-class Whitened(eqx.Module):
+class Whitened(Objective):
     """R(W) = ½‖W_{L:1} − Φ‖²_F, eq. (2.3). `phi: (D, D)`, zero-padded."""
 
     phi: jax.Array
     active: jax.Array | None = None  # layers above this are identities (see `loss_and_grad`)
 
+    name: ClassVar[str] = "whitened"
+    layouts: ClassVar[tuple[str, ...]] = ("dot", "unrolled")
+
     def head(self, X):
         return whitened_head(self.phi)(X)
 
-    def value_and_grad(self, W, key, matmul, prefix="sequential"):
-        return end_to_end_loss_and_grad(W, self.head, matmul, prefix, self.active)
-
-    def check(self, D: int) -> None:
-        _check_shape("target phi", self.phi, (D, D))
+    def check(self) -> None:
+        super().check()
+        _check_square("target phi", self.phi)
 
 
-class Regression(eqx.Module):
+class Regression(Objective):
     """½‖W_{L:1}X − Y‖²_F, eq. (2.2), with `X: (D, n)`, `Y: (D, n)` zero-padded rows.
 
     With `batch_size` set, each step's gradient is taken on a minibatch of columns drawn
     without replacement (SGD); the loss that decides convergence is always the full one,
     scaled per sample so that the minibatch gradient is unbiased: n/b · ∇(batch loss).
-    `head` is the full-batch loss.
+    `head` is the full-batch loss. In a sweep its data come from `--data-file` (X, Y).
     """
 
     X: jax.Array
     Y: jax.Array
     batch_size: int | None = eqx.field(static=True, default=None)
+
+    name: ClassVar[str] = "regression"
 
     def head(self, P):
         return regression_head(self.X, self.Y)(P)
@@ -83,39 +175,61 @@ class Regression(eqx.Module):
                                         matmul, prefix)
         return loss, g * (n / self.batch_size)
 
-    def check(self, D: int) -> None:
-        if jnp.ndim(self.X) != 2 or self.X.shape[0] != D or jnp.shape(self.Y) != self.X.shape:
-            raise ValueError(f"X and Y must both have shape ({D}, n), got {jnp.shape(self.X)} "
+    def width(self) -> int:
+        return int(jnp.shape(self.X)[0])
+
+    def check(self) -> None:
+        super().check()
+        if jnp.ndim(self.X) != 2 or jnp.shape(self.Y) != jnp.shape(self.X):
+            raise ValueError(f"X and Y must both have shape (D, n), got {jnp.shape(self.X)} "
                              f"and {jnp.shape(self.Y)}")
+        if self.batch_size is not None and not 1 <= self.batch_size <= self.X.shape[1]:
+            raise ValueError(f"batch_size must be in [1, {self.X.shape[1]}] (the samples), "
+                             f"got {self.batch_size}")
+
+    @classmethod
+    def draw(cls, key, phi, **axes):
+        raise ValueError("the regression objective has no random draw: give its data, X and "
+                         "Y of shape (d, n), with --data-file (Grid(data=...))")
 
 
-class Completion(eqx.Module):
+class Completion(Objective):
     """Matrix completion (Arora et al. 2019, Sec. 2): with Ω the observed entries,
 
         R(W) = ½ Σ_{(i,j) ∈ Ω} ((W_{L:1} − Φ)_{ij})²,   G = M ⊙ (W_{L:1} − Φ),
 
     M the 0/1 indicator of Ω. `phi: (D, D)` (only its observed entries matter),
     `observed: (D, D)` boolean or 0/1 (`observed_entries` draws one), both zero outside the
-    true d_L × d_0 block. `active`: as in `Whitened`.
+    true d_L × d_0 block. `active`: as in `Whitened`. In a sweep: `observations` entries
+    drawn uniformly without replacement.
     """
 
     phi: jax.Array
     observed: jax.Array
     active: jax.Array | None = None
 
+    name: ClassVar[str] = "completion"
+    axes: ClassVar[tuple[str, ...]] = ("observations",)
+    measures: ClassVar[tuple[str, ...]] = MEASURES
+
     def head(self, X):
         G = jnp.where(self.observed, X - self.phi, 0)
         return 0.5 * jnp.sum(G * G, axis=(0, 1)), G
 
-    def value_and_grad(self, W, key, matmul, prefix="sequential"):
-        return end_to_end_loss_and_grad(W, self.head, matmul, prefix, self.active)
+    def check(self) -> None:
+        super().check()
+        _check_square("target phi", self.phi)
+        _check_shape("observed", self.observed, jnp.shape(self.phi))
 
-    def check(self, D: int) -> None:
-        _check_shape("target phi", self.phi, (D, D))
-        _check_shape("observed", self.observed, (D, D))
+    @classmethod
+    def draw(cls, key, phi, *, observations, most_observations=None):
+        return cls(phi, observed_entries(key, phi.shape, observations))
+
+    def measure(self, X) -> dict:
+        return _dmf_measures(X, self.phi, self.observed)
 
 
-class Sensing(eqx.Module):
+class Sensing(Objective):
     """Matrix sensing (Arora et al. 2019, Sec. 2): measurements y_k = ⟨A_k, Φ⟩, k = 1..m,
 
         R(W) = ½ Σ_k (⟨A_k, W_{L:1}⟩ − y_k)²,   G = Σ_k r_k A_k,  r_k = ⟨A_k, W_{L:1}⟩ − y_k.
@@ -123,7 +237,8 @@ class Sensing(eqx.Module):
     `A: (m, D, D)` zero-padded (`sensing_matrices` draws them; rows of A that are all zero,
     with y_k = 0, are absent measurements), `y: (m,)`. `phi: (D, D)`, optional: the matrix the
     measurements came from, if known; R never reads it, the measurements of a trajectory do
-    (the reconstruction error). `active`: as in `Whitened`.
+    (the reconstruction error). `active`: as in `Whitened`. In a sweep: `observations`
+    Gaussian measurements (`sensing_matrices`).
     """
 
     A: jax.Array
@@ -131,25 +246,91 @@ class Sensing(eqx.Module):
     phi: jax.Array | None = None
     active: jax.Array | None = None
 
+    name: ClassVar[str] = "sensing"
+    axes: ClassVar[tuple[str, ...]] = ("observations",)
+    measures: ClassVar[tuple[str, ...]] = MEASURES
+
     def head(self, X):
         r = jnp.einsum("kij...,ij...->k...", self.A, X) - self.y
         return 0.5 * jnp.sum(r * r, axis=0), jnp.einsum("k...,kij...->ij...", r, self.A)
 
-    def value_and_grad(self, W, key, matmul, prefix="sequential"):
-        return end_to_end_loss_and_grad(W, self.head, matmul, prefix, self.active)
+    def width(self) -> int:
+        return int(jnp.shape(self.A)[-1])
 
-    def check(self, D: int) -> None:
-        if jnp.ndim(self.A) != 3 or self.A.shape[1:] != (D, D):
-            raise ValueError(f"sensing matrices A must have shape (m, {D}, {D}), got "
+    def check(self) -> None:
+        super().check()
+        if jnp.ndim(self.A) != 3 or self.A.shape[1] != self.A.shape[2]:
+            raise ValueError(f"sensing matrices A must have shape (m, D, D), got "
                              f"{jnp.shape(self.A)}")
         _check_shape("measurements y", self.y, self.A.shape[:1])
         if self.phi is not None:
-            _check_shape("target phi", self.phi, (D, D))
+            _check_shape("target phi", self.phi, self.A.shape[1:])
+
+    @classmethod
+    def draw(cls, key, phi, *, observations, most_observations):
+        A = sensing_matrices(key, most_observations, phi.shape, n=observations,
+                             dtype=phi.dtype)
+        return cls(A, jnp.einsum("kij,ij->k", A, phi), phi)
+
+    def measure(self, X) -> dict:
+        return _dmf_measures(X, self.phi, None)
+
+
+def _dmf_measures(X, phi, observed) -> dict:
+    out = _measures.measures(X, phi, observed)
+    nan = jnp.full((), jnp.nan, X.dtype)
+    return {k: out.get(k, nan) for k in MEASURES}
+
+
+#: The built-in objectives, by name: `Grid(objective=NAME)`, `--objective NAME`.
+OBJECTIVES: dict[str, type[Objective]] = {
+    cls.name: cls for cls in (Whitened, Completion, Sensing, Regression)}
+
+
+def objective_class(objective) -> type[Objective]:
+    """The `Objective` subclass a name (built-in, or `module:Class`) or a class stands for;
+    ValueError saying what was expected otherwise."""
+    if isinstance(objective, type) and issubclass(objective, Objective):
+        return objective
+    if isinstance(objective, str) and objective in OBJECTIVES:
+        return OBJECTIVES[objective]
+    if isinstance(objective, str) and ":" in objective:
+        module, _, qualname = objective.partition(":")
+        try:
+            found = importlib.import_module(module)
+            for part in qualname.split("."):
+                found = getattr(found, part)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"objective {objective!r}: cannot import it ({e})") from None
+        return objective_class(found)
+    raise ValueError(f"unknown objective {objective!r}; expected one of {sorted(OBJECTIVES)}, "
+                     "a zasjax.Objective subclass, or 'module:Class' naming one")
+
+
+def objective_ref(cls: type[Objective]) -> str:
+    """What config.json records of an objective class: its built-in name, else
+    'module:Class' (importable, so that `SweepSpec.from_json` finds it again)."""
+    if OBJECTIVES.get(cls.name) is cls:
+        return cls.name
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def _check_shape(name, x, shape) -> None:
     if jnp.shape(x) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {jnp.shape(x)}")
+
+
+def _check_square(name, x) -> None:
+    if jnp.ndim(x) != 2 or x.shape[0] != x.shape[1]:
+        raise ValueError(f"{name} must be a square (D, D) matrix, got shape {jnp.shape(x)}")
+
+
+def check_width(objective, D: int) -> None:
+    """ValueError unless `objective`'s data are for D × D end-to-end matrices."""
+    width = objective.width() if hasattr(objective, "width") else None
+    if width is not None and width != D:
+        raise ValueError(f"{type(objective).__name__}'s data are for {width} × {width} "
+                         f"end-to-end matrices; the weights W have D = {D}")
 
 
 def is_objective(x) -> bool:
@@ -182,10 +363,6 @@ def target_of(objective) -> jax.Array | None:
 # ---------------------------------------------------------------------------------------------
 # Draws: observed entries, measurement matrices, whole problems (pure in key and data)
 # ---------------------------------------------------------------------------------------------
-
-
-def _concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 def _check_count(name, n, low, high) -> None:
@@ -267,6 +444,7 @@ def _dtype(dtype):
     return jnp.dtype(jax.dtypes.canonicalize_dtype(float) if dtype is None else dtype)
 
 
-__all__ = ["Whitened", "Regression", "Completion", "Sensing", "is_objective", "as_objective",
+__all__ = ["Objective", "OBJECTIVES", "objective_class", "objective_ref", "MEASURES", "check_width",
+           "Whitened", "Regression", "Completion", "Sensing", "is_objective", "as_objective",
            "full_batch", "target_of", "observed_entries", "sensing_matrices",
            "completion_problem", "sensing_problem"]

@@ -20,7 +20,15 @@ from . import _status
 from ._network import check_prefix, get_matmul
 
 # The objectives live in `_objectives`; re-exported here, where callers have imported them.
-from ._objectives import Completion, Regression, Sensing, Whitened, as_objective, is_objective
+from ._objectives import (
+    Completion,
+    Regression,
+    Sensing,
+    Whitened,
+    as_objective,
+    check_width,
+    is_objective,
+)
 from ._optimizers import OPTIMIZERS, check_optimizer, make_optimizer
 
 # The status codes live in `_status`; re-exported here because the sweep imports them from
@@ -258,7 +266,7 @@ def run(W0, phi=None, *, lr, X=None, Y=None, mask=None, optimizer: str = "gd",
     else:
         objective = as_objective(phi, dtype)
         if given:
-            objective.check(W0.shape[-1])
+            check_width(objective, W0.shape[-1])
     mask = jnp.ones_like(W0) if mask is None else mask
     get_matmul(matmul)
     check_prefix(prefix)

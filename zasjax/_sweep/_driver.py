@@ -23,20 +23,21 @@ import numpy as np
 from .. import _plots, _store
 from .._compilation import Timer, persistent_cache
 from .._errors import InputError
-from .._executables import stored
 from .._run import PRUNED, RUNNING, STATUS_NAMES
+from .._schema import as_row, column, columns
 from . import _inflight
 from ._distributed import is_writer, make_mesh, on_writer, put, to_host
 from ._engines import FullEngine, ModesEngine
-from ._grid import COLUMNS, MEASURES, Grid
+from ._grid import Grid
 from ._plan import Slice, memory_budget, parts
-from ._programs import objective
 from ._results import (
     CsvSink,
     ParquetSink,
     choose_format,
     existing_format,
+    read_runs,  # noqa: F401 (its home before `_results`)
     rows_bytes,
+    save_arrays,
     writing,
 )
 from ._spec import SweepSpec, as_spec
@@ -110,6 +111,9 @@ class _Context:
     table: dict = field(default_factory=dict)   # position -> row
     best: dict = field(default_factory=dict)    # fewest iterations per tuning group, lately
     compiled: set = field(default_factory=set)
+    columns: tuple = ()               # the rows' columns (`sweep_columns`)
+    arrays: str | None = None         # the folder of saved arrays (`save`), if any
+    save: tuple = ()                  # the arrays to save per configuration
 
 
 def run_identity(grid: Grid, dtype, engine) -> str:
@@ -179,18 +183,24 @@ def sweep(spec: SweepSpec | Grid, out: str | None = None, *, resume: bool = Fals
                 _plots.prefetch()
         rows = []
         for i, grid in enumerate(spec.grids):
-            rows += _sweep_grid(spec, grid, mesh, out, resume or i > 0, fmt)
+            rows += _sweep_grid(spec, grid, mesh, out, resume or i > 0, fmt, i)
         if writer:
             with writing(os.path.join(out, "results.csv"), rows_bytes(len(rows), fmt) // 2):
                 if fmt == "csv":
                     table = best_per_config(rows) if spec.tune_lr else rows
                     _store.write_csv(os.path.join(out, "results.csv"),
-                                     [{**r, "tuned": spec.tune_lr} for r in table], COLUMNS)
+                                     [{**r, "tuned": spec.tune_lr} for r in table],
+                                     sweep_columns(spec))
                 _store.write_json(os.path.join(out, "config.json"), {
                     **config, "seconds": timer.record()["wall_s"],
                     "timing": {**timer.record(), "cache_dir": cache_dir},
                     "finished": time.strftime("%FT%T%z")})
     return rows if fmt == "csv" else None
+
+
+def sweep_columns(spec: SweepSpec) -> tuple[str, ...]:
+    """The columns of a sweep's rows: the declared ones and its objectives' measures."""
+    return columns(m for g in spec.grids for m in g.objective_class.measures)
 
 
 def results_format(spec: SweepSpec, out: str | None, resume: bool) -> str:
@@ -216,7 +226,7 @@ def _record(spec: SweepSpec) -> dict:
     """What config.json says of a sweep: its spec, and where and with what it ran."""
     import jaxlib
 
-    from .. import __version__
+    from .._version import __version__
 
     full = spec.to_json()
     return {"preset": spec.preset, "tune_lr": spec.tune_lr, "grids": full["grids"],
@@ -248,13 +258,10 @@ def _open_folder(spec: SweepSpec, out: str, resume: bool, stack: contextlib.Exit
 
 
 def _sweep_grid(spec: SweepSpec, grid: Grid, mesh, out: str | None, resume: bool,
-                fmt: str) -> list[dict]:
+                fmt: str, number: int = 0) -> list[dict]:
     """One grid of the spec, into `out`, a slice at a time: the host holds the rows of the
     slice at hand (and, for CSV results, every row, which the sweep returns)."""
-    if spec.engine == "full":
-        eng = FullEngine(spec.matmul, spec.prefix, spec.batching, grid.objective)
-    else:
-        eng = ModesEngine()
+    eng = spec.engine_for(grid)
     dtype = jnp.dtype(spec.dtype)
     index = grid.index
     inflight = os.path.join(out, "inflight") if out else None
@@ -266,10 +273,11 @@ def _sweep_grid(spec: SweepSpec, grid: Grid, mesh, out: str | None, resume: bool
         # Process 0 alone reads the folder; every process gets what it needs to run the same
         # slices in the same order: the rows already done, the memory budget, and whether
         # checkpoints exist.
+        cols = sweep_columns(spec)
         if fmt == "parquet":
-            sink = ParquetSink(out, index, resume, spec.tune_lr) if write else None
+            sink = ParquetSink(out, index, resume, spec.tune_lr, cols) if write else None
         else:
-            sink = CsvSink(out if write else None, index, resume)
+            sink = CsvSink(out if write else None, index, resume, cols)
         if out and resume and os.path.isdir(inflight):
             saved.update(_inflight.load_all(inflight, run_id))
         done = sink.done() if sink else 0
@@ -285,7 +293,10 @@ def _sweep_grid(spec: SweepSpec, grid: Grid, mesh, out: str | None, resume: bool
     ctx = _Context(grid, eng, dtype, mesh, spec.chunk, spec.tune_lr, run_id,
                    _Progress(index.size, done, spec.progress and is_writer()),
                    sink, inflight if write else None, out is not None, saved=saved,
-                   has_saved=has_saved, keep_all=fmt == "csv", table=table)
+                   has_saved=has_saved, keep_all=fmt == "csv", table=table,
+                   columns=sweep_columns(spec), save=spec.save,
+                   arrays=os.path.join(out, "arrays", f"grid-{number}") if write and spec.save
+                   else None)
     n = 0
     for cls in plan:
         for part in parts(index, cls):
@@ -296,7 +307,7 @@ def _sweep_grid(spec: SweepSpec, grid: Grid, mesh, out: str | None, resume: bool
         _inflight.remove_run(inflight, run_id)
     if fmt == "parquet":
         return []
-    return [as_row(ctx.table[p]) for p in range(index.size)]
+    return [as_row(ctx.table[p], ctx.columns) for p in range(index.size)]
 
 
 def check_groups_fit(index, plan) -> None:
@@ -340,36 +351,10 @@ def _note_fastest(best: dict, rows) -> None:
             best[g] = min(best.get(g, n), n)
 
 
-def read_runs(path: str) -> list[dict]:
-    """Rows of `runs.csv`; ValueError naming the file if it is not a sweep's runs.csv."""
-    try:
-        rows = _store.read_csv(path)
-        return [as_row(r) for r in rows]
-    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path!r} is not a readable runs.csv ({type(e).__name__}: {e}); "
-                         "move it away to start afresh") from None
-
-
-def as_row(r: dict) -> dict:
-    """Normalise a row read back from CSV to the types of a fresh one (an empty cell, or a
-    column a sweep of an earlier version did not write, is None)."""
-    def value(name, kind):
-        v = r.get(name)
-        return None if v in (None, "") else kind(v)
-
-    return dict(init=r["init"], target=r["target"], dim=int(r["dim"]), depth=int(r["depth"]),
-                seed=int(r["seed"]), lr=float(r["lr"]), optimizer=r["optimizer"],
-                iterations=value("iterations", int), final_loss=float(r["final_loss"]),
-                status=str(r["status"]), steps=int(r["steps"]),
-                objective=r.get("objective") or "whitened",
-                observations=value("observations", int), init_scale=value("init_scale", float),
-                **{m: value(m, float) for m in MEASURES})
-
-
-def _result_row(row: dict, host: dict, i: int) -> dict:
+def _result_row(row: dict, host: dict, i: int, measures) -> dict:
     iters = int(host["iterations"][i])
     measured = {m: float(host[m][i]) if m in host and np.isfinite(host[m][i]) else None
-                for m in MEASURES}
+                for m in measures}
     return {**row, "iterations": iters if iters >= 0 else None,
             "final_loss": float(host["loss"][i]), "status": STATUS_NAMES[int(host["status"][i])],
             "steps": int(host["step"][i]), **measured}
@@ -382,11 +367,9 @@ def _stop(state, stop: np.ndarray, n_padded: int, mesh):
 
 
 @jax.jit
-def _pruned(stop, status):
+def _mark_pruned(stop, status):
     return jnp.where(stop, PRUNED, status)
 
-
-_mark_pruned = stored(_pruned)  # loaded, not traced, by a warm run (`_executables`)
 
 
 def _save_running(ctx: _Context, checkpoint, rows, padded, state, dim) -> None:
@@ -426,6 +409,7 @@ def _run_slice(ctx: _Context, sl: Slice, name: str, positions: list[int]) -> Non
             state = ctx.engine.from_host(restored, state, sl.dim, ctx.mesh)
     checkpoint = os.path.join(ctx.inflight, name + ".npz") if ctx.inflight else None
     groups = [tuning_group(r) for r in rows] if ctx.prune else None
+    measures = [c for c in ctx.columns if column(c).role == "measure"]
     reported = np.zeros(len(rows), bool)
     cfg_steps, chunk_s, left = 0, None, None
     while True:
@@ -438,8 +422,11 @@ def _run_slice(ctx: _Context, sl: Slice, name: str, positions: list[int]) -> Non
             if prepared.measure is not None:  # of the end-to-end matrices, at the end
                 fields.update({k: to_host(v) for k, v in prepared.measure(state).items()})
             idx = np.flatnonzero(new)
-            new_rows = [_result_row(rows[i], fields, i) for i in idx]
+            new_rows = [_result_row(rows[i], fields, i, measures) for i in idx]
             new_positions = [positions[i] for i in idx]
+            if ctx.arrays and "end-to-end" in ctx.save:  # before the rows: a row has its array
+                save_arrays(os.path.join(ctx.arrays, "end-to-end"), new_positions,
+                            to_host(prepared.end_to_end(state))[idx])
             ctx.table.update(zip(new_positions, new_rows))
             if ctx.sink is not None:
                 ctx.sink.append(new_rows, new_positions)
@@ -477,15 +464,15 @@ def build_inputs(grid: Grid, rows: list[dict], capacity: int, dtype,
     `objective` is the batch of objectives (`Completion`, `Sensing`, `Whitened`)."""
     dtype = jnp.dtype(dtype)
     mesh = make_mesh(jax.devices()[:1])
-    if grid.objective != "whitened":
+    if "unrolled" not in grid.objective_class.layouts:
         matmul = "dot"
     engine = FullEngine(matmul, "sequential", "vmap", grid.objective)
     sl = Slice(rows[0]["dim"], capacity, len(rows), max(r["depth"] for r in rows), tuple(rows))
-    state, data, mask, lr = engine.initial(grid, sl, rows, dtype, mesh, 1)
+    state, objective, mask, lr = engine.initial(grid, sl, rows, dtype, mesh, 1)
     axis = engine._axis(sl.dim)
-    data = {k: to_host(x, axis if x.ndim > 2 else 0) for k, x in data.items()}
-    return dict(W=to_host(state.W, axis), phi=data["phi"], mask=to_host(mask, axis),
-                lr=to_host(lr), objective=objective(grid.objective, data))
+    objective = jax.tree.map(lambda x: to_host(x, axis if x.ndim > 2 else 0), objective)
+    return dict(W=to_host(state.W, axis), phi=getattr(objective, "phi", None),
+                mask=to_host(mask, axis), lr=to_host(lr), objective=objective)
 
 
 def slice_program(grid: Grid, rows: list[dict], capacity: int, *, dtype, chunk: int,

@@ -17,8 +17,8 @@ from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from .. import _modes
-from .._executables import stored
 from .._inits import depth_coef
+from .._objectives import objective_class
 from .._run import RunState, Settings
 from ._distributed import put, sharding, to_host
 from ._grid import Grid
@@ -27,6 +27,7 @@ from ._programs import (
     Spec,
     advance_chunk,
     batch_axis,
+    final_end_to_end,
     measure,
     start,
     targets as draw_targets,
@@ -43,11 +44,13 @@ BATCHINGS = ("auto", "vmap", "loop")
 @dataclass
 class Prepared:
     """A slice ready to run: its state, one chunk of iterations as `advance(state)`, and
-    (deep matrix factorization) `measure(state)`: the `MEASURES` of every configuration."""
+    `measure(state)`: the objective's measures of every configuration, and
+    `end_to_end(state)`: every configuration's end-to-end matrix (`--save end-to-end`)."""
 
     state: object
     advance: Callable
     measure: Callable | None = None
+    end_to_end: Callable | None = None  # the final end-to-end matrices, batch first
 
 
 def replicated(x, mesh) -> jax.Array:
@@ -83,13 +86,14 @@ class FullEngine:
     matmul: str = "auto"
     prefix: str = "sequential"
     batching: str = "auto"
-    objective: str = "whitened"  # the other objectives run batch first (`_matmul`)
+    objective: str | type = "whitened"  # `Grid.objective`: its layouts pick the matmul
     name: str = "full"
 
     def check(self, grid: Grid) -> None:
-        if grid.objective != "whitened" and self.matmul == "unrolled":
-            raise ValueError(f"matmul 'unrolled' (batch last) is the whitened loss's layout; "
-                             f"objective {grid.objective} runs batch first ('dot')")
+        cls = grid.objective_class
+        if self.matmul != "auto" and self.matmul not in cls.layouts:
+            raise ValueError(f"matmul {self.matmul!r} is not a layout of objective "
+                             f"{cls.label()}; it supports {list(cls.layouts)}")
 
     def plan(self, grid: Grid, ratio, n_dev, budget, dtype, max_batch) -> list[Class]:
         return classes(grid.index, ratio, n_dev, budget, dtype.itemsize, grid.optimizer,
@@ -98,7 +102,8 @@ class FullEngine:
     def _matmul(self, dim: int) -> str:
         if self.matmul != "auto":
             return self.matmul
-        return "unrolled" if dim <= UNROLLED_MAX_DIM and self.objective == "whitened" else "dot"
+        layouts = objective_class(self.objective).layouts
+        return "unrolled" if dim <= UNROLLED_MAX_DIM and "unrolled" in layouts else "dot"
 
     def layout(self, dim: int, chunk: int, grid: Grid, mesh) -> tuple[Settings, int, object]:
         mm = self._matmul(dim)
@@ -109,19 +114,24 @@ class FullEngine:
         return settings, axis, mesh if loop else None
 
     def initial(self, grid: Grid, sl: Slice, rows: list[dict], dtype, mesh, chunk: int):
-        """(state, objective data, mask, lr) of `rows` (padded to the batch) on the mesh."""
+        """(state, objectives, mask, lr) of `rows` (padded to the batch) on the mesh."""
         settings, axis, _ = self.layout(sl.dim, chunk, grid, mesh)
+        cls = grid.objective_class
+        most = tuple((f"most_{a}", max(getattr(grid, a))) for a in cls.axes)
         spec = Spec(tuple(grid.inits), tuple(grid.targets), sl.dim, sl.capacity,
                     grid.init_scale is not None, dtype.name, settings, axis, mesh,
-                    grid.objective, grid.rank, max(grid.observations, default=0))
+                    cls, grid.target_rank, most)
         seeds, depths, targets, lr, matrix = _seed_and_target_inputs(grid, rows, dtype, sl.dim)
         scales, observations = _scales_and_observations(rows, dtype)
         coefs = np.asarray([depth_coef(r["init"], r["dim"], r["depth"], r["init_scale"])
                             for r in rows], dtype)
         inits = np.asarray([grid.inits.index(r["init"]) for r in rows], np.int32)
+        fixed = grid.fixed_objective(dtype)
+        if fixed is not None:
+            fixed = jax.tree.map(lambda x: replicated(x, mesh), fixed)
         return _start(*(put(x, mesh, 0) for x in (seeds, depths, coefs, scales, observations,
                                                   inits, targets, lr)),
-                      replicated(matrix, mesh), spec=spec)
+                      replicated(matrix, mesh), fixed, spec=spec)
 
     def start(self, grid: Grid, sl: Slice, rows: list[dict], dtype, mesh, chunk: int
               ) -> Prepared:
@@ -130,11 +140,12 @@ class FullEngine:
         eps = replicated(np.asarray(grid.eps, dtype), mesh)
         max_iters = replicated(np.int32(grid.max_iters), mesh)
         active = replicated(np.int32(sl.active), mesh)
-        measure = None if grid.objective == "whitened" else \
+        measure = None if not grid.objective_class.measures else \
             (lambda state: _measure(state.W, data))
         return Prepared(state, lambda state: _advance(
-            state, data, mask, lr, active, eps, max_iters, settings, axis, loop_mesh,
-            grid.objective), measure)
+            state, data, mask, lr, active, eps, max_iters, settings, axis, loop_mesh), measure,
+            lambda state: _final_end_to_end(state.W if axis == 0 else
+                                            jnp.moveaxis(state.W, -1, 0)))
 
     def to_host(self, state: RunState, dim: int) -> dict[str, np.ndarray]:
         axis = self._axis(dim)
@@ -209,12 +220,12 @@ def advance_modes(state, s, depth, lr, eps, max_iters, chunk):
                           chunk)
 
 
-# A warm run loads each compiled program from disk without tracing it (`_executables`).
-_start = stored(start, ("spec",))
-_advance = stored(advance_chunk, ("settings", "axis", "loop_mesh", "name"))
-_measure = stored(measure)
-_start_modes = stored(start_modes, ("targets", "dim", "dtype", "mesh", "rank"))
-_advance_modes = stored(advance_modes, ("chunk",))
+_start = start
+_advance = advance_chunk
+_measure = measure
+_final_end_to_end = final_end_to_end
+_start_modes = start_modes
+_advance_modes = advance_modes
 
 
 @dataclass(frozen=True)
@@ -229,8 +240,9 @@ class ModesEngine:
             problems.append(f"init {', '.join(i for i in grid.inits if i != 'zas')}")
         if grid.optimizer != "gd":
             problems.append(f"optimizer {grid.optimizer}")
-        if grid.objective != "whitened":
-            problems.append(f"objective {grid.objective}")
+        if grid.objective != "whitened" or grid.data is not None:
+            problems.append(f"objective {grid.objective_class.label()}"
+                            + (" from data" if grid.data is not None else ""))
         if grid.init_scale is not None:
             problems.append("an init scale")
         if problems:
@@ -248,7 +260,7 @@ class ModesEngine:
         state, s, depth, lr = _start_modes(
             *(put(x, mesh, 0) for x in (seeds, depths, targets, lr)), replicated(matrix, mesh),
             targets=tuple(grid.targets), dim=sl.dim, dtype=dtype.name, mesh=mesh,
-            rank=grid.rank)
+            rank=grid.target_rank)
         eps = replicated(np.asarray(grid.eps, dtype), mesh)
         max_iters = replicated(np.int32(grid.max_iters), mesh)
         return Prepared(state, lambda state: _advance_modes(state, s, depth, lr, eps,

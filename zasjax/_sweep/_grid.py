@@ -4,6 +4,7 @@ init scale, checked on construction, and the identity of one configuration (its 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -14,21 +15,20 @@ import numpy as np
 
 from .._inits import INITS
 from .._lists import parse_floats
+from .._objectives import OBJECTIVES, Objective, check_width, objective_class, objective_ref
 from .._optimizers import check_optimizer
 from .._options import option
+from .._schema import KEY, MEASURES, columns, config_key  # noqa: F401 (re-exported)
 from .._targets import TARGETS
 
-KEY_COLUMNS = ("init", "target", "dim", "depth", "seed", "lr", "optimizer", "objective",
-               "observations", "init_scale")
-#: What a deep-matrix-factorization run measures of its end-to-end matrix at the end.
-MEASURES = ("reconstruction_error", "unobserved_error", "effective_rank", "nuclear_norm")
-COLUMNS = (*KEY_COLUMNS[:7], "iterations", "final_loss", "status", "steps", *KEY_COLUMNS[7:],
-           *MEASURES)
+#: A configuration's identity and a row's columns: declared once, in `zasjax._schema`.
+KEY_COLUMNS = KEY
+COLUMNS = columns()
 FILE_TARGET = "file"
 #: The random rank-`rank` target of deep matrix factorization (`_targets.low_rank_target`).
 LOW_RANK = "low-rank"
-#: R = ½‖W_{L:1} − Φ‖²_F; ½ Σ over observed entries; ½ Σ_k (⟨A_k, W_{L:1}⟩ − y_k)².
-OBJECTIVES = ("whitened", "completion", "sensing")
+#: The rank of the low-rank target when the grid gives none.
+DEFAULT_RANK = 5
 
 #: Seeds and iteration counts live in int32 arrays on the device.
 INT32_MAX = 2**31 - 1
@@ -97,11 +97,20 @@ class Grid:
         None, "noise/scale parameter of the init; a list is an axis (the small inits: "
               "‖W_{L:1}‖_F)", parse=lambda text, name: tuple(parse_floats(text, name)),
         metavar="A,B,...")
-    objective: str = option("whitened", "whitened (all of Φ), completion (observed entries "
-                                        "of Φ) or sensing (Gaussian measurements of Φ)")
+    objective: str | type[Objective] = option(
+        "whitened", "whitened (all of Φ), completion (observed entries of Φ), sensing "
+                    "(Gaussian measurements of Φ), regression (with --data-file), or "
+                    "module:Class, a zasjax.Objective of your own", metavar="NAME")
     observations: Sequence[int] = option((), "observed entries (completion) or measurements "
                                              "(sensing) per run; a list is an axis")
-    rank: int = option(5, "rank of the low-rank target")
+    rank: int | None = option(None, f"rank of the low-rank target (default {DEFAULT_RANK})")
+    data: Mapping[str, np.ndarray] | None = dataclasses.field(
+        default=None, compare=False, repr=False, metadata=dict(
+            help="a .npz file of the objective's data by field name (whitened: phi; "
+                 "regression: X, Y; completion: phi, observed; sensing: A, y, optional phi), "
+                 "the same for every seed; its rows say target 'file'",
+            flag="--data-file", parse=lambda path, name: str(path), metavar="DATA.npz",
+            cli=True))
     target_matrix: np.ndarray | None = dataclasses.field(
         default=None, compare=False, repr=False, metadata=dict(
             help="a .npy matrix used as the target (d × d); its rows say target 'file'",
@@ -122,6 +131,16 @@ class Grid:
             object.__setattr__(self, "lrs", tuple(self.lrs))
         object.__setattr__(self, "hyper", tuple(sorted(tuple(h) for h in self.hyper)))
         object.__setattr__(self, "observations", tuple(int(n) for n in self.observations))
+        cls = objective_class(self.objective)  # ValueError for an unknown one
+        object.__setattr__(self, "objective", cls.name if OBJECTIVES.get(cls.name) is cls
+                           else cls)
+        if self.data is not None:
+            if not isinstance(self.data, Mapping):
+                raise ValueError(f"data must map the objective's field names to arrays, got "
+                                 f"{type(self.data).__name__}")
+            object.__setattr__(self, "data", {k: np.asarray(v) for k, v in self.data.items()})
+            if self.targets == ("neg-identity",):  # the default: the data are the problem
+                object.__setattr__(self, "targets", (FILE_TARGET,))
         if self.init_scale is not None:
             scales = self.init_scale if isinstance(self.init_scale, Sequence) else \
                 (self.init_scale,)
@@ -138,8 +157,9 @@ class Grid:
             for v in values:
                 if v not in table:
                     raise ValueError(f"unknown {name} {v!r}; expected one of {sorted(table)}")
-        if FILE_TARGET in self.targets and self.target_matrix is None:
-            raise ValueError("target 'file' needs a target matrix (--target-file)")
+        if FILE_TARGET in self.targets and self.target_matrix is None and self.data is None:
+            raise ValueError("target 'file' needs a target matrix (--target-file) or data "
+                             "(--data-file)")
         if isinstance(self.lrs, str) and self.lrs != AUTO_LRS:
             raise ValueError(f"lrs must be numbers or {AUTO_LRS!r}, got {self.lrs!r}")
         if self._per_depth():
@@ -196,28 +216,74 @@ class Grid:
                     raise ValueError(f"target matrix has shape {shape}, expected ({d}, {d}) "
                                      f"to match dim {d}")
 
+    @property
+    def objective_class(self) -> type[Objective]:
+        """The grid's objective, as its class."""
+        return objective_class(self.objective)
+
+    @property
+    def target_rank(self) -> int:
+        """The rank of the low-rank target."""
+        return DEFAULT_RANK if self.rank is None else self.rank
+
     def _check_objective(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; expected one of "
-                             f"{OBJECTIVES}")
-        if LOW_RANK in self.targets and not (isinstance(self.rank, int) and self.rank >= 1
-                                             and self.rank <= min(self.dims)):
-            raise ValueError(f"rank must be an integer in [1, {min(self.dims)}] (the smallest "
-                             f"dim), got {self.rank!r}")
-        if self.objective == "whitened":
+        cls = self.objective_class
+        if self.rank is not None:
+            if LOW_RANK not in self.targets:
+                raise ValueError(f"rank is the rank of target {LOW_RANK!r}; targets "
+                                 f"{list(self.targets)} have none")
+            if not (isinstance(self.rank, int) and 1 <= self.rank <= min(self.dims)):
+                raise ValueError(f"rank must be an integer in [1, {min(self.dims)}] (the "
+                                 f"smallest dim), got {self.rank!r}")
+        elif LOW_RANK in self.targets and DEFAULT_RANK > min(self.dims):
+            raise ValueError(f"the low-rank target's default rank {DEFAULT_RANK} exceeds dim "
+                             f"{min(self.dims)}; give a rank in [1, {min(self.dims)}]")
+        if "observations" not in cls.axes:
             if self.observations:
-                raise ValueError("observations are for --objective completion or sensing; "
-                                 "the whitened loss sees all of Φ")
-            return
-        if not self.observations:
-            raise ValueError(f"objective {self.objective} needs the number of observations "
-                             "(--observations)")
-        if len(set(self.observations)) != len(self.observations):
-            raise ValueError(f"observations {list(self.observations)} list a value twice")
+                raise ValueError(f"observations are for objectives that read them "
+                                 f"(completion, sensing); {cls.label()} sees all of its data")
+        else:
+            if not self.observations:
+                raise ValueError(f"objective {cls.label()} needs the number of observations "
+                                 "(--observations)")
+            if len(set(self.observations)) != len(self.observations):
+                raise ValueError(f"observations {list(self.observations)} list a value twice")
+            for d in self.dims:
+                if not all(1 <= n <= d * d for n in self.observations):
+                    raise ValueError(f"observations must be in [1, {d * d}] (entries of a {d} "
+                                     f"× {d} target), got {list(self.observations)}")
+        if self.data is not None:
+            self._check_data(cls)
+        elif cls is OBJECTIVES.get("regression"):
+            cls.draw(None, None)  # its ValueError: regression needs data
+
+    def fixed_objective(self, dtype=None) -> Objective | None:
+        """The objective `data` describe (the same for every configuration), or None."""
+        if self.data is None:
+            return None
+        import jax.numpy as jnp
+
+        cast = lambda v: jnp.asarray(v, dtype) if dtype is not None and \
+            np.issubdtype(v.dtype, np.floating) else jnp.asarray(v)
+        return self.objective_class(**{k: cast(v) for k, v in self.data.items()})
+
+    def _check_data(self, cls) -> None:
+        fields = [f.name for f in dataclasses.fields(cls) if f.name != "active"]
+        unknown = sorted(set(self.data) - set(fields))
+        if unknown:
+            raise ValueError(f"data fields {unknown} are not fields of objective "
+                             f"{cls.label()}; expected some of {fields}")
+        if self.targets != (FILE_TARGET,):
+            raise ValueError(f"data given (--data-file) are the problem: the targets must be "
+                             f"({FILE_TARGET!r},), got {list(self.targets)}")
+        if self.target_matrix is not None:
+            raise ValueError("give --data-file or --target-file, not both")
+        try:
+            objective = self.fixed_objective()
+        except TypeError as e:
+            raise ValueError(f"data for objective {cls.label()}: {e}") from None
         for d in self.dims:
-            if not all(1 <= n <= d * d for n in self.observations):
-                raise ValueError(f"observations must be in [1, {d * d}] (entries of a {d} × "
-                                 f"{d} target), got {list(self.observations)}")
+            check_width(objective, d)
 
     def configs(self) -> list[dict]:
         """Every configuration as a row dict with the `KEY_COLUMNS`, in the grid's order
@@ -262,16 +328,12 @@ class Grid:
                 else [list(x) if isinstance(x, tuple) else x for x in v] if isinstance(v, tuple) \
                 else v
         out["hyper"] = [list(h) for h in self.hyper]
+        out["objective"] = objective_ref(self.objective_class)
+        if self.data is not None:  # large: its digest (and shapes) identify it
+            out["data"] = {k: {"shape": list(v.shape), "dtype": v.dtype.name,
+                               "sha256": hashlib.sha256(np.ascontiguousarray(v).tobytes())
+                               .hexdigest()} for k, v in sorted(self.data.items())}
         return out
-
-
-def config_key(row: dict) -> tuple:
-    """Hashable identity of a configuration, equal for a fresh row and one read from CSV
-    (whose empty cells, and the rows of sweeps from before these columns, are None)."""
-    n, x = row.get("observations"), row.get("init_scale")
-    return (row["init"], row["target"], int(row["dim"]), int(row["depth"]), int(row["seed"]),
-            float(row["lr"]), row["optimizer"], row.get("objective") or "whitened",
-            None if n in (None, "") else int(n), None if x in (None, "") else float(x))
 
 
 class GridIndex:
@@ -341,6 +403,7 @@ class GridIndex:
         depth = np.searchsorted(self.depth_start, r, side="right") - 1
         r = r - self.depth_start[depth]
         observations, scales = g.observations or (None,), g.init_scale or (None,)
+        label = g.objective_class.label()
         out = []
         for i in range(len(q)):
             L = int(depth[i])
@@ -356,7 +419,7 @@ class GridIndex:
             out.append(dict(init=g.inits[init[i]], target=g.targets[target[i]],
                             dim=int(g.dims[dim[i]]), depth=int(g.depths[L]),
                             seed=int(g.seeds[s]), lr=float(lr), optimizer=g.optimizer,
-                            objective=g.objective, observations=observations[n_i],
+                            objective=label, observations=observations[n_i],
                             init_scale=scales[x_i]))
         return out
 
@@ -365,18 +428,19 @@ class GridIndex:
         one of this grid's."""
         g = self.grid
         try:
-            key = config_key(row)
-            init, target = g.inits.index(key[0]), g.targets.index(key[1])
-            dim, L, s = g.dims.index(key[2]), self._depth_pos[key[3]], self._seed_pos[key[4]]
-            n = (g.observations or (None,)).index(key[8])
-            x = (g.init_scale or (None,)).index(key[9])
+            key = dict(zip(KEY, config_key(row)))
+            init, target = g.inits.index(key["init"]), g.targets.index(key["target"])
+            dim, L = g.dims.index(key["dim"]), self._depth_pos[key["depth"]]
+            s = self._seed_pos[key["seed"]]
+            n = (g.observations or (None,)).index(key["observations"])
+            x = (g.init_scale or (None,)).index(key["init_scale"])
         except (ValueError, KeyError):
             return -1
-        if key[6:8] != (g.optimizer, g.objective):
+        if (key["optimizer"], key["objective"]) != (g.optimizer, g.objective_class.label()):
             return -1
         lrs = self._lrs[L][s] if self._per_seed else self._lrs[L]
         try:
-            j = lrs.index(key[5])
+            j = lrs.index(key["lr"])
         except ValueError:
             return -1
         if self._per_seed:

@@ -4,10 +4,11 @@
   and the initial run state of every configuration, drawn on the device from seeds,
   depths, observation counts and init scales given as data;
 - `advance_chunk`: `record_every` iterations of `_run.step` on every configuration;
-- `measure`: what deep matrix factorization measures of each end-to-end matrix.
+- `measure`: what the objective measures of each final end-to-end matrix.
 
 Seed s draws its initialisation from fold_in(key(s), 0), its target from fold_in(key(s), 1)
-and its observed entries or measurement matrices from fold_in(key(s), 2): the same seed
+and its objective's own data (observed entries, measurement matrices: `Objective.draw`)
+from fold_in(key(s), 2): the same seed
 gives the same Φ at every depth, init and observation count, and the same observations at
 every depth and init.
 """
@@ -23,10 +24,13 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import Mesh, PartitionSpec
 
-from .. import _measures
 from .._inits import uniform_init
-from .._network import end_to_end, loss_and_grad_unrolled
-from .._objectives import Completion, Sensing, Whitened, observed_entries, sensing_matrices
+from .._network import (
+    end_to_end,
+    end_to_end_loss_and_grad,
+    end_to_end_loss_and_grad_unrolled,
+)
+from .._objectives import Whitened
 from .._run import RUNNING, Settings, init_state, step
 from .._targets import low_rank_target, make_target
 from ._distributed import sharding
@@ -50,9 +54,9 @@ class Spec(NamedTuple):
     settings: Settings
     axis: int
     mesh: Mesh
-    objective: str = "whitened"
+    objective: type = Whitened  # an `Objective` subclass
     rank: int = 1           # of the low-rank target
-    measurements: int = 0   # sensing: rows of A (the most observations of the grid)
+    most: tuple = ()        # (most_<axis>, the grid's largest value) of the axes it reads
 
 
 def select(index, options):
@@ -78,34 +82,23 @@ def targets(seeds, target_index, target_matrix, names, dim: int, dtype, rank: in
     return select(target_index, [draw(name) for name in names])
 
 
-def objective_data(seeds, phi, observations, spec: Spec) -> dict:
-    """The data of every configuration's objective, batched: Φ, and its `observations`
-    observed entries or Gaussian measurements, drawn from fold_in(key(s), 2). A dict of
-    arrays (what a stored program may take and return); `objective` makes the module."""
-    if spec.objective == "whitened":
-        return {"phi": phi}
-    D = spec.dim
+def draw_objectives(seeds, phi, observations, fixed, spec: Spec):
+    """Every configuration's objective, batched on the first axis: the grid's fixed data
+    (`fixed`, broadcast) or `spec.objective.draw` from fold_in(key(s), 2), Φ and the axes
+    the objective reads (`Objective.draw`)."""
+    if fixed is not None:
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, (len(seeds), *x.shape)), fixed)
     keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 2))(seeds)
-    if spec.objective == "completion":
-        observed = jax.vmap(lambda k, n: observed_entries(k, (D, D), n))(keys, observations)
-        return {"phi": phi, "observed": observed}
-    A = jax.vmap(lambda k, n: sensing_matrices(k, spec.measurements, (D, D), n=n,
-                                               dtype=phi.dtype))(keys, observations)
-    return {"phi": phi, "A": A, "y": jnp.einsum("bkij,bij->bk", A, phi)}
-
-
-def objective(name: str, data: dict, active=None):
-    """The objective module `name` of one configuration's (or a batch's) `data`."""
-    if name == "whitened":
-        return Whitened(data["phi"], active)
-    if name == "completion":
-        return Completion(data["phi"], data["observed"], active)
-    return Sensing(data["A"], data["y"], data["phi"], active)
+    axes = {"observations": observations}
+    most = dict(spec.most)
+    draw = lambda k, p, *values: spec.objective.draw(
+        k, p, **dict(zip(spec.objective.axes, values)), **most)
+    return jax.vmap(draw)(keys, phi, *(axes[a] for a in spec.objective.axes))
 
 
 @partial(jax.jit, static_argnames=("spec",))
 def start(seeds, depths, coefs, scales, observations, init_index, target_index, lr,
-          target_matrix, spec: Spec):
+          target_matrix, fixed, spec: Spec):
     """Initial state, objectives, masks and learning rates of a slice, on the mesh.
 
     `seeds, depths, coefs, scales, observations, init_index, target_index, lr: (B,)`: per
@@ -123,36 +116,34 @@ def start(seeds, depths, coefs, scales, observations, init_index, target_index, 
                 init_keys, depths, coefs, scales)
         for name in spec.inits])
     phi = targets(seeds, target_index, target_matrix, spec.targets, D, dtype, spec.rank)
-    data = objective_data(seeds, phi, observations, spec)
+    data = draw_objectives(seeds, phi, observations, fixed, spec)
     mask = (jnp.arange(C, dtype=depths.dtype)[None, :] < depths[:, None]).astype(dtype)
     mask = mask[..., None, None]
     lr = lr.astype(dtype)
-    state = jax.vmap(lambda W, data, lr: init_state(
-        W, _LossOnly(objective(spec.objective, data)), lr, spec.settings),
-        out_axes=spec.axis)(W, data, lr)
+    state = jax.vmap(lambda W, data, lr: init_state(W, _LossOnly(data), lr, spec.settings),
+                     out_axes=spec.axis)(W, data, lr)
     inputs = jax.tree.map(lambda x: jnp.moveaxis(x, 0, spec.axis), (data, mask, lr))
     place = lambda x: lax.with_sharding_constraint(x, sharding(spec.mesh, x.ndim, _axis(x, spec)))
     return jax.tree.map(place, state), *jax.tree.map(place, inputs)
 
 
 def _axis(x, spec: Spec) -> int:
-    # Per-configuration scalars and keys have one axis: the batch; sensing's measurements
+    # Per-configuration scalars and keys have one axis: the batch; vectors of measurements
     # (B, m) keep it first too.
     return 0 if x.ndim <= 2 else spec.axis
 
 
 @jax.jit
-def measure(W, data):
-    """`_measures.measures` of every configuration's end-to-end matrix, `(B,)` each (batch
-    first, as every objective but the whitened loss runs); `data` as `objective_data`."""
+def measure(W, objective):
+    """`objective.measure` of every configuration's end-to-end matrix, `(B,)` each (batch
+    first, as every objective but the whitened loss runs)."""
+    return jax.vmap(lambda W, o: o.measure(end_to_end(W)))(W, objective)
 
-    def one(W, data):
-        X = end_to_end(W)
-        out = _measures.measures(X, data["phi"], data.get("observed"))
-        return {k: out[k] for k in ("reconstruction_error", "unobserved_error",
-                                    "effective_rank", "nuclear_norm") if k in out}
 
-    return jax.vmap(one)(W, data)
+@jax.jit
+def final_end_to_end(W):
+    """Every configuration's end-to-end matrix W_{L:1}, `(B, D, D)` (batch first)."""
+    return jax.vmap(end_to_end)(W)
 
 
 #: Iterations between two checks whether every configuration of a slice has finished: the
@@ -185,6 +176,17 @@ class _LossOnly(eqx.Module):
         return self.objective.head(end_to_end(W))[0], None
 
 
+class _Layers(eqx.Module):
+    """An objective whose layer products stop at layer `active` (data; the padding above it
+    is identity): one program serves every depth of a capacity class."""
+
+    objective: eqx.Module
+    active: jax.Array
+
+    def value_and_grad(self, W, key, matmul, prefix="sequential"):
+        return end_to_end_loss_and_grad(W, self.objective.head, matmul, prefix, self.active)
+
+
 class _Evaluated(eqx.Module):
     """An objective whose value and gradient at the current W were computed beforehand."""
 
@@ -195,17 +197,17 @@ class _Evaluated(eqx.Module):
         return self.loss, self.grad
 
 
-@partial(jax.jit, static_argnames=("settings", "axis", "loop_mesh", "name"),
-         donate_argnums=(0,))
+@partial(jax.jit, static_argnames=("settings", "axis", "loop_mesh"), donate_argnums=(0,))
 def advance_chunk(state, data, mask, lr, active, eps, max_iters, settings, axis,
-                  loop_mesh=None, name="whitened"):
+                  loop_mesh=None):
     """Up to `settings.record_every` iterations of `step` on every configuration (fewer
     once all of them have finished).
 
     The same as vmapping `advance(..., n_records=1)`, with the loop over iterations outside
     the vmap, so the state keeps its batch on `axis` from one iteration to the next (vmapping
     a loop would move it to the front of the carry). With the batch last (`unrolled`), R and
-    ∇R of the whole batch come from `loss_and_grad_unrolled` on the batch-last arrays, and the
+    ∇R of the whole batch come from `end_to_end_loss_and_grad_unrolled` on the batch-last
+    arrays (the objective's `head` broadcasts over them), and the
     per-configuration `step` only applies them. With a `loop_mesh` (batch first) every device
     runs its own configurations one after another (`shard_map` over the mesh, `lax.map`
     within), with no batched products at all. `active` (data): the deepest layer of any
@@ -213,12 +215,12 @@ def advance_chunk(state, data, mask, lr, active, eps, max_iters, settings, axis,
     """
 
     def one(state, data, mask, lr, active):
-        return step(state, objective(name, data, active), mask, lr, eps, max_iters, settings)
+        return step(state, _Layers(data, active), mask, lr, eps, max_iters, settings)
 
     def batch_last(state, data, mask, lr, active):
         # `step` broadcasts over trailing batch axes; a vmap would transpose W every step.
         # (Batch last is the whitened loss's layout: the other objectives run batch first.)
-        evaluated = _Evaluated(*loss_and_grad_unrolled(state.W, data["phi"], active))
+        evaluated = _Evaluated(*end_to_end_loss_and_grad_unrolled(state.W, data.head, active))
         return step(state, evaluated, mask, lr, eps, max_iters, settings)
 
     if axis == -1:

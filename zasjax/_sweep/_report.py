@@ -20,7 +20,7 @@ import numpy as np
 
 from .._errors import _size
 from ._distributed import make_mesh
-from ._engines import FullEngine, ModesEngine
+from ._engines import FullEngine, ModesEngine  # noqa: F401
 from ._grid import Grid
 from ._plan import Slice, bytes_per_config, device_memory, memory_budget, parts
 from ._results import ROW_BYTES, choose_format, existing_format
@@ -130,8 +130,7 @@ def plan_sweep(spec: SweepSpec | Grid, out: str | None = None, *, calibrate: boo
     fmt = (existing_format(out) if out else None) or choose_format(size, spec.results)
     classes = []
     for grid in spec.grids:
-        eng = FullEngine(spec.matmul, spec.prefix, spec.batching, grid.objective) \
-            if spec.engine == "full" else ModesEngine()
+        eng = spec.engine_for(grid)
         for cls in eng.plan(grid, spec.bucket_ratio, len(devices), budget, dtype,
                             spec.max_batch):
             depths = [grid.depths[i] for i in cls.depths]

@@ -24,9 +24,11 @@ import io
 import os
 import re
 
+import numpy as np
+
 from .. import _store
-from .._errors import OutputError
-from ._grid import COLUMNS, MEASURES
+from .._errors import InputError, OutputError
+from .._schema import arrow_schema, as_row, columns
 
 #: Beyond this many configurations a sweep writes Parquet (a CSV of a million rows is about
 #: 150 MB, is rewritten by no one and read whole by every tool).
@@ -83,13 +85,11 @@ class CsvSink:
 
     fmt = "csv"
 
-    def __init__(self, out: str | None, index, resume: bool):
-        self.index = index
+    def __init__(self, out: str | None, index, resume: bool, columns=columns()):
+        self.index, self.columns = index, tuple(columns)
         self.path = os.path.join(out, "runs.csv") if out else None
         self.rows: dict[int, dict] = {}        # position -> row read back, until handed over
         if self.path and resume and os.path.exists(self.path):
-            from ._driver import read_runs
-
             for r in read_runs(self.path):
                 p = index.position(r)
                 if p >= 0:
@@ -111,7 +111,7 @@ class CsvSink:
         if self.path:
             with writing(self.path, rows_bytes(self.index.size - self.count + len(rows),
                                                self.fmt)):
-                _store.append_csv(self.path, rows, COLUMNS)
+                _store.append_csv(self.path, rows, self.columns)
 
     def slice_done(self, ranges, rows: dict[int, dict], table) -> None:
         pass
@@ -122,8 +122,8 @@ class ParquetSink:
 
     fmt = "parquet"
 
-    def __init__(self, out: str, index, resume: bool, tuned: bool):
-        self.index, self.tuned = index, tuned
+    def __init__(self, out: str, index, resume: bool, tuned: bool, columns=columns()):
+        self.index, self.tuned, self.columns = index, tuned, tuple(columns)
         self.runs = os.path.join(out, "runs.parquet")
         self.results = os.path.join(out, "results.parquet")
         for folder in (self.runs, self.results):
@@ -143,7 +143,7 @@ class ParquetSink:
                 for r in read_parquet(os.path.join(self.runs, name)):
                     p = int(r.pop("index"))
                     if not self._covers(p):
-                        self.rows[p] = r
+                        self.rows[p] = as_row(r, self.columns)
         self.done_before = sum(b - a for a, b in self.covered) + len(self.rows)
 
     def _covers(self, p: int) -> bool:
@@ -182,7 +182,8 @@ class ParquetSink:
         name = f"run-{min(positions):012d}-{max(positions):012d}-{os.getpid()}-{self.count}"
         path = os.path.join(self.runs, name + ".parquet")
         with writing(path, rows_bytes(self.index.size - self.done_before, self.fmt)):
-            write_parquet(path, [{**r, "index": p} for r, p in zip(rows, positions)])
+            write_parquet(path, [{**r, "index": p} for r, p in zip(rows, positions)],
+                          self.columns)
 
     def slice_done(self, ranges, rows: dict[int, dict], table) -> None:
         """Write the results of `ranges` ((start, count), every row of them in `rows`), then
@@ -193,7 +194,7 @@ class ParquetSink:
             path = os.path.join(self.results,
                                 f"part-{start:012d}-{start + count:012d}.parquet")
             with writing(path, rows_bytes(self.index.size - self.done_before, self.fmt)):
-                write_parquet(path, [{**r, "tuned": self.tuned} for r in part])
+                write_parquet(path, [{**r, "tuned": self.tuned} for r in part], self.columns)
             self.covered = _merge(self.covered + [(start, start + count)])
             self.done_before += count
             for p in range(start, start + count):
@@ -215,28 +216,13 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _schema(with_index: bool, tuned: bool):
-    import pyarrow as pa
-
-    kinds = dict(init=pa.string(), target=pa.string(), dim=pa.int64(), depth=pa.int64(),
-                 seed=pa.int64(), lr=pa.float64(), optimizer=pa.string(),
-                 iterations=pa.int64(), final_loss=pa.float64(), status=pa.string(),
-                 steps=pa.int64(), objective=pa.string(), observations=pa.int64(),
-                 init_scale=pa.float64(), **{m: pa.float64() for m in MEASURES})
-    fields = [pa.field(c, kinds[c]) for c in COLUMNS]
-    if tuned:
-        fields.append(pa.field("tuned", pa.bool_()))
-    if with_index:
-        fields.append(pa.field("index", pa.int64()))
-    return pa.schema(fields)
-
-
-def write_parquet(path: str, rows: list[dict]) -> None:
-    """Rows (dicts with `COLUMNS`, `index`, optionally `tuned`) as one Parquet file, whole."""
+def write_parquet(path: str, rows: list[dict], names=columns()) -> None:
+    """Rows (dicts with the columns `names`, `index`, optionally `tuned`) as one Parquet
+    file, whole."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = _schema("index" in rows[0], "tuned" in rows[0])
+    schema = arrow_schema(names, index="index" in rows[0], tuned="tuned" in rows[0])
     table = pa.Table.from_pylist(rows, schema=schema)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
@@ -248,6 +234,50 @@ def read_parquet(path: str) -> list[dict]:
     import pyarrow.parquet as pq
 
     return pq.read_table(path).to_pylist()
+
+
+def read_runs(path: str) -> list[dict]:
+    """Rows of `runs.csv`; ValueError naming the file if it is not a sweep's runs.csv."""
+    try:
+        return [as_row(r) for r in _store.read_csv(path)]
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path!r} is not a readable runs.csv ({type(e).__name__}: {e}); "
+                         "move it away to start afresh") from None
+
+
+#: The arrays `--save` can keep of every configuration.
+ARRAYS = ("end-to-end",)
+
+
+def save_arrays(folder: str, positions, values) -> None:
+    """One array per configuration, `values: (k, ...)` of the grid `positions` (k,), as one
+    file of `folder`, written whole (`arrays-<first>-<last>-<pid>-<n>.npz`): the saved
+    arrays grow by files as the rows grow by chunks, and a resume adds files."""
+    positions = np.asarray(positions, np.int64)
+    _save_count[0] += 1
+    name = (f"arrays-{positions.min():012d}-{positions.max():012d}-{os.getpid()}-"
+            f"{_save_count[0]}.npz")
+    buf = io.BytesIO()
+    np.savez(buf, index=positions, values=np.asarray(values))
+    path = os.path.join(folder, name)
+    with writing(path, buf.tell()):
+        _store.atomic_write_bytes(path, buf.getvalue())
+
+
+_save_count = [0]
+
+
+def read_arrays(folder: str) -> dict[int, np.ndarray]:
+    """Grid position -> array of every file `save_arrays` wrote in `folder` (a position
+    saved twice, by a chunk rerun after a kill, holds the same array: the last is kept)."""
+    out: dict[int, np.ndarray] = {}
+    if not os.path.isdir(folder):
+        return out
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("arrays-") and name.endswith(".npz"):
+            with np.load(os.path.join(folder, name)) as f:
+                out.update(zip(f["index"].tolist(), f["values"]))
+    return out
 
 
 #: A summary's group: one line of the table `zasjax sweep` prints, one point of its figure.

@@ -25,7 +25,7 @@ from ._distributed import Processes, check_devices
 from ._engines import BATCHINGS, ENGINES
 from ._grid import AUTO_LRS, FILE_TARGET, Grid
 from ._plan import check_fits, check_ratio, device_memory
-from ._results import FORMATS
+from ._results import ARRAYS, FORMATS
 
 DTYPES = ("float32", "float64")
 
@@ -76,7 +76,7 @@ class SweepSpec:
               "auto: one per core from width 48 on (where that is faster), else 1 (default: "
               "JAX's devices)", parse=_devices, metavar="N|auto")
     processes: Processes = option(Processes(), cli=False)
-    cache: bool = option(True, "JAX's persistent compilation cache and the program store "
+    cache: bool = option(True, "JAX's persistent compilation cache "
                                "(also off with ZASJAX_CACHE=0)")
     progress: bool = option(False, "a progress line on stderr")
     max_batch: int | None = option(None, "at most this many configurations per program call "
@@ -85,6 +85,10 @@ class SweepSpec:
         "auto", "the results' format: csv (runs.csv, results.csv), parquet (runs.parquet/, "
                 "results.parquet/: appended per slice), auto: csv up to a million "
                 "configurations")
+    save: tuple[str, ...] = option(
+        (), "arrays to keep of every configuration, beside its row: end-to-end (the final "
+            "end-to-end matrix; read back with load_sweep(DIR, arrays=True))",
+        metavar="NAME,...")
     plan: bool = option(False, "print what the sweep would do (configurations, programs, "
                                "slices, memory, results' size, an estimated time) and stop",
                         const=True)
@@ -113,10 +117,20 @@ class SweepSpec:
         if self.engine not in ENGINES:
             raise ValueError(f"unknown engine {self.engine!r}; expected one of "
                              f"{sorted(ENGINES)}")
+        if self.matmul != "auto" and self.matmul not in MATMULS:
+            raise ValueError(f"unknown matmul {self.matmul!r}; expected 'auto' or one of "
+                             f"{sorted(MATMULS)}")
         for g in self.grids:
-            ENGINES[self.engine]().check(g)
+            self.engine_for(g).check(g)  # the engine this sweep runs, matmul included
             if self.dtype is not None:
                 check_target_fits(g, self.dtype)
+        object.__setattr__(self, "save", tuple(self.save))
+        for name in self.save:
+            if name not in ARRAYS:
+                raise ValueError(f"unknown array {name!r} to save; expected some of {ARRAYS}")
+        if self.save and self.engine != "full":
+            raise ValueError(f"save={list(self.save)} needs engine 'full' (the {self.engine} "
+                             "engine keeps no layers)")
         if isinstance(self.chunk, bool) or not (isinstance(self.chunk, int) and self.chunk >= 1):
             raise ValueError(f"chunk must be an integer >= 1, got {self.chunk!r}")
         check_ratio(self.bucket_ratio)
@@ -125,9 +139,6 @@ class SweepSpec:
         check_devices(self.devices)
         if not isinstance(self.processes, Processes):
             raise ValueError(f"processes must be a Processes, got {self.processes!r}")
-        if self.matmul != "auto" and self.matmul not in MATMULS:
-            raise ValueError(f"unknown matmul {self.matmul!r}; expected 'auto' or one of "
-                             f"{sorted(MATMULS)}")
         check_prefix(self.prefix)
         if self.batching not in BATCHINGS:
             raise ValueError(f"unknown batching {self.batching!r}; expected one of "
@@ -135,6 +146,12 @@ class SweepSpec:
         if self.max_batch is not None and not (isinstance(self.max_batch, int)
                                                and self.max_batch >= 1):
             raise ValueError(f"max_batch must be an integer >= 1, got {self.max_batch!r}")
+
+    def engine_for(self, grid: Grid):
+        """The engine that runs `grid` in this sweep."""
+        if self.engine == "full":
+            return ENGINES["full"](self.matmul, self.prefix, self.batching, grid.objective)
+        return ENGINES[self.engine]()
 
     @property
     def dims(self) -> tuple[int, ...]:
@@ -163,6 +180,25 @@ class SweepSpec:
             out[f.name] = json_safe(v)
         return out
 
+    @classmethod
+    def from_json(cls, config: dict, *, data=None, **changes) -> SweepSpec:
+        """The spec a sweep folder's config.json recorded (`to_json`: its "spec" entry, or
+        the whole file), with `changes` (spec fields) on top: `sweep(from_json(...), NEW)`
+        replays the sweep. A grid whose objective read a data file needs its data again
+        (`data`: a mapping of field names to arrays)."""
+        config = config.get("spec", config)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - set(fields))
+        if unknown:
+            raise ValueError(f"config fields {unknown} are not SweepSpec fields; expected "
+                             f"some of {sorted(fields)}")
+        values = {k: v for k, v in config.items() if k not in ("grids", "processes")}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        grids = tuple(_grid_from_json(g, data) for g in config.get("grids", ()))
+        if "processes" in config:
+            values["processes"] = Processes(**config["processes"])
+        return cls(**{"grids": grids, **values, **changes})
+
     def identity(self) -> dict:
         """What a resumed folder must agree on: the fields that change a row."""
         full = self.to_json()
@@ -171,6 +207,26 @@ class SweepSpec:
     def canonical(self) -> str:
         """The identity as canonical JSON text (sorted keys, no spaces)."""
         return json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+
+
+def _grid_from_json(g: dict, data) -> Grid:
+    g = dict(g)
+    digest = g.pop("data", None)
+    if digest is not None and data is None:
+        raise ValueError("this sweep's objective read a data file; give its data again "
+                         f"(--data-file; fields {sorted(digest)})")
+    lrs = g.get("lrs")
+    if isinstance(lrs, list) and lrs and isinstance(lrs[0], list) and len(lrs[0]) == 2 \
+            and isinstance(lrs[0][1], list):  # per depth (or per (seed, depth)): pairs
+        g["lrs"] = {tuple(k) if isinstance(k, list) else k: v for k, v in lrs}
+    if g.get("target_matrix") is not None:
+        g["target_matrix"] = np.asarray(g["target_matrix"])
+    g["hyper"] = tuple(tuple(h) for h in g.get("hyper", ()))
+    grid = Grid(**g, **({"data": data} if digest is not None else {}))
+    if digest is not None and grid.identity().get("data") != digest:
+        raise ValueError("the data given differ from the data this sweep ran on (their "
+                         "sha256 digests differ)")
+    return grid
 
 
 def check_target_fits(grid: Grid, dtype) -> None:
