@@ -77,3 +77,15 @@ def test_the_navigation_names_only_pages_that_exist(hooks):
     missing = [f for f in files(config["nav"])
                if f not in generated and not (ROOT / "docs" / f).is_file()]
     assert missing == []
+
+
+def test_the_readme_links_resolve_and_its_set_up_is_the_sites():
+    # the README is the front page: its links into docs/ (and elsewhere in the repository)
+    # must name files that exist, and its two set-up commands are the getting-started page's
+    readme = (ROOT / "README.md").read_text()
+    links = [t for t in re.findall(r"\]\(([^)#\s]+)[^)]*\)", readme) if "://" not in t]
+    assert "docs/getting-started.md" in links
+    assert [t for t in links if not (ROOT / t).exists()] == []
+    setup = re.search(r"## Set-up: two commands\n\n```bash\n(.*?)```", readme, re.S).group(1)
+    assert setup.count("\n") == 2 and "python3 -m pytest\n" in setup
+    assert setup in (ROOT / "docs" / "getting-started.md").read_text()
