@@ -16,28 +16,19 @@ import json
 import os
 from pathlib import Path
 
+from ._schema import FILLS, PANDAS, REQUIRED, as_row, config_key
 from ._status import NAMES as STATUS_NAMES
 
-#: The columns of a sweep's tables and their pandas dtypes. `iterations` and
-#: `observations` are nullable integers (`pd.NA`: never reached ε; not a completion/sensing
-#: run); `init_scale` and the measures are NaN where a run has none.
-SCHEMA = {
-    "index": "int64",  # the configuration's position in the grid (Parquet tables)
-    "init": "string", "target": "string", "dim": "int64", "depth": "int64",
-    "seed": "int64", "lr": "float64", "optimizer": "string", "iterations": "Int64",
-    "final_loss": "float64", "status": "status", "steps": "int64", "objective": "string",
-    "observations": "Int64", "init_scale": "float64", "reconstruction_error": "float64",
-    "unobserved_error": "float64", "effective_rank": "float64", "nuclear_norm": "float64",
-    "tuned": "boolean",
-}
+#: The columns of a sweep's tables and their pandas dtypes (declared in `_schema`):
+#: `iterations` and `observations` are nullable integers (`pd.NA`: never reached ε; not a
+#: completion/sensing run); `init_scale` and the measures are NaN where a run has none.
+SCHEMA = PANDAS
 #: Every sweep table has these; the other columns of `SCHEMA` are filled in when a sweep of
 #: an earlier version did not write them (`objective` "whitened", the rest missing).
-REQUIRED = ("init", "target", "dim", "depth", "seed", "lr", "optimizer", "iterations",
-            "final_loss", "status", "steps")
-_FILLS = {"objective": "whitened"}
+_FILLS = FILLS
 
 
-def load_sweep(path: str | os.PathLike, runs: bool = False):
+def load_sweep(path: str | os.PathLike, runs: bool = False, arrays: bool = False):
     """The results of the sweep (or study) in folder `path`, as a typed `pandas.DataFrame`.
 
     Sweep folder: one row per configuration, from `results.parquet/` or `results.csv`
@@ -54,6 +45,10 @@ def load_sweep(path: str | os.PathLike, runs: bool = False):
     dmf's "solved"), the others as pandas reads them; `df.attrs["summary"]` is
     `summary.json` and `df.attrs["config"]` its `config` entry (if any).
 
+    `arrays=True` (a sweep run with `save`, e.g. `--save end-to-end`): each saved array
+    as a column of numpy arrays aligned with the rows (`end_to_end`: the final end-to-end
+    matrix, `(d, d)`), None for a row without one.
+
     Raises `ValueError`, saying what was expected, for a folder that holds neither.
     """
     folder = Path(path)
@@ -66,6 +61,8 @@ def load_sweep(path: str | os.PathLike, runs: bool = False):
     if table is not None:
         df = _typed(_read(table), table, sweep=True)
         df.attrs["config"] = _json(folder / "config.json")
+        if arrays:
+            _add_arrays(df, folder)
         return df
     if (folder / "summary.json").exists():
         if runs:
@@ -84,6 +81,37 @@ def load_sweep(path: str | os.PathLike, runs: bool = False):
     raise ValueError(f"{os.fspath(path)!r} holds no {name}.csv or {name}.parquet/ (a sweep "
                      "folder) nor summary.json (a study folder); expected the --out folder "
                      "of `zasjax sweep` or `zasjax reproduce`")
+
+
+def _add_arrays(df, folder: Path) -> None:
+    saved = sorted((folder / "arrays").glob("grid-*/*")) if (folder / "arrays").is_dir() \
+        else []
+    if not saved:
+        raise ValueError(f"{os.fspath(folder)!r} holds no saved arrays; run the sweep with "
+                         "save=('end-to-end',) (--save end-to-end)")
+    names = sorted({p.name for p in saved})
+    rows = df.astype(object).where(df.notna(), None).to_dict("records")
+    keys = [repr(config_key(as_row(r))) for r in rows]
+    for name in names:
+        found = {}
+        for grid in sorted((folder / "arrays").glob("grid-*")):
+            found.update(read_arrays(grid / name))
+        df[name.replace("-", "_")] = [found.get(k) for k in keys]
+
+
+def read_arrays(folder: Path) -> dict[str, object]:
+    """Configuration key (text) -> array, of every file `save_arrays` wrote in `folder` (a
+    configuration saved twice, by a chunk rerun after a kill, holds the same array)."""
+    import numpy as np
+
+    out: dict[str, object] = {}
+    if not folder.is_dir():
+        return out
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("arrays-") and p.suffix == ".npz":
+            with np.load(p) as f:
+                out.update(zip(f["keys"].tolist(), f["values"]))
+    return out
 
 
 def _table_of(folder: Path, name: str) -> Path | None:

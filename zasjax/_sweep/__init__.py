@@ -14,7 +14,7 @@
 - `_driver`: the host loop (`sweep`).
 """
 
-from ._driver import sweep as sweep
+from ._driver import sweep as sweep, sweep_problem as sweep_problem
 from ._engines import BATCHINGS as BATCHINGS
 from ._grid import (
     AUTO_LRS as AUTO_LRS,

@@ -24,7 +24,7 @@ from .. import _plots, _store
 from .._compilation import Timer, persistent_cache
 from .._errors import InputError
 from .._run import PRUNED, RUNNING, STATUS_NAMES
-from .._schema import as_row, column, columns
+from .._schema import KEY, as_row, column, columns, config_key
 from . import _inflight
 from ._distributed import is_writer, make_mesh, on_writer, put, to_host
 from ._engines import FullEngine, ModesEngine
@@ -425,7 +425,7 @@ def _run_slice(ctx: _Context, sl: Slice, name: str, positions: list[int]) -> Non
             new_rows = [_result_row(rows[i], fields, i, measures) for i in idx]
             new_positions = [positions[i] for i in idx]
             if ctx.arrays and "end-to-end" in ctx.save:  # before the rows: a row has its array
-                save_arrays(os.path.join(ctx.arrays, "end-to-end"), new_positions,
+                save_arrays(os.path.join(ctx.arrays, "end-to-end"), new_rows, new_positions,
                             to_host(prepared.end_to_end(state))[idx])
             ctx.table.update(zip(new_positions, new_rows))
             if ctx.sink is not None:
@@ -473,6 +473,32 @@ def build_inputs(grid: Grid, rows: list[dict], capacity: int, dtype,
     objective = jax.tree.map(lambda x: to_host(x, axis if x.ndim > 2 else 0), objective)
     return dict(W=to_host(state.W, axis), phi=getattr(objective, "phi", None),
                 mask=to_host(mask, axis), lr=to_host(lr), objective=objective)
+
+
+def sweep_problem(grid: Grid, dtype=None, **config) -> tuple[jax.Array, object]:
+    """`(W0, objective)` of one configuration of `grid`, exactly as a sweep draws them:
+    `W0: (depth, d, d)`, the objective module; `zj.run(W0, objective, lr=...)` then reruns
+    the configuration alone. `config`: values of the key columns (depth, seed, init, target,
+    dim, observations, init_scale) that pick the configuration; a column the grid has one
+    value of may be left out. ValueError unless exactly one configuration (up to its
+    learning rate) matches."""
+    unknown = sorted(set(config) - set(KEY))
+    if unknown:
+        raise ValueError(f"{unknown} are not columns of a configuration; expected some of "
+                         f"{list(KEY)}")
+    rows = grid.index.rows(range(grid.index.size)) if grid.index.size <= 1_000_000 else None
+    if rows is None:
+        raise ValueError("sweep_problem looks configurations up in grids of up to a million")
+    match = {config_key({**r, "lr": 1.0}): r for r in rows
+             if all(r[k] == v for k, v in config.items())}
+    if len(match) != 1:
+        raise ValueError(f"{len(match)} configurations of the grid match {config}; give "
+                         "values that pick one (depth, seed, ...)")
+    row = next(iter(match.values()))
+    dtype = jnp.dtype(dtype or jax.dtypes.canonicalize_dtype(float))
+    host = build_inputs(grid, [row], row["depth"], dtype)
+    objective = jax.tree.map(lambda x: jnp.asarray(x[0]), host["objective"])
+    return jnp.asarray(host["W"][0]), objective
 
 
 def slice_program(grid: Grid, rows: list[dict], capacity: int, *, dtype, chunk: int,

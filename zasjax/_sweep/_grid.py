@@ -100,7 +100,8 @@ class Grid:
     objective: str | type[Objective] = option(
         "whitened", "whitened (all of Φ), completion (observed entries of Φ), sensing "
                     "(Gaussian measurements of Φ), regression (with --data-file), or "
-                    "module:Class, a zasjax.Objective of your own", metavar="NAME")
+                    "module:Class, a zasjax.Objective of your own",
+        parse=lambda text, name: str(text), metavar="NAME")
     observations: Sequence[int] = option((), "observed entries (completion) or measurements "
                                              "(sensing) per run; a list is an axis")
     rank: int | None = option(None, f"rank of the low-rank target (default {DEFAULT_RANK})")

@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import _store
 from .._errors import InputError, OutputError
-from .._schema import arrow_schema, as_row, columns
+from .._schema import arrow_schema, as_row, columns, config_key
 
 #: Beyond this many configurations a sweep writes Parquet (a CSV of a million rows is about
 #: 150 MB, is rewritten by no one and read whole by every tool).
@@ -249,35 +249,24 @@ def read_runs(path: str) -> list[dict]:
 ARRAYS = ("end-to-end",)
 
 
-def save_arrays(folder: str, positions, values) -> None:
-    """One array per configuration, `values: (k, ...)` of the grid `positions` (k,), as one
-    file of `folder`, written whole (`arrays-<first>-<last>-<pid>-<n>.npz`): the saved
-    arrays grow by files as the rows grow by chunks, and a resume adds files."""
+def save_arrays(folder: str, rows: list[dict], positions, values) -> None:
+    """One array per configuration, `values: (k, ...)` of `rows` at the grid `positions`,
+    as one file of `folder`, written whole (`arrays-<first>-<last>-<pid>-<n>.npz`, with
+    each row's `config_key` as text): the arrays grow by files as the rows grow by chunks,
+    and a resume adds files. `zasjax._load.read_arrays` reads them back."""
     positions = np.asarray(positions, np.int64)
     _save_count[0] += 1
     name = (f"arrays-{positions.min():012d}-{positions.max():012d}-{os.getpid()}-"
             f"{_save_count[0]}.npz")
     buf = io.BytesIO()
-    np.savez(buf, index=positions, values=np.asarray(values))
+    np.savez(buf, index=positions, values=np.asarray(values),
+             keys=np.asarray([repr(config_key(r)) for r in rows], dtype=str))
     path = os.path.join(folder, name)
     with writing(path, buf.tell()):
         _store.atomic_write_bytes(path, buf.getvalue())
 
 
 _save_count = [0]
-
-
-def read_arrays(folder: str) -> dict[int, np.ndarray]:
-    """Grid position -> array of every file `save_arrays` wrote in `folder` (a position
-    saved twice, by a chunk rerun after a kill, holds the same array: the last is kept)."""
-    out: dict[int, np.ndarray] = {}
-    if not os.path.isdir(folder):
-        return out
-    for name in sorted(os.listdir(folder)):
-        if name.startswith("arrays-") and name.endswith(".npz"):
-            with np.load(os.path.join(folder, name)) as f:
-                out.update(zip(f["index"].tolist(), f["values"]))
-    return out
 
 
 #: A summary's group: one line of the table `zasjax sweep` prints, one point of its figure.
