@@ -117,7 +117,8 @@ class FullEngine:
         """(state, objectives, mask, lr) of `rows` (padded to the batch) on the mesh."""
         settings, axis, _ = self.layout(sl.dim, chunk, grid, mesh)
         cls = grid.objective_class
-        most = tuple((f"most_{a}", max(getattr(grid, a))) for a in cls.axes)
+        most = () if grid.data is not None else \
+            tuple((f"most_{a}", max(getattr(grid, a))) for a in cls.axes)
         spec = Spec(tuple(grid.inits), tuple(grid.targets), sl.dim, sl.capacity,
                     grid.init_scale is not None, dtype.name, settings, axis, mesh,
                     cls, grid.target_rank, most)

@@ -239,7 +239,10 @@ class Grid:
         elif LOW_RANK in self.targets and DEFAULT_RANK > min(self.dims):
             raise ValueError(f"the low-rank target's default rank {DEFAULT_RANK} exceeds dim "
                              f"{min(self.dims)}; give a rank in [1, {min(self.dims)}]")
-        if "observations" not in cls.axes:
+        if self.data is not None and self.observations:
+            raise ValueError("the data (--data-file) fix the observations; drop "
+                             "--observations")
+        if "observations" not in cls.axes or self.data is not None:
             if self.observations:
                 raise ValueError(f"observations are for objectives that read them "
                                  f"(completion, sensing); {cls.label()} sees all of its data")

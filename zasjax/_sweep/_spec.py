@@ -247,6 +247,15 @@ def from_options(grid_options: dict, options: dict,
     """The spec a command line asks for: the grid's options (fields of `Grid`) and the
     sweep's (fields of `SweepSpec`). Without `--lr`, a tuned sweep tries `depth_lrs(L)` at
     each depth L; a `--target-file` is the target 'file'."""
+    grid_options = load_grid_options(grid_options)
+    if "lrs" not in grid_options and options.get("tune_lr"):
+        grid_options["lrs"] = AUTO_LRS
+    return SweepSpec(grids=(Grid(**grid_options),), processes=processes, **options)
+
+
+def load_grid_options(grid_options: dict) -> dict:
+    """Grid options of a command line with the files they name read: `--target-file` (the
+    target 'file'), `--data-file` (a .npz of the objective's fields)."""
     grid_options = dict(grid_options)
     if "target_matrix" in grid_options:
         if "targets" in grid_options:
@@ -255,9 +264,16 @@ def from_options(grid_options: dict, options: dict,
         shape = (dims[0], dims[0]) if len(dims) == 1 else None  # the file's path, read here
         grid_options["target_matrix"] = load_target(grid_options["target_matrix"], shape)
         grid_options["targets"] = (FILE_TARGET,)
-    if "lrs" not in grid_options and options.get("tune_lr"):
-        grid_options["lrs"] = AUTO_LRS
-    return SweepSpec(grids=(Grid(**grid_options),), processes=processes, **options)
+    if "data" in grid_options:
+        path = grid_options["data"]
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                grid_options["data"] = {k: f[k] for k in f.files}
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--data-file {path}: expected a .npz file of arrays ({e})"
+                             ) from None
+        grid_options.setdefault("targets", (FILE_TARGET,))
+    return grid_options
 
 
 def as_spec(spec: SweepSpec | Grid | Sequence[Grid], **changes) -> SweepSpec:

@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_options(p, SweepSpec, spec_default)
     p.add_argument("--out", help="output folder (default runs/<preset or 'sweep'>)")
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out")
+    p.add_argument("--config", metavar="DIR/config.json",
+                   help="replay the sweep a folder's config.json records (options given "
+                        "beside it override it)")
     add_options(p.add_argument_group("processes"), Processes)
 
 
@@ -65,6 +68,29 @@ def _fig2_quick_dims() -> tuple[int, ...]:
 #: name -> (spec with the preset's grids, its widths). The grids may compute with JAX (fig2's
 #: η caps draw Φ), so they are built after the devices start; the widths, needed before, not.
 PRESETS = {"fig2-quick": (_fig2_quick, _fig2_quick_dims)}
+
+
+def _replayed(path: str, grid_options: dict, options: dict, processes):
+    """The spec `path` (a sweep's config.json) records, with the options given beside it on
+    top; how it ran (devices, processes) is this command's."""
+    import dataclasses
+
+    from .._store import read_json
+    from .._sweep import SweepSpec
+    from .._sweep._spec import load_grid_options
+
+    try:
+        config = read_json(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--config {path}: not a readable config.json ({e})") from None
+    grid_options = load_grid_options(grid_options)
+    data = grid_options.pop("data", None)
+    spec = SweepSpec.from_json(config, data=data, devices=None, processes=processes,
+                               **{"progress": True, **options})
+    if grid_options:
+        spec = spec.replace(grids=tuple(dataclasses.replace(g, **grid_options)
+                                        for g in spec.grids))
+    return spec
 
 
 @dataclass
@@ -89,7 +115,11 @@ def prepare(args) -> Job:
     options = {**CLI_DEFAULTS, **given(args, [f.name for f in cli_fields(SweepSpec)])}
     processes = Processes(**given(args, [f.name for f in cli_fields(Processes)]))
     preset = options.get("preset")
-    if preset is not None:
+    if getattr(args, "config", None):
+        spec = _replayed(args.config, grid_options,
+                         given(args, [f.name for f in cli_fields(SweepSpec)]), processes)
+        dims, preset = spec.dims, None
+    elif preset is not None:
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
         if grid_options:
