@@ -9,18 +9,15 @@ import pytest
 
 from zasjax import end_to_end, make_init, make_target, pad_square, run
 from zasjax._diagnostics import (
-    balancedness,
-    deficiency_margin,
     diagnostics,
     end_to_end_singular_values,
-    invariant_drift,
-    invariants,
     plateau as _plateau,
     saddle_loss,
     sigma_min_lower,
     trajectory,
     zas_lambda_min,
 )
+from zasjax._measures import balancedness, deficiency_margin, invariant_drift, invariants
 
 F64 = jnp.float64
 

@@ -13,7 +13,8 @@ import pytest
 
 import zasjax as zj
 from zasjax import make_init, make_target
-from zasjax._flow import compare_gd_flow, gradient_flow_jit
+from zasjax._compare import compare_gd_flow, compare_gd_flow_modes
+from zasjax._flow import gradient_flow_jit
 from zasjax.cli import main as zasjax_main
 from zasjax.cli.flow import add_arguments, prepare, run
 
@@ -114,8 +115,6 @@ def test_flow_cli_refuses_bad_input_before_writing(tmp_path, capsys, extra, matc
 
 
 def test_flow_modes_engine_equals_full_and_reaches_a_million_layers(tmp_path):
-    from zasjax._modes import compare_gd_flow_modes
-
     key = jax.random.key(5)
     phi = zj.make_target("gaussian", key, (3, 3))
     lrs = [0.02, 0.01, 0.005, 0.0025]

@@ -8,15 +8,17 @@ import numpy as np
 import pytest
 
 from zasjax import make_init, make_target, pad_depth, pad_square, run, support_mask
-from zasjax._diagnostics import EdgeOfStability, invariants, trajectory
+from zasjax._diagnostics import EdgeOfStability, trajectory
+from zasjax._measures import invariants
 from zasjax._network import data_loss, whitened_loss
-from zasjax._run import DIVERGED, Regression, Whitened
+from zasjax._objectives import Regression, Whitened
 from zasjax._sharpness import (
     sharpness,
     zas_minimum,
     zas_minimum_eigenvalues,
     zas_minimum_sharpness,
 )
+from zasjax._status import DIVERGED
 
 F64 = jnp.float64
 sharp = jax.jit(sharpness, static_argnames=("k", "max_iters", "rtol"))

@@ -1,37 +1,34 @@
 """zasjax: gradient-descent dynamics of deep linear (residual) networks in JAX."""
 
-from importlib.metadata import PackageNotFoundError, version
-
 from . import reproduce as reproduce
 from ._baselines import (
     MissingExtraError as MissingExtraError,
     nuclear_norm_completion as nuclear_norm_completion,
     nuclear_norm_sensing as nuclear_norm_sensing,
 )
+from ._compare import GdFlowComparison as GdFlowComparison, compare_gd_flow as compare_gd_flow
 from ._compilation import use_cpu_loop_kernels as use_cpu_loop_kernels
 from ._data import load_fashion_mnist as load_fashion_mnist
 from ._diagnostics import (
     EdgeOfStability as EdgeOfStability,
     Plateau as Plateau,
-    balancedness as balancedness,
-    deficiency_margin as deficiency_margin,
     diagnostics as diagnostics,
-    invariant_drift as invariant_drift,
-    invariants as invariants,
     plateau as plateau,
     trajectory as trajectory,
 )
 from ._errors import OutputError as OutputError
 from ._flow import (
     FlowSolution as FlowSolution,
-    GdFlowComparison as GdFlowComparison,
-    compare_gd_flow as compare_gd_flow,
     gradient_flow as gradient_flow,
 )
 from ._inits import INITS as INITS, make_init as make_init
 from ._load import load_sweep as load_sweep
 from ._measures import (
+    balancedness as balancedness,
+    deficiency_margin as deficiency_margin,
     effective_rank as effective_rank,
+    invariant_drift as invariant_drift,
+    invariants as invariants,
     measures as measures,
     nuclear_norm as nuclear_norm,
     reconstruction_error as reconstruction_error,
@@ -123,15 +120,10 @@ from ._theory import (
     zas_lr_bound as zas_lr_bound,
 )
 from ._train import TrainResult as TrainResult, train_resnet as train_resnet
+from ._version import __version__ as __version__
 
 flow = gradient_flow  # the short name used in notebooks and the README
 
 #: The public names: every name bound above (the re-exports, `reproduce`, `flow`); the API
 #: reference of the documentation is generated from this list.
-__all__ = sorted(n for n in dict(globals()) if not n.startswith("_")
-                 and n not in ("PackageNotFoundError", "version"))
-
-try:
-    __version__ = version("zasjax")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0+unknown"
+__all__ = sorted(n for n in dict(globals()) if not n.startswith("_"))

@@ -4,13 +4,16 @@ Every function acts on ONE network `W: (L, D, D)` (layer 1 first) and, where nee
 target `phi: (D, D)`; batch them with `jax.vmap`. The quantities come from
 
 * Wu, Wang & Ma (2019), "Global convergence of gradient descent for deep linear residual
-  networks": the invariants D_l = W_{l+1}ᵀW_{l+1} − W_lW_lᵀ (eq. 4.3), constant under
-  gradient flow (Lemma 4.2) and drifting O(η²) per gradient-descent step (Lemma 4.5); for
-  the zero-asymmetric (ZAS) init, D_l = 0 (l < L−1) and D_{L−1} = −I, whence
-  σ_min(W_{L−1:1})² = λ_min((I + W_LᵀW_L)^{L−1}) ≥ 1 and the gradient bound
-  ‖∇_{W_L} R‖²_F ≥ 2R (eq. 4.8);
-* Arora, Cohen, Golowich & Hu (ICLR 2019): δ-balancedness (δ = max_l ‖D_l‖_F, Def. 1) and
-  the deficiency margin σ_min(Φ) − ‖W_{L:1} − Φ‖_F (Def. 2).
+  networks": the invariants D_l = W_{l+1}ᵀW_{l+1} − W_lW_lᵀ (eq. 4.3, `_measures.invariants`),
+  constant under gradient flow (Lemma 4.2); for the zero-asymmetric (ZAS) init, D_l = 0
+  (l < L−1) and D_{L−1} = −I, whence σ_min(W_{L−1:1})² = λ_min((I + W_LᵀW_L)^{L−1}) ≥ 1 and
+  the gradient bound ‖∇_{W_L} R‖²_F ≥ 2R (eq. 4.8);
+* Arora, Cohen, Golowich & Hu (ICLR 2019): δ-balancedness and the deficiency margin
+  (Defs. 1-2, `_measures.balancedness` and `_measures.deficiency_margin`).
+
+The measures of one network (its invariants, balancedness, deficiency margin, end-to-end
+spectrum) live in `_measures`; this module gathers them with the proofs' own quantities
+(`diagnostics`) and records them along a gradient-descent run (`trajectory`).
 
 Padded networks. A network built from widths d_0..d_L sits in the top-left blocks of
 `W: (L, D, D)` (see `_network.py`). Pass `widths=(d_0, …, d_L)` to every function that takes
@@ -30,62 +33,31 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._measures import effective_rank, nuclear_norm, reconstruction_error, unobserved_error
-from ._network import check_widths, end_to_end, loss_and_grad
+from ._measures import (
+    balancedness,
+    deficiency_margin,
+    effective_rank,
+    invariant_drift,
+    invariants,
+    kth_singular_value as _kth_singular,
+    nuclear_norm,
+    reconstruction_error,
+    spectral_norm as _spectral_norm,
+    true_layers as _layout,
+    unobserved_error,
+)
+from ._network import end_to_end, loss_and_grad
 from ._objectives import Completion, Whitened, as_objective, full_batch, is_objective, target_of
-from ._run import DIVERGED, RUNNING, Settings, init_state, step
+from ._run import Settings, init_state, step
 from ._sharpness import sharpness as _sharpness
+from ._status import DIVERGED, RUNNING
 
 Widths = Sequence[int] | None
 
 
 # ---------------------------------------------------------------------------------------------
-# Layout helpers (static)
+# The invariants from ZAS (Wu-Wang-Ma eq. 4.3; the invariants themselves are in `_measures`)
 # ---------------------------------------------------------------------------------------------
-
-
-def _layout(W: jax.Array, widths: Widths) -> tuple[jax.Array, tuple[int, ...]]:
-    """The true layers of `W` and their widths d_0..d_L (all D when `widths` is None)."""
-    L, D, _ = W.shape
-    if widths is None:
-        return W, (D,) * (L + 1)
-    widths = check_widths(widths)
-    if len(widths) - 1 > L or max(widths) > D:
-        raise ValueError(f"widths {widths} do not fit in a network of shape {W.shape}")
-    return W[: len(widths) - 1], widths
-
-
-def _kth_singular(A: jax.Array, k: int) -> jax.Array:
-    """The k-th largest singular value (1-based) of `A`; for a zero-padded d_r × d_c block,
-    k = min(d_r, d_c) gives the block's smallest one."""
-    return jnp.linalg.svd(A, compute_uv=False)[k - 1]
-
-
-def _spectral_norm(A: jax.Array) -> jax.Array:
-    return jnp.linalg.svd(A, compute_uv=False)[..., 0]
-
-
-# ---------------------------------------------------------------------------------------------
-# Invariants (Wu-Wang-Ma eq. 4.3) and balancedness (Arora et al. Def. 1)
-# ---------------------------------------------------------------------------------------------
-
-
-def invariants(W: jax.Array, widths: Widths = None) -> jax.Array:
-    """D_l = W_{l+1}ᵀW_{l+1} − W_lW_lᵀ for l = 1..L−1, eq. (4.3). Returns `(L−1, D, D)`.
-
-    Constant under gradient flow (Lemma 4.2): d/dt W_{l+1}ᵀW_{l+1} = d/dt W_lW_lᵀ.
-    """
-    W, _ = _layout(W, widths)
-    upper, lower = W[1:], W[:-1]
-    return jnp.einsum("lji,ljk->lik", upper, upper) - jnp.einsum("lij,lkj->lik", lower, lower)
-
-
-def invariant_drift(W: jax.Array, W0: jax.Array, widths: Widths = None) -> jax.Array:
-    """max_l ‖D_l(W) − D_l(W0)‖₂ (spectral norm); 0 for depth 1. Lemma 4.2 says 0 under flow."""
-    diff = invariants(W, widths) - invariants(W0, widths)
-    if diff.shape[0] == 0:
-        return jnp.zeros((), W.dtype)
-    return jnp.max(_spectral_norm(diff))
 
 
 def zas_invariant_gap(W: jax.Array, widths: Widths = None) -> jax.Array:
@@ -97,14 +69,6 @@ def zas_invariant_gap(W: jax.Array, widths: Widths = None) -> jax.Array:
     D = W.shape[-1]
     eye = (jnp.arange(D) < ws[-2]).astype(W.dtype)
     return _spectral_norm(jnp.diag(eye) + invariants(W)[-1])
-
-
-def balancedness(W: jax.Array, widths: Widths = None) -> jax.Array:
-    """δ = max_l ‖W_{l+1}ᵀW_{l+1} − W_lW_lᵀ‖_F (Arora et al., Definition 1); 0 for depth 1."""
-    D = invariants(W, widths)
-    if D.shape[0] == 0:
-        return jnp.zeros((), W.dtype)
-    return jnp.max(jnp.sqrt(jnp.sum(D * D, axis=(-2, -1))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,7 +103,7 @@ def end_to_end_singular_values(W: jax.Array, widths: Widths = None) -> jax.Array
 
 
 # ---------------------------------------------------------------------------------------------
-# Gradients (eq. 4.8) and Arora's deficiency margin (Def. 2)
+# Gradients (eq. 4.8)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -161,13 +125,6 @@ def last_layer_grad_ratio(W: jax.Array, phi: jax.Array, widths: Widths = None) -
     loss, grad = loss_and_grad(W, phi)
     g2 = jnp.sum(grad[-1] ** 2)
     return jnp.where(loss > 0, g2 / jnp.where(loss > 0, loss, 1.0), jnp.nan)
-
-
-def deficiency_margin(W: jax.Array, phi: jax.Array, widths: Widths = None) -> jax.Array:
-    """σ_min(Φ) − ‖W_{L:1} − Φ‖_F (Arora et al., Definition 2); the init has deficiency margin
-    c > 0 iff this is ≥ c. σ_min(Φ) is over the true d_L × d_0 block."""
-    W, ws = _layout(W, widths)
-    return _kth_singular(phi, min(ws[-1], ws[0])) - jnp.linalg.norm(end_to_end(W) - phi)
 
 
 def saddle_loss(phi: jax.Array) -> jax.Array:
@@ -418,8 +375,8 @@ def trajectory(W0: jax.Array, phi, lr, n_steps: int, every: int = 1,
     return out
 
 
-__all__ = ["invariants", "invariant_drift", "zas_invariant_gap", "balancedness",
-           "sigma_min_lower", "zas_lambda_min", "end_to_end_singular_values",
-           "layer_grad_norms", "last_layer_grad_ratio", "deficiency_margin", "saddle_loss",
+__all__ = ["zas_invariant_gap", "sigma_min_lower", "zas_lambda_min",
+           "end_to_end_singular_values", "layer_grad_norms", "last_layer_grad_ratio",
+           "saddle_loss",
            "diagnostics", "Plateau", "plateau", "trajectory", "EdgeOfStability", "EOS_BAND",
            "edge_of_stability_summary"]

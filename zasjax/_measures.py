@@ -1,4 +1,5 @@
-"""Measurements of the end-to-end matrix: its spectrum, effective rank, norms and errors.
+"""Measurements of a network: its end-to-end matrix's spectrum, effective rank, norms and
+errors, and its layers' invariants, balancedness and deficiency margin.
 
 The quantities by which deep matrix factorization's implicit bias is judged: Arora, Cohen,
 Hu & Luo (NeurIPS 2019) plot the singular values of W_{L:1}, its nuclear norm and
@@ -12,6 +13,13 @@ Every function acts on ONE matrix (vmap for batches), is jittable, and takes the
 * `(r,)`: its singular values, where the function needs no more (the spectral measures);
 * `(D, D)`: the matrix X itself;
 * `(L, D, D)`: a network W, measured on its end-to-end matrix W_{L:1}.
+
+The measures of the layers themselves (`invariants`, `invariant_drift`, `balancedness`,
+`deficiency_margin`) take a network `W: (L, D, D)` (layer 1 first). They come from Wu, Wang
+& Ma (NeurIPS 2019): the invariants D_l = W_{l+1}ᵀW_{l+1} − W_lW_lᵀ (eq. 4.3), constant under
+gradient flow (Lemma 4.2) and drifting O(η²) per gradient-descent step (Lemma 4.5); and from
+Arora, Cohen, Golowich & Hu (ICLR 2019): δ-balancedness (δ = max_l ‖D_l‖_F, Def. 1) and the
+deficiency margin σ_min(Φ) − ‖W_{L:1} − Φ‖_F (Def. 2).
 
 `widths=(d_0, …, d_L)` (static) names the true network inside a padded one (`_network`):
 only its first L layers and the top-left d_L × d_0 block of X count, so padding shows up
@@ -116,6 +124,73 @@ def unobserved_error(x: jax.Array, phi: jax.Array, observed: jax.Array,
             jnp.linalg.norm(jnp.where(off, phi, 0)))
 
 
+# ---------------------------------------------------------------------------------------------
+# The layers: invariants (Wu-Wang-Ma eq. 4.3), balancedness and deficiency margin (Arora et al.)
+# ---------------------------------------------------------------------------------------------
+
+
+def true_layers(W: jax.Array, widths: Widths = None) -> tuple[jax.Array, tuple[int, ...]]:
+    """The true layers of a padded network `W: (L, D, D)` and their widths d_0..d_L (all D
+    when `widths` is None): layers beyond L' = len(widths) − 1 (depth padding) are dropped."""
+    L, D, _ = W.shape
+    if widths is None:
+        return W, (D,) * (L + 1)
+    widths = check_widths(widths)
+    if len(widths) - 1 > L or max(widths) > D:
+        raise ValueError(f"widths {widths} do not fit in a network of shape {W.shape}")
+    return W[: len(widths) - 1], widths
+
+
+def kth_singular_value(A: jax.Array, k: int) -> jax.Array:
+    """The k-th largest singular value (1-based) of `A`; for a zero-padded d_r × d_c block,
+    k = min(d_r, d_c) gives the block's smallest one (the padding's zeros never count)."""
+    return jnp.linalg.svd(A, compute_uv=False)[k - 1]
+
+
+def spectral_norm(A: jax.Array) -> jax.Array:
+    """‖A‖₂, the largest singular value, over the last two axes of `A: (..., m, n)`."""
+    return jnp.linalg.svd(A, compute_uv=False)[..., 0]
+
+
+def invariants(W: jax.Array, widths: Widths = None) -> jax.Array:
+    """D_l = W_{l+1}ᵀW_{l+1} − W_lW_lᵀ for l = 1..L−1, eq. (4.3). Returns `(L−1, D, D)`.
+
+    Constant under gradient flow (Lemma 4.2): d/dt W_{l+1}ᵀW_{l+1} = d/dt W_lW_lᵀ. Zero
+    padding contributes zero to them.
+    """
+    W, _ = true_layers(W, widths)
+    upper, lower = W[1:], W[:-1]
+    return jnp.einsum("lji,ljk->lik", upper, upper) - jnp.einsum("lij,lkj->lik", lower, lower)
+
+
+def invariant_drift(W: jax.Array, W0: jax.Array, widths: Widths = None) -> jax.Array:
+    """max_l ‖D_l(W) − D_l(W0)‖₂ (spectral norm); 0 for depth 1. Lemma 4.2 says 0 under flow."""
+    diff = invariants(W, widths) - invariants(W0, widths)
+    if diff.shape[0] == 0:
+        return jnp.zeros((), W.dtype)
+    return jnp.max(spectral_norm(diff))
+
+
+def balancedness(W: jax.Array, widths: Widths = None) -> jax.Array:
+    """δ = max_l ‖W_{l+1}ᵀW_{l+1} − W_lW_lᵀ‖_F (Arora et al., Definition 1); 0 for depth 1."""
+    D = invariants(W, widths)
+    if D.shape[0] == 0:
+        return jnp.zeros((), W.dtype)
+    return jnp.max(jnp.sqrt(jnp.sum(D * D, axis=(-2, -1))))
+
+
+def deficiency_margin(W: jax.Array, phi: jax.Array, widths: Widths = None) -> jax.Array:
+    """σ_min(Φ) − ‖W_{L:1} − Φ‖_F (Arora et al., Definition 2); the init has deficiency margin
+    c > 0 iff this is ≥ c. σ_min(Φ) is over the true d_L × d_0 block."""
+    W, ws = true_layers(W, widths)
+    return kth_singular_value(phi, min(ws[-1], ws[0])) - jnp.linalg.norm(end_to_end(W) - phi)
+
+
+# ---------------------------------------------------------------------------------------------
+# All of the end-to-end measures at once
+# ---------------------------------------------------------------------------------------------
+
+
 def measures(x: jax.Array, phi: jax.Array | None = None, observed: jax.Array | None = None,
              widths: Widths = None) -> dict[str, jax.Array]:
     """All of the above from one SVD: `singular_values` (r,), `effective_rank`,
@@ -134,4 +209,6 @@ def measures(x: jax.Array, phi: jax.Array | None = None, observed: jax.Array | N
 
 
 __all__ = ["end_to_end_matrix", "singular_values", "effective_rank", "schatten_norm",
-           "nuclear_norm", "reconstruction_error", "unobserved_error", "measures"]
+           "nuclear_norm", "reconstruction_error", "unobserved_error", "true_layers",
+           "kth_singular_value", "spectral_norm", "invariants", "invariant_drift",
+           "balancedness", "deficiency_margin", "measures"]

@@ -59,8 +59,9 @@ never used η), and reduces to the 2d scalar ODEs
 
 solved by `modes_flow` with diffrax as `_flow.gradient_flow` solves the full flow.
 
-One module on purpose (~450 lines): the GD map, its flow and their comparison
-(`compare_gd_flow_modes`) all rest on the derivation above and change together.
+One module on purpose (~400 lines): the GD map and its flow both rest on the derivation
+above and change together. GD against the flow, on the modes as on the full network, is
+`_compare.compare_gd_flow_modes`.
 """
 
 from __future__ import annotations
@@ -74,9 +75,8 @@ import numpy as np
 from jax import lax
 
 from . import _status
-from ._flow import flow_status
 from ._run import DIVERGENCE_FACTOR, batch_aligned, check_schedule, n_records_for, next_status
-from ._status import DIVERGED, FINISHED, MAX_ITERS, RUNNING
+from ._status import DIVERGED, FINISHED, MAX_ITERS, RUNNING, flow_status
 
 if TYPE_CHECKING:
     import diffrax
@@ -390,62 +390,14 @@ modes_flow_jit = jax.jit(modes_flow, static_argnames=("rtol", "atol", "solver", 
                                                       "throw"))
 
 
-def _invariant_drift(a, b):
-    # max_l ‖D_l − D_l(0)‖₂: only D_{L−1} = W_Lᵀ W_L − W_{L−1} W_{L−1}ᵀ = V diag(b² − a²) Vᵀ
-    # moves (the lower layers are equal, so their D_l = 0), and it starts at −I.
+def mode_invariant_drift(a, b):
+    """max_l ‖D_l − D_l(0)‖₂ of the network of modes `a, b: (..., d)` from ZAS: only
+    D_{L−1} = W_Lᵀ W_L − W_{L−1} W_{L−1}ᵀ = V diag(b² − a²) Vᵀ moves (the lower layers are
+    equal, so their D_l = 0), and it starts at −I. Returns `(...)`."""
     return jnp.max(jnp.abs(b * b - a * a + 1.0), axis=-1)
 
 
-def compare_gd_flow_modes(phi, depth: int, lrs, t_max: float, *, ts=None,
-                          rtol: float = 1e-10, atol: float = 1e-12,
-                          max_steps: int = 100_000):
-    """`zasjax.compare_gd_flow` for ZAS at any depth, by the mode reduction: GD at each η in
-    `lrs` for round(t_max/η) steps beside one mode-flow solve, with the same gaps, drifts
-    and slopes (a `GdFlowComparison`; its `flow.W` is None, as the weights of a deep net
-    would not fit in memory). Host-level driver: returns numpy."""
-    from ._fits import fit_power_law
-    from ._flow import FlowSolution, GdFlowComparison
-
-    check_phi(phi)
-    check_depth(depth)
-    lrs = np.asarray(lrs, dtype=float).reshape(-1)
-    if lrs.size < 1 or not np.all(lrs > 0) or not np.all(np.isfinite(lrs)):
-        raise ValueError(f"learning rates must be finite and > 0, got {lrs.tolist()}")
-    if not t_max > 0:
-        raise ValueError(f"t_max must be > 0, got {t_max}")
-    dtype = _float_dtype(phi)
-    phi = jnp.asarray(phi, dtype)
-    ts = np.linspace(0.0, t_max, 101) if ts is None else np.asarray(ts, float)
-    n_gd = np.rint(t_max / lrs).astype(int)                # GD horizon (for sampling at t/η)
-    n_cmp = np.floor(t_max / lrs * (1 + 1e-12)).astype(int)  # steps with ηk ≤ t_max
-    keys = [np.round(lr * np.arange(n + 1), 12) for lr, n in zip(lrs, n_cmp)] + [
-        np.round(ts, 12)]
-    grid = np.unique(np.concatenate(keys))
-    flow = modes_flow_jit(phi, jnp.asarray(depth, dtype), jnp.asarray(grid, dtype),
-                          rtol=float(rtol), atol=float(atol), max_steps=int(max_steps))
-    flow_losses = np.asarray(flow.losses)
-    # Every η in one vmapped program; each stops at its own horizon (max_iters is data).
-    tiny = jnp.asarray(np.finfo(dtype).tiny, dtype)  # never "converged": GD runs to the end
-    n_records = int(n_gd.max()) + 1
-    res = jax.vmap(lambda lr, n: _run_modes_jit(phi, jnp.asarray(depth, dtype), lr, tiny, n,
-                                                n_records, 1))(
-        jnp.asarray(lrs, dtype), jnp.asarray(n_gd, jnp.int32))
-    losses = np.asarray(res.losses)
-    gd_losses = tuple(losses[i, : n + 1] for i, n in enumerate(n_gd))
-    gaps = np.array([np.max(np.abs(gd_losses[i][: n + 1]
-                                   - flow_losses[np.searchsorted(grid, k)]))
-                     for i, (n, k) in enumerate(zip(n_cmp, keys))])
-    drifts = np.asarray(_invariant_drift(res.a, res.b))
-    sample = np.searchsorted(grid, keys[-1])
-    flow_at_ts = FlowSolution(jnp.asarray(ts, dtype), flow.losses[sample],
-                              _invariant_drift(flow.a[sample], flow.b[sample]), None,
-                              flow.status, flow.n_steps)
-    return GdFlowComparison(lrs, gaps, fit_power_law(lrs, gaps), drifts,
-                            fit_power_law(lrs, drifts), gd_losses, np.asarray(res.status),
-                            flow_at_ts)
-
-
-__all__ = ["run_modes", "ModeResult", "compare_gd_flow_modes", "ModeState", "init_state",
-           "step", "advance",
+__all__ = ["run_modes", "ModeResult", "ModeState", "init_state", "step", "advance",
            "mode_loss_and_grad", "mode_svd", "mode_weights", "power", "modes_flow",
-           "modes_flow_jit", "ModeFlowSolution", "check_modes_args"]
+           "modes_flow_jit", "ModeFlowSolution", "mode_invariant_drift", "check_modes_args",
+           "check_phi", "check_depth"]

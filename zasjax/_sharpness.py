@@ -52,7 +52,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._executables import stored
-from ._run import Regression
+from ._objectives import Regression
 
 
 class Sharpness(NamedTuple):

@@ -18,9 +18,14 @@ them, at run time, for callers who opt in with `throw=True`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
+
+if TYPE_CHECKING:
+    import diffrax
 
 
 class STATUS(eqx.Enumeration):
@@ -82,6 +87,16 @@ def as_enum(code_):
     return item
 
 
+def flow_status(result: diffrax.RESULTS):
+    """Our code for one diffrax result (vmap it for a batch): FINISHED when the solver
+    reached the last time, MAX_ITERS when its step budget ran out, DIVERGED otherwise."""
+    import diffrax  # here, not at the top: `import zasjax` stays fast
+
+    return jnp.where(result == diffrax.RESULTS.successful, FINISHED,
+                     jnp.where(result == diffrax.RESULTS.max_steps_reached, MAX_ITERS,
+                               DIVERGED)).astype(jnp.int32)
+
+
 def error_if(x, codes, failures=(DIVERGED, MAX_ITERS)):
     """`x` unchanged; raises at run time (`eqx.branched_error_if`) if any of `codes` is one
     of `failures`, with that status's message. Works eagerly, under `jit` and `vmap`."""
@@ -93,4 +108,4 @@ def error_if(x, codes, failures=(DIVERGED, MAX_ITERS)):
 
 __all__ = ["STATUS", "RUNNING", "CONVERGED", "DIVERGED", "MAX_ITERS", "PRUNED", "FINISHED",
            "NAMES", "STATUS_NAMES", "STATUS_CODES", "MESSAGES", "name", "names", "code",
-           "as_enum", "error_if"]
+           "as_enum", "flow_status", "error_if"]

@@ -13,7 +13,8 @@ c > 0 and δ-balancedness at init give a linear rate for gradient descent (see
 
 The monitors report the worst ratio of the measured loss to the guaranteed one along a run:
 ≤ 1 (up to rounding, or the ODE tolerance for the flow) means the guarantee held.
-This module sits above the runners it drives (`_run`, `_flow`); nothing imports it back.
+This module sits above the runners it drives (`_run`, `_flow`) and beside `_diagnostics`;
+nothing imports it back.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._diagnostics import balancedness, deficiency_margin
 from ._flow import gradient_flow_jit
 from ._inits import make_init
+from ._measures import balancedness, deficiency_margin
 from ._run import run
 
 # ---------------------------------------------------------------------------------------------

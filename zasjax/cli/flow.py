@@ -24,10 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._flow import compare_gd_flow
+from .._compare import compare_gd_flow, compare_gd_flow_modes
 from .._inits import INITS, make_init
 from .._lists import parse_floats
-from .._modes import compare_gd_flow_modes
 from .._options import add_options, cli_fields, given, option
 from .._run import STATUS_NAMES
 from .._sharpness import zas_minimum_sharpness

@@ -152,7 +152,7 @@ class Files:
         the summary as written."""
         import jax
 
-        from .. import __version__
+        from .._version import __version__
 
         full = {"study": self.study, "quick": self.cfg.size == "quick", **summary,
                 "meta": {"seconds": round(time.perf_counter() - self.started, 2),
