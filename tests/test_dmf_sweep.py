@@ -104,15 +104,12 @@ def test_the_modes_engine_refuses_other_objectives():
 
 
 @pytest.mark.parametrize("objective,observations", [("whitened", ()), ("completion", (8, 16))])
-def test_programs_loaded_from_the_store_give_the_same_rows(objective, observations):
-    # A second sweep in a fresh state (as a new process) loads every program from the store,
-    # whatever its inputs and outputs hold (objective data, measurements).
-    from zasjax import _executables
-
+def test_programs_loaded_from_the_cache_give_the_same_rows(objective, observations):
+    # A second sweep in a fresh state (as a new process) loads every program from JAX's
+    # persistent cache, whatever its inputs and outputs hold (objective data, measurements).
     grid = zj.Grid(**GRID, objective=objective, observations=observations)
     rows = []
     for _ in range(2):
         jax.clear_caches()
-        _executables.forget()
         rows.append(zj.sweep(grid, dtype="float64", chunk=500, cache=True))
     assert rows[0] == rows[1]

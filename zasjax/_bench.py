@@ -37,7 +37,6 @@ import numpy as np
 
 from . import _sweep
 from ._compilation import Timer, use_cache_dir
-from ._executables import forget
 from ._inits import make_init
 from ._objectives import Completion, observed_entries
 from ._run import RUNNING, run as gd_run
@@ -431,7 +430,6 @@ def devices_d100(steps: int, repeats: int, peak: float, timeout: float = 600) ->
 def _timed_sweep(grid, iters: int, ratio: float, cache_dir: str) -> dict:
     """One sweep in a process whose in-memory caches were cleared: what a new run pays."""
     jax.clear_caches()
-    forget()
     use_cache_dir(cache_dir)
     timer = Timer()
     _sweep.sweep(grid, chunk=iters + 1, bucket_ratio=ratio, dtype=jnp.float32, cache=False)

@@ -14,8 +14,7 @@ cache, and a count of what compiling cost. Importing zasjax changes none of it: 
   its programs instead of compiling them. `ZASJAX_CACHE_DIR` moves it, `ZASJAX_CACHE=0`
   switches it off, and a cache the user configured in JAX already is left alone. Entries
   are read and written under a file lock (JAX's LRU cache with a size bound), so processes
-  may share the folder. The sweep's programs are also kept in its `programs/` by
-  `_executables`, found without tracing.
+  may share the folder.
 - `CompileStats`: seconds spent tracing, lowering and compiling (or loading from the cache),
   how many programs XLA compiled and how many came from the cache, from JAX's monitoring
   events.
@@ -72,10 +71,20 @@ def backend_started() -> bool:
     """Whether JAX has started a backend (and so read `XLA_FLAGS`) in this process."""
     if "jax" not in sys.modules:
         return False  # not even imported: checked without importing it
-    from jax._src import xla_bridge
+    import jax
 
-    started = getattr(xla_bridge, "backends_are_initialized", None)
-    return bool(started and started())  # a JAX without it: unknown, so not refused
+    # JAX has no public "is initialised" (jax-ml/jax#23320), but it refuses to change
+    # `jax_num_cpu_devices` once a backend runs, and that refusal is public. With no backend
+    # running, the probe's value is put back at once, before anything reads it.
+    current = getattr(jax.config, "jax_num_cpu_devices", None)
+    if not isinstance(current, int):
+        return False  # a JAX without the setting: unknown, so not refused
+    try:
+        jax.config.update("jax_num_cpu_devices", max(current, 0) + 1)
+    except RuntimeError:
+        return True
+    jax.config.update("jax_num_cpu_devices", current)
+    return False
 
 
 def default_cache_dir(env=os.environ) -> str:
@@ -161,30 +170,6 @@ def use_cache_dir(path: str) -> str | None:
     return path
 
 
-@contextlib.contextmanager
-def fresh_compiles():
-    """Compile without JAX's persistent cache inside the block (and so write nothing to it).
-
-    An executable JAX loaded from its cache serialises incompletely on XLA:CPU (running
-    the copy fails with "Function ... not found"), so whatever `_executables` stores must
-    come from a real compilation. Not thread-safe: JAX's cache switch is global.
-    """
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache
-
-    was = jax.config.jax_enable_compilation_cache
-    if not was:
-        yield
-        return
-    jax.config.update("jax_enable_compilation_cache", False)
-    compilation_cache.reset_cache()  # JAX decides once whether its cache is in use
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_compilation_cache", True)
-        compilation_cache.reset_cache()
-
-
 def _heal_access_times(path: str) -> None:
     # JAX's size-bounded cache keeps an access-time file beside every entry and fails to
     # write new entries if one is missing, which happens to entries written without the
@@ -248,22 +233,6 @@ def _on_event(event: str, **_) -> None:
     if event == _CACHE_HIT:
         with _lock:
             _stats.cache_hits += 1
-
-
-def record_load(seconds: float) -> None:
-    """A program loaded from zasjax's own store (`_executables`): a cache hit."""
-    compile_stats()
-    with _lock:
-        _stats.seconds += seconds
-        _stats.backend += 1
-        _stats.cache_hits += 1
-
-
-def record_store(seconds: float) -> None:
-    """Time spent writing a compiled program to the store, part of compiling it."""
-    compile_stats()
-    with _lock:
-        _stats.seconds += seconds
 
 
 def compile_stats() -> CompileStats:

@@ -51,7 +51,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._executables import stored
 from ._objectives import Regression
 
 
@@ -307,7 +306,7 @@ def zas_minimum_sharpness(s_max, L: int, c=1.0) -> jax.Array:
 
 
 @jax.jit
-def _minimum_sharpness_jit(s_max, L, c):
+def _minimum_sharpness(s_max, L, c):
     s_max = jnp.asarray(s_max)
     if not jnp.issubdtype(s_max.dtype, jnp.floating):
         s_max = s_max.astype(jnp.result_type(float))
@@ -316,9 +315,6 @@ def _minimum_sharpness_jit(s_max, L, c):
     lam = jnp.exp((L - 2) * jnp.log(x)) * (L * x - (L - 1) * c)  # x^{L−2} may overflow alone
     return jnp.where(L == 1, jnp.ones_like(lam), lam)
 
-
-# Kept on disk (`_executables`): the Figure 2 study's η grids start with it.
-_minimum_sharpness = stored(_minimum_sharpness_jit)
 
 
 __all__ = ["Sharpness", "sharpness", "hessian_vector_product", "zas_minimum",

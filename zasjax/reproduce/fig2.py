@@ -58,7 +58,6 @@ import numpy as np
 
 from .. import _store
 from .._errors import InputError
-from .._executables import stored
 from .._fits import fit_power_law
 from .._plots import save, subplots
 from .._sweep import Grid, best_per_config, sweep
@@ -237,13 +236,10 @@ def s_range(target: str, dim: int, seed: int) -> tuple[float, float]:
 
 
 @partial(jax.jit, static_argnames=("target", "dim"))
-def _jit_draw_target(seed, target: str, dim: int):
+def _draw_target(seed, target: str, dim: int):
     key = jax.random.fold_in(jax.random.key(seed), 1)
     return make_target(target, key, (dim, dim), dtype="float64")
 
-
-# One program per (target, dim) for every seed, loaded from disk by a warm run (`_executables`).
-_draw_target = stored(_jit_draw_target, ("target", "dim"))
 
 
 @cache
