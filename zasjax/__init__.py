@@ -57,7 +57,9 @@ from ._network import (
     whitened_loss as whitened_loss,
 )
 from ._objectives import (
+    OBJECTIVES as OBJECTIVES,
     Completion as Completion,
+    Objective as Objective,
     Sensing as Sensing,
     completion_problem as completion_problem,
     observed_entries as observed_entries,
@@ -105,6 +107,7 @@ from ._sweep import (
     lr_grid as lr_grid,
     plan_sweep as plan_sweep,
     sweep as sweep,
+    sweep_problem as sweep_problem,
 )
 from ._targets import (
     TARGETS as TARGETS,

@@ -47,7 +47,15 @@ from ._measures import (
     unobserved_error,
 )
 from ._network import end_to_end, loss_and_grad
-from ._objectives import Completion, Whitened, as_objective, full_batch, is_objective, target_of
+from ._objectives import (
+    Completion,
+    Whitened,
+    as_objective,
+    check_width,
+    full_batch,
+    is_objective,
+    target_of,
+)
 from ._run import Settings, init_state, step
 from ._sharpness import sharpness as _sharpness
 from ._status import DIVERGED, RUNNING
@@ -318,7 +326,7 @@ def trajectory(W0: jax.Array, phi, lr, n_steps: int, every: int = 1,
             raise ValueError(f"sharpness.band must be > 0, got {sharpness.band}")
     objective = as_objective(phi, W0.dtype)
     if is_objective(phi):
-        objective.check(W0.shape[-1])
+        check_width(objective, W0.shape[-1])
     mask = jnp.ones_like(W0) if mask is None else mask.astype(W0.dtype)
     lr = jnp.asarray(lr, W0.dtype)
     eps = jnp.zeros((), W0.dtype)  # never "converge": record the whole horizon

@@ -18,6 +18,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from .. import _modes
 from .._inits import depth_coef
+from .._models import MODELS
 from .._objectives import objective_class
 from .._run import RunState, Settings
 from ._distributed import put, sharding, to_host
@@ -121,7 +122,7 @@ class FullEngine:
             tuple((f"most_{a}", max(getattr(grid, a))) for a in cls.axes)
         spec = Spec(tuple(grid.inits), tuple(grid.targets), sl.dim, sl.capacity,
                     grid.init_scale is not None, dtype.name, settings, axis, mesh,
-                    cls, grid.target_rank, most)
+                    cls, MODELS[grid.model], grid.target_rank, most)
         seeds, depths, targets, lr, matrix = _seed_and_target_inputs(grid, rows, dtype, sl.dim)
         scales, observations = _scales_and_observations(rows, dtype)
         coefs = np.asarray([depth_coef(r["init"], r["dim"], r["depth"], r["init_scale"])
@@ -141,12 +142,13 @@ class FullEngine:
         eps = replicated(np.asarray(grid.eps, dtype), mesh)
         max_iters = replicated(np.int32(grid.max_iters), mesh)
         active = replicated(np.int32(sl.active), mesh)
+        model = MODELS[grid.model]
         measure = None if not grid.objective_class.measures else \
-            (lambda state: _measure(state.W, data))
+            (lambda state: _measure(state.W, data, model))
         return Prepared(state, lambda state: _advance(
-            state, data, mask, lr, active, eps, max_iters, settings, axis, loop_mesh), measure,
-            lambda state: _final_end_to_end(state.W if axis == 0 else
-                                            jnp.moveaxis(state.W, -1, 0)))
+            state, data, mask, lr, active, eps, max_iters, settings, axis, loop_mesh, model),
+            measure, lambda state: _final_end_to_end(
+                state.W if axis == 0 else jnp.moveaxis(state.W, -1, 0), model))
 
     def to_host(self, state: RunState, dim: int) -> dict[str, np.ndarray]:
         axis = self._axis(dim)
@@ -246,6 +248,8 @@ class ModesEngine:
                             + (" from data" if grid.data is not None else ""))
         if grid.init_scale is not None:
             problems.append("an init scale")
+        if grid.model != "dense":
+            problems.append(f"model {grid.model}")
         if problems:
             raise ValueError(f"engine 'modes' is exact only for plain GD from ZAS on the "
                              f"whitened loss; it cannot run {' and '.join(problems)} "

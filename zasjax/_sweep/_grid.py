@@ -15,6 +15,7 @@ import numpy as np
 
 from .._inits import INITS
 from .._lists import parse_floats
+from .._models import MODELS
 from .._objectives import OBJECTIVES, Objective, check_width, objective_class, objective_ref
 from .._optimizers import check_optimizer
 from .._options import option
@@ -102,6 +103,7 @@ class Grid:
                     "(Gaussian measurements of Φ), regression (with --data-file), or "
                     "module:Class, a zasjax.Objective of your own",
         parse=lambda text, name: str(text), metavar="NAME")
+    model: str = option("dense", "the parametrization: dense (the stacked network W_L⋯W_1)")
     observations: Sequence[int] = option((), "observed entries (completion) or measurements "
                                              "(sensing) per run; a list is an axis")
     rank: int | None = option(None, f"rank of the low-rank target (default {DEFAULT_RANK})")
@@ -228,6 +230,8 @@ class Grid:
         return DEFAULT_RANK if self.rank is None else self.rank
 
     def _check_objective(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; expected one of {sorted(MODELS)}")
         cls = self.objective_class
         if self.rank is not None:
             if LOW_RANK not in self.targets:

@@ -24,12 +24,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import Mesh, PartitionSpec
 
-from .._inits import uniform_init
-from .._network import (
-    end_to_end,
-    end_to_end_loss_and_grad,
-    end_to_end_loss_and_grad_unrolled,
-)
+from .._models import Dense
+from .._network import end_to_end_loss_and_grad_unrolled
 from .._objectives import Whitened
 from .._run import RUNNING, Settings, init_state, step
 from .._targets import low_rank_target, make_target
@@ -55,6 +51,7 @@ class Spec(NamedTuple):
     axis: int
     mesh: Mesh
     objective: type = Whitened  # an `Objective` subclass
+    model: type = Dense         # a parametrization (`_models`)
     rank: int = 1           # of the low-rank target
     most: tuple = ()        # (most_<axis>, the grid's largest value) of the axes it reads
 
@@ -111,7 +108,7 @@ def start(seeds, depths, coefs, scales, observations, init_index, target_index, 
     init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
     scales = scales.astype(dtype) if spec.scaled else jnp.full(len(seeds), jnp.nan, dtype)
     W = select(init_index, [
-        jax.vmap(lambda k, L, c, x, name=name: uniform_init(
+        jax.vmap(lambda k, L, c, x, name=name: spec.model.init(
             name, k, D, L, C, c, x if spec.scaled else None, dtype))(
                 init_keys, depths, coefs, scales)
         for name in spec.inits])
@@ -120,7 +117,8 @@ def start(seeds, depths, coefs, scales, observations, init_index, target_index, 
     mask = (jnp.arange(C, dtype=depths.dtype)[None, :] < depths[:, None]).astype(dtype)
     mask = mask[..., None, None]
     lr = lr.astype(dtype)
-    state = jax.vmap(lambda W, data, lr: init_state(W, _LossOnly(data), lr, spec.settings),
+    state = jax.vmap(lambda W, data, lr: init_state(W, _LossOnly(data, spec.model), lr,
+                                                    spec.settings),
                      out_axes=spec.axis)(W, data, lr)
     inputs = jax.tree.map(lambda x: jnp.moveaxis(x, 0, spec.axis), (data, mask, lr))
     place = lambda x: lax.with_sharding_constraint(x, sharding(spec.mesh, x.ndim, _axis(x, spec)))
@@ -133,17 +131,17 @@ def _axis(x, spec: Spec) -> int:
     return 0 if x.ndim <= 2 else spec.axis
 
 
-@jax.jit
-def measure(W, objective):
+@partial(jax.jit, static_argnames=("model",))
+def measure(W, objective, model=Dense):
     """`objective.measure` of every configuration's end-to-end matrix, `(B,)` each (batch
     first, as every objective but the whitened loss runs)."""
-    return jax.vmap(lambda W, o: o.measure(end_to_end(W)))(W, objective)
+    return jax.vmap(lambda W, o: o.measure(model.end_to_end(W)))(W, objective)
 
 
-@jax.jit
-def final_end_to_end(W):
-    """Every configuration's end-to-end matrix W_{L:1}, `(B, D, D)` (batch first)."""
-    return jax.vmap(end_to_end)(W)
+@partial(jax.jit, static_argnames=("model",))
+def final_end_to_end(W, model=Dense):
+    """Every configuration's end-to-end matrix, `(B, D, D)` (batch first)."""
+    return jax.vmap(model.end_to_end)(W)
 
 
 #: Iterations between two checks whether every configuration of a slice has finished: the
@@ -171,20 +169,22 @@ class _LossOnly(eqx.Module):
     """R(W) alone, for the initial state (which keeps no gradient): a smaller program."""
 
     objective: eqx.Module
+    model: type = eqx.field(static=True, default=Dense)
 
     def value_and_grad(self, W, key, matmul, prefix="sequential"):
-        return self.objective.head(end_to_end(W))[0], None
+        return self.objective.head(self.model.end_to_end(W))[0], None
 
 
-class _Layers(eqx.Module):
-    """An objective whose layer products stop at layer `active` (data; the padding above it
-    is identity): one program serves every depth of a capacity class."""
+class _Model(eqx.Module):
+    """An objective on a parametrization, its layer products stopping at layer `active`
+    (data; the padding above it is identity): one program serves every depth of a class."""
 
     objective: eqx.Module
     active: jax.Array
+    model: type = eqx.field(static=True, default=Dense)
 
     def value_and_grad(self, W, key, matmul, prefix="sequential"):
-        return end_to_end_loss_and_grad(W, self.objective.head, matmul, prefix, self.active)
+        return self.model.value_and_grad(W, self.objective.head, matmul, prefix, self.active)
 
 
 class _Evaluated(eqx.Module):
@@ -197,9 +197,10 @@ class _Evaluated(eqx.Module):
         return self.loss, self.grad
 
 
-@partial(jax.jit, static_argnames=("settings", "axis", "loop_mesh"), donate_argnums=(0,))
+@partial(jax.jit, static_argnames=("settings", "axis", "loop_mesh", "model"),
+         donate_argnums=(0,))
 def advance_chunk(state, data, mask, lr, active, eps, max_iters, settings, axis,
-                  loop_mesh=None):
+                  loop_mesh=None, model=Dense):
     """Up to `settings.record_every` iterations of `step` on every configuration (fewer
     once all of them have finished).
 
@@ -215,7 +216,7 @@ def advance_chunk(state, data, mask, lr, active, eps, max_iters, settings, axis,
     """
 
     def one(state, data, mask, lr, active):
-        return step(state, _Layers(data, active), mask, lr, eps, max_iters, settings)
+        return step(state, _Model(data, active, model), mask, lr, eps, max_iters, settings)
 
     def batch_last(state, data, mask, lr, active):
         # `step` broadcasts over trailing batch axes; a vmap would transpose W every step.
