@@ -28,8 +28,8 @@
 #   steps it is $O(\eta)$ from the flow at time $t$, and it moves the invariants by $O(\eta^2)$
 #   per step (Lemma 4.5), $O(\eta)$ over a fixed horizon.
 #
-# `zj.flow` solves the ODE with diffrax (Tsit5, adaptive steps) and returns the weights, the
-# loss and the invariant drift at the requested times.
+# `zj.gradient_flow` solves the ODE with diffrax (Tsit5, adaptive steps) and returns the
+# weights, the loss and the invariant drift at the requested times.
 
 # %%
 import os
@@ -56,7 +56,7 @@ W0 = zj.make_init("zas", key, (d,) * (L + 1), dtype=jnp.float64)
 
 # %%
 ts = jnp.linspace(0.0, T_MAX, 81)
-sol = jax.jit(zj.flow)(W0, phi, ts)
+sol = jax.jit(zj.gradient_flow)(W0, phi, ts)
 assert bool(sol.ok), "the ODE solver did not reach T_MAX"
 t, R = np.asarray(ts), np.asarray(sol.losses)
 bound = np.exp(-2 * t) * R[0]

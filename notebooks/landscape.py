@@ -86,8 +86,8 @@ def coords(W):
 # %% [markdown]
 # ## Trajectories from several starts
 #
-# `zj.flow` solves $\dot W = -\nabla R(W)$ with diffrax (Tsit5, adaptive steps); it acts on
-# one network, so `jax.vmap` runs all starts at once. Gradient descent paths come from a
+# `zj.gradient_flow` solves $\dot W = -\nabla R(W)$ with diffrax (Tsit5, adaptive steps); it
+# acts on one network, so `jax.vmap` runs all starts at once. Gradient descent paths come from a
 # five-line `lax.scan` around `zj.loss_and_grad` (`zj.run` returns the end point and the
 # loss curve, not the path).
 
@@ -104,7 +104,7 @@ starts = {
 }
 W0 = net(*np.array(list(starts.values())).T)            # (n, 2, 1, 1)
 ts = jnp.linspace(0.0, T_FLOW, N_SAVE)
-flows = jax.jit(jax.vmap(lambda W: zj.flow(W, phi, ts)))(W0)
+flows = jax.jit(jax.vmap(lambda W: zj.gradient_flow(W, phi, ts)))(W0)
 
 
 @jax.jit

@@ -116,3 +116,82 @@ def test_engines_full_and_modes_write_the_same_results(tmp_path):
     assert main([*args, "--engine", "modes", "--init", "xavier", "--out",
                  str(tmp_path / "refused")]) == 2
     assert not (tmp_path / "refused").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Every command: options derived from its spec, one-line refusals, help, no SystemExit
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv,message", [
+    # a value the spec's checks refuse
+    (["sweep", "--depths", "0", "--out", "{tmp}/out"], "every depth must be >= 1"),
+    (["flow", "--target", "gaussian", "--depth", "0", "--out", "{tmp}/out"],
+     "--depth must be >= 1"),
+    (["plot", "{tmp}/out", "--out", "{tmp}/fig.png", "--x", "seed", "--y", "seed"],
+     "--x and --y are both 'seed'"),
+    (["reproduce", "fig1", "--quick", "--lr", "-1", "--out", "{tmp}/out"],
+     "lr must be finite and > 0"),
+    (["bench", "--quick", "--sweep-depth", "0", "--json", "{tmp}/out/b.json"],
+     "--sweep-depth must be >= 1"),
+    # text that is no value of the option's type
+    (["sweep", "--eps", "tiny", "--out", "{tmp}/out"], "--eps expects a number"),
+    (["flow", "--target", "gaussian", "--depth", "deep", "--out", "{tmp}/out"],
+     "--depth expects an integer"),
+    (["plot", "--out", "{tmp}/fig.png"], "the following arguments are required: DIR"),
+    (["reproduce", "fig1", "--max-iters", "many", "--out", "{tmp}/out"],
+     "--max-iters expects an integer"),
+    (["bench", "--per-depth-samples", "some"], "--per-depth-samples expects an integer"),
+    # not an option or a choice of the command
+    (["reproduce", "fig9"], "invalid choice: 'fig9'"),
+    (["reproduce", "fig1", "--seeds", "3", "--out", "{tmp}/out"],
+     "unrecognized arguments: --seeds 3"),
+    (["bench", "--slow"], "unrecognized arguments: --slow"),
+    (["flow", "--engine", "fast"], "argument --engine: invalid choice: 'fast'"),
+])
+def test_every_command_refuses_a_bad_value_with_one_line(tmp_path, capsys, argv, message):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    assert main(argv) == 2  # returned: nothing escapes `main`
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.startswith("zasjax: error: ") and message in err and err.count("\n") == 1, err
+    assert captured.out == "" and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["sweep"], ["flow"], ["plot"], ["reproduce"],
+                                  ["reproduce", "dmf"], ["bench"], []])
+def test_help_of_every_command(capsys, argv):
+    assert main([*argv, "--help"]) == 0
+    assert capsys.readouterr().out.startswith(f"usage: {' '.join(['zasjax', *argv])} ")
+
+
+def test_version_is_returned_not_raised(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("zasjax ")
+
+
+def test_every_command_derives_its_options_from_a_public_spec():
+    # An option exists exactly when a field does: each command's options, from its parser,
+    # are the command-line fields of its spec(s).
+    import argparse
+
+    import zasjax as zj
+    from zasjax._options import cli_fields, flag
+    from zasjax._sweep._distributed import Processes
+    from zasjax.cli import build_parser
+    from zasjax.cli.sweep import SweepCommand
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    studies = next(a for a in sub.choices["reproduce"]._actions
+                   if isinstance(a, argparse._SubParsersAction))
+    specs = {"sweep": (zj.Grid, zj.SweepSpec, SweepCommand, Processes), "flow": (zj.FlowSpec,),
+             "plot": (zj.PlotSpec,), "bench": (zj.BenchSpec,),
+             "reproduce fig2": (zj.ReproduceSpec, zj.reproduce.load("fig2").Config)}
+    for name, classes in specs.items():
+        command, _, study = name.partition(" ")
+        parser = studies.choices[study] if study else sub.choices[command]
+        options = {a.option_strings[0] if a.option_strings else a.dest
+                   for a in parser._actions if a.dest != "help"}
+        fields = {flag(f) if not f.metadata.get("positional") else f.name
+                  for cls in classes for f in cli_fields(cls)}
+        assert options == fields, name

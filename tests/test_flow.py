@@ -1,6 +1,5 @@
 """Gradient flow (diffrax): conserved invariants, Theorem 4.1, GD → flow at first order, CLI."""
 
-import argparse
 import csv
 import json
 import os
@@ -16,7 +15,7 @@ from zasjax import make_init, make_target
 from zasjax._compare import compare_gd_flow, compare_gd_flow_modes
 from zasjax._flow import gradient_flow_jit
 from zasjax.cli import main as zasjax_main
-from zasjax.cli.flow import add_arguments, prepare, run
+from zasjax.cli.flow import run
 
 F64 = jnp.float64
 
@@ -60,12 +59,22 @@ BASE = ["--dim", str(DIM), "--depth", str(DEPTH), "--t-max", str(T_MAX),
 
 
 def _run(tmp_path, *extra):
-    # The command's own steps: options -> FlowSpec (checked) -> run, returning the summary.
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    spec, phi, out = prepare(parser.parse_args([*BASE, "--out", str(tmp_path / "out"),
-                                                *extra]))
-    return run(spec, out, phi)
+    # The command's own steps: options -> zj.FlowSpec (checked) -> run, returning the summary.
+    from zasjax._options import Parser, add_options, given
+
+    parser = Parser()
+    add_options(parser, zj.FlowSpec)
+    args = parser.parse_args([*BASE, "--out", str(tmp_path / "out"), *extra])
+    return run(zj.FlowSpec(**given(args, zj.FlowSpec)))
+
+
+def test_flow_spec_is_public_checked_and_holds_its_folder():
+    spec = zj.FlowSpec(target="gaussian", lrs=[0.1, 0.05])
+    assert spec.lrs == (0.1, 0.05) and spec.out == "runs/flow" and spec.engine == "full"
+    with pytest.raises(ValueError, match="exactly one of --target"):
+        zj.FlowSpec()
+    with pytest.raises(ValueError, match="not below --t-max"):
+        zj.FlowSpec(target="gaussian", lrs=(20.0,), t_max=10.0)
 
 
 def test_flow_cli_writes_three_files(tmp_path):

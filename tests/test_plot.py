@@ -159,3 +159,14 @@ def test_a_sweeps_figure_is_the_plot_of_its_folder(tmp_path, monkeypatch):
     assert got.label == want.label == "zas, Φ=neg-identity, d=1"
     for field in ("x", "median", "q25", "q75", "count"):
         np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+
+
+def test_the_plot_spec_is_public_and_checked_on_construction(tmp_path):
+    import zasjax as zj
+
+    spec = zj.PlotSpec(folders=[tmp_path], out="fig.svg", include_all=True)
+    assert spec.folders == (str(tmp_path),) and (spec.x, spec.y) == ("depth", "iterations")
+    with pytest.raises(ValueError, match="at least one sweep folder"):
+        zj.PlotSpec(out="fig.png")
+    with pytest.raises(ValueError, match="--out FILE is required"):
+        zj.PlotSpec(folders=[tmp_path])

@@ -7,7 +7,9 @@ import pathlib
 
 import pytest
 
+import zasjax as zj
 from zasjax import reproduce
+from zasjax._options import Parser
 from zasjax.reproduce import REPRODUCTIONS, _runner, fig2, load
 
 # ---------------------------------------------------------------------------------------------
@@ -60,14 +62,30 @@ def test_config_is_checked_frozen_and_stores_tuples():
 
 
 def test_options_are_the_config_fields():
-    parser = argparse.ArgumentParser()
+    parser = Parser()
     names = _runner.add_arguments(parser, Config)
     assert names == ["n", "names"]
     args = parser.parse_args(["--names", "p,q"])
     assert args.names == ("p", "q") and args.n is None  # not given: the base config decides
-    with pytest.raises(SystemExit):  # a bad list item is a usage error from argparse
+    with pytest.raises(ValueError, match="--n expects an integer, got 'x'"):  # one line
         parser.parse_args(["--n", "x"])
     assert "(default 3; quick 1)" in parser.format_help()
+
+
+def test_reproduce_spec_is_the_command_checked_on_construction(tmp_path):
+    spec = zj.ReproduceSpec(study="fig2", quick=True, options={"depths": [1, 3]})
+    assert spec.out == "runs/fig2" and spec.config == fig2.Config.from_options(
+        fig2.Config.quick(), {"depths": (1, 3)})
+    cfg, out = _runner.parse("fig2", ["--quick", "--depths", "1,3", "--out", str(tmp_path)])
+    assert (cfg, out) == (spec.config, str(tmp_path))
+    with pytest.raises(ValueError, match="unknown reproduction 'fig9'"):
+        zj.ReproduceSpec(study="fig9")
+    with pytest.raises(ValueError, match="study fig2 has no option nope"):
+        zj.ReproduceSpec(study="fig2", options={"nope": 1})
+    with pytest.raises(ValueError, match="unknown engine"):  # the study's own check
+        zj.ReproduceSpec(study="fig2", options={"engine": "magic"})
+    with pytest.raises(ValueError, match="unrecognized arguments: --nope"):
+        _runner.parse("fig2", ["--nope"])
 
 
 @pytest.mark.parametrize("name", sorted(REPRODUCTIONS))

@@ -6,6 +6,7 @@ from ._baselines import (
     nuclear_norm_completion as nuclear_norm_completion,
     nuclear_norm_sensing as nuclear_norm_sensing,
 )
+from ._bench import BenchSpec as BenchSpec
 from ._compare import GdFlowComparison as GdFlowComparison, compare_gd_flow as compare_gd_flow
 from ._compilation import use_cpu_loop_kernels as use_cpu_loop_kernels
 from ._data import load_fashion_mnist as load_fashion_mnist
@@ -19,6 +20,7 @@ from ._diagnostics import (
 from ._errors import OutputError as OutputError
 from ._flow import (
     FlowSolution as FlowSolution,
+    FlowSpec as FlowSpec,
     gradient_flow as gradient_flow,
 )
 from ._inits import INITS as INITS, make_init as make_init
@@ -67,6 +69,7 @@ from ._objectives import (
     sensing_problem as sensing_problem,
 )
 from ._optimizers import OPTIMIZERS as OPTIMIZERS
+from ._plots import PlotSpec as PlotSpec
 from ._resnet import (
     RESNET_INITS as RESNET_INITS,
     ResNet as ResNet,
@@ -124,9 +127,8 @@ from ._theory import (
 )
 from ._train import TrainResult as TrainResult, train_resnet as train_resnet
 from ._version import __version__ as __version__
+from .reproduce._runner import ReproduceSpec as ReproduceSpec
 
-flow = gradient_flow  # the short name used in notebooks and the README
-
-#: The public names: every name bound above (the re-exports, `reproduce`, `flow`); the API
+#: The public names: every name bound above (the re-exports and `reproduce`); the API
 #: reference of the documentation is generated from this list.
 __all__ = sorted(n for n in dict(globals()) if not n.startswith("_"))

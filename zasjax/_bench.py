@@ -1,5 +1,7 @@
-"""Side-by-side benchmark: zasjax sweeps against PyTorch, the machine's matmul rate, and
-the padding cost of depth buckets.
+"""The side-by-side benchmark, `zasjax bench` (its options: `BenchSpec`).
+
+zasjax sweeps against PyTorch, the machine's matmul rate, and the padding cost of depth
+buckets.
 
     zasjax bench [--quick] [--json OUT.json]
 
@@ -39,6 +41,7 @@ from . import _sweep
 from ._compilation import Timer, use_cache_dir
 from ._inits import make_init
 from ._objectives import Completion, observed_entries
+from ._options import option
 from ._run import RUNNING, run as gd_run
 from ._sweep._distributed import cores
 from ._sweep._driver import slice_program
@@ -528,6 +531,31 @@ def loop_kernel_speedup(pairs: int = 5) -> dict:
 
 def _ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BenchSpec:
+    """One `zasjax bench` run (the arguments of `run`), checked on construction
+    (`ValueError`); the command's options are these fields."""
+
+    quick: bool = option(False, "small sizes for CI (< 2 minutes)", const=True)
+    json_path: str | None = option(None, "also write the results as JSON", flag="--json",
+                                   metavar="OUT.json")
+    sweep_depth: int | None = option(None, "largest depth of the depth-sweep comparison "
+                                           "(default 512, quick 16)")
+    per_depth_samples: int | None = option(
+        None, "depths on which the one-program-per-depth baseline is measured and "
+              "extrapolated from (default 24; quick: every depth)")
+
+    def __post_init__(self):
+        if self.sweep_depth is not None and self.sweep_depth < 1:
+            raise ValueError(f"--sweep-depth must be >= 1, got {self.sweep_depth}")
+        if self.per_depth_samples is not None and self.per_depth_samples < 2:
+            raise ValueError(f"--per-depth-samples must be >= 2, got {self.per_depth_samples}")
+        if self.json_path:
+            folder = os.path.dirname(os.path.abspath(self.json_path))
+            if not os.path.isdir(folder):
+                raise ValueError(f"--json {self.json_path!r}: folder {folder!r} does not exist")
 
 
 def run(quick: bool = False, json_path: str | None = None, sweep_depth: int | None = None,

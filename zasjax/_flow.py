@@ -2,7 +2,9 @@
 
 The flow conserves the invariants D_l exactly (Wu-Wang-Ma, Lemma 4.2); `FlowSolution`
 records their drift, the solver's tolerance. Gradient descent is the flow's explicit Euler
-scheme: `_compare.compare_gd_flow` measures how far it strays.
+scheme: `_compare.compare_gd_flow` measures how far it strays. `FlowSpec` is one `zasjax flow`
+run (the flow beside GD at several step sizes, from an initialisation and a target),
+checked on construction.
 
 The vector field is the analytic gradient of R = ½‖W_{L:1} − Φ‖²_F from `_network.py`,
 multiplied by the trainable mask, so padded and fixed layers stay put, exactly as in the
@@ -11,16 +13,22 @@ gradient-descent runner.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+import dataclasses
+import math
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from . import _status
+from ._inits import INITS
+from ._lists import parse_floats
 from ._measures import invariant_drift
 from ._network import loss_and_grad
+from ._options import option
 from ._status import DIVERGED, FINISHED, MAX_ITERS, flow_status
+from ._targets import TARGETS
 
 if TYPE_CHECKING:
     import diffrax
@@ -110,4 +118,89 @@ gradient_flow_jit = jax.jit(gradient_flow, static_argnames=("rtol", "atol", "sol
                                                             "max_steps", "throw"))
 
 
-__all__ = ["FlowSolution", "gradient_flow", "gradient_flow_jit", "check_flow_args"]
+# ---------------------------------------------------------------------------------------------
+# One `zasjax flow` run
+# ---------------------------------------------------------------------------------------------
+
+#: Most rows of flow.csv: each row holds every learning rate's loss.
+MAX_SAVES = 1_000_000
+
+
+def _lrs(text: str, name: str) -> tuple[float, ...]:
+    return tuple(parse_floats(text, name))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FlowSpec:
+    """One `zasjax flow` run: the gradient flow from `init` towards the target, beside GD at
+    each of `lrs`, written to the folder `out`. Checked on construction (`ValueError`); the
+    command's options are these fields.
+    """
+
+    init: str = option("zas", f"initialisation, one of {', '.join(sorted(INITS))}")
+    target: str | None = option(None, f"named target: {', '.join(sorted(TARGETS))}")
+    target_file: str | None = option(None, "a .npy file holding a dim × dim target Φ",
+                                     metavar="PHI.npy")
+    dim: int = option(4, "width d")
+    depth: int = option(8, "depth L")
+    t_max: float = option(10.0, "flow horizon")
+    n_save: int = option(101, "rows of flow.csv: equally spaced times in [0, t-max]")
+    lrs: tuple[float, ...] = option((0.1, 0.05, 0.02, 0.01),
+                                    "GD learning rates, comma separated (>= 4 for a slope fit)",
+                                    parse=_lrs, metavar="A,B,...")
+    seed: int = option(0, "PRNG seed for init and target")
+    rtol: float | None = option(None, "ODE relative tolerance (default 1e-8 in float64, 1e-5 "
+                                      "in float32)")
+    atol: float | None = option(None, "ODE absolute tolerance (default 1e-10 in float64, "
+                                      "1e-7 in float32)")
+    engine: Literal["full", "modes"] = option(
+        "full", "full: every layer; modes: the exact mode reduction from ZAS (--init zas "
+                "only), at any depth")
+    dtype: Literal["float32", "float64"] | None = option(
+        None, "float64 (recommended)", flag="--x64", const="float64")
+    out: str = option("runs/flow", "output folder", metavar="DIR")
+
+    def __post_init__(self):
+        object.__setattr__(self, "lrs", tuple(self.lrs))
+        if self.depth < 1:
+            raise ValueError(f"--depth must be >= 1, got {self.depth}")
+        if self.dim < 1:
+            raise ValueError(f"--dim must be >= 1, got {self.dim}")
+        if not (math.isfinite(self.t_max) and self.t_max > 0):
+            raise ValueError(f"--t-max must be a finite number > 0, got {self.t_max}")
+        if not 2 <= self.n_save <= MAX_SAVES:
+            raise ValueError(f"--n-save must be in [2, {MAX_SAVES:,}] (the rows include t = 0 "
+                             f"and t = t-max), got {self.n_save}")
+        if self.init not in INITS:
+            raise ValueError(f"--init must be one of {sorted(INITS)}, got {self.init!r}")
+        if (self.target is None) == (self.target_file is None):
+            raise ValueError("give exactly one of --target NAME and --target-file PHI.npy")
+        if self.target is not None and self.target not in TARGETS:
+            raise ValueError(f"--target must be one of {sorted(TARGETS)}, got {self.target!r}")
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"--{name} must be a finite number > 0, got {value}")
+        if self.engine not in ("full", "modes"):
+            raise ValueError(f"--engine must be full or modes, got {self.engine!r}")
+        if self.engine == "modes" and self.init != "zas":
+            raise ValueError(f"--engine modes is exact only from ZAS, got --init {self.init}")
+        if self.dtype not in (None, "float32", "float64"):
+            raise ValueError(f"dtype must be float32, float64 or None, got {self.dtype!r}")
+        if not self.lrs:
+            raise ValueError("--lrs expects at least one learning rate")
+        bad = [lr for lr in self.lrs if not (math.isfinite(lr) and lr > 0)]
+        if bad:
+            raise ValueError(f"--lrs: every learning rate must be a finite number > 0, got "
+                             f"{bad}")
+        names = [f"{lr:g}" for lr in self.lrs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"--lrs: learning rates must be distinct, got {list(self.lrs)}")
+        too_big = [lr for lr in self.lrs if lr >= self.t_max]
+        if too_big:
+            raise ValueError(f"--lrs {too_big} are not below --t-max {self.t_max}: GD would "
+                             "take no step within the horizon")
+
+
+__all__ = ["FlowSolution", "gradient_flow", "gradient_flow_jit", "check_flow_args",
+           "FlowSpec"]

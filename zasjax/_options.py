@@ -3,12 +3,19 @@
 An option is declared once, as a field (`option(...)` carries its help and, where the
 type does not say it, how to read it); the command line is built from the fields, and the
 dataclass's own checks run on what was given. Studies' configs, `SweepSpec`, `Grid`,
-`Processes` and `FlowSpec` are all read this way.
+`Processes`, `FlowSpec`, `PlotSpec`, `ReproduceSpec` and `BenchSpec` are all read this way.
 
 Options are not given a default on the command line: a field left out keeps the value the
 dataclass (or the caller's base object) gives it. Text is read by the field's `parse`, or
 by the package's one list parser (`_lists`) for tuple fields; a bad value is a usage error
 of one line, naming the option.
+
+This is the one derivation every `zasjax` command goes through (`sweep`, `flow`, `plot`,
+`reproduce`, `bench`): `add_options` builds the options, `given` reads back those given,
+and `Parser` turns every usage error into a `ValueError`, which the command reports as one
+line with exit status 2, as it does a `ValueError` raised by the object's own checks. A
+small derivation of our own rather than tyro or jsonargparse: it is these four functions,
+and it reads the package's own list syntax (`1:4`, `1e-3:1:5`).
 """
 
 from __future__ import annotations
@@ -23,17 +30,19 @@ from typing import Any, Literal
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
            parse: Callable[[str, str], Any] | None = None, const: Any = None,
-           metavar: str | None = None, repeat: bool = False, cli: bool = True):
+           metavar: str | None = None, repeat: bool = False, cli: bool = True,
+           positional: bool = False):
     """A dataclass field with its command-line form.
 
     `flag` overrides `--field-name`; `parse(text, flag_name)` reads the text (default: from
     the field's type); `const` makes a switch that sets the field to that value; `repeat`
     lets the option be given several times, the field getting the tuple of the values;
-    `cli=False` keeps the field off the command line.
+    `cli=False` keeps the field off the command line; `positional` makes it an argument
+    without a flag (a tuple field: one or more words, `metavar` naming one).
     """
     return dataclasses.field(default=default, metadata=dict(
         help=help, flag=flag, parse=parse, const=const, metavar=metavar, repeat=repeat,
-        cli=cli))
+        cli=cli, positional=positional))
 
 
 def flag(f: dataclasses.Field) -> str:
@@ -108,6 +117,20 @@ def _argument(f: dataclasses.Field, tp) -> dict:
     raise TypeError(f"no command-line form for field {f.name} of type {tp}")
 
 
+def _positional(f: dataclasses.Field, tp) -> dict:
+    """argparse keywords for the positional field `f` of type `tp`."""
+    tp = _strip_none(tp)
+    many = typing.get_origin(tp) in (tuple, Sequence)
+    kind = typing.get_args(tp)[0] if many else tp
+    if kind not in (str, int, float):
+        raise TypeError(f"no positional form for field {f.name} of type {tp}")
+    keywords = dict(metavar=f.metadata.get("metavar") or f.name.upper(),
+                    nargs="+" if many else None)
+    if kind is not str:
+        keywords["type"] = _Parse(_scalar(kind), f.name, kind.__name__)
+    return keywords
+
+
 def show(value) -> str:
     """A default as the help text shows it."""
     if isinstance(value, tuple):
@@ -128,6 +151,11 @@ def add_options(parser, cls, describe: Callable[[dataclasses.Field], str] | None
     for f in cli_fields(cls):
         if f.name in skip:
             continue
+        if f.metadata.get("positional"):
+            parser.add_argument(f.name, help=f.metadata.get("help", "").replace("%", "%%"),
+                                **_positional(f, hints[f.name]))
+            names.append(f.name)
+            continue
         if describe is not None:
             default = describe(f)
         elif f.default is not None and f.metadata.get("const") is None:
@@ -142,7 +170,10 @@ def add_options(parser, cls, describe: Callable[[dataclasses.Field], str] | None
 
 
 def given(args: argparse.Namespace, names) -> dict[str, Any]:
-    """The options among `names` given on the command line (field -> value)."""
+    """The options among `names` (field names, or a dataclass: its command-line fields)
+    given on the command line (field -> value)."""
+    if isinstance(names, type):
+        names = [f.name for f in cli_fields(names)]
     return {n: tuple(v) if isinstance(v, list) else v
             for n in names if (v := getattr(args, n, None)) is not None}
 
@@ -153,7 +184,9 @@ def replace(obj, options: Mapping[str, Any]):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with every usage error on one line (`zasjax: error: ...`, exit 2)."""
+    """argparse, whose usage errors are `ValueError`s of one line: the caller reports them
+    as it reports a failed check (`zasjax: error: ...`, exit 2), and nothing exits the
+    process. `--help` still ends in argparse's `SystemExit(0)`, after printing."""
 
     def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"zasjax: error: {message}\n")
+        raise ValueError(" ".join(message.split()))

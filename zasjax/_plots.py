@@ -1,5 +1,7 @@
 """Generic matplotlib helpers and the command-line figures (`sweep`, `plot`, `flow`).
 
+`PlotSpec` is one `zasjax plot` figure (folders, axes, file), checked on construction.
+
 Each study draws its own figure in its module (`reproduce/*.py`) with these helpers.
 matplotlib is imported lazily; figures are drawn by the Agg canvas directly, without
 pyplot's global state (nothing to close, nothing shown, safe in any thread).
@@ -7,12 +9,15 @@ pyplot's global state (nothing to close, nothing shown, safe in any thread).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+
+from ._options import option
 
 
 def prefetch() -> None:
@@ -202,6 +207,46 @@ def plot_folders(folders: Sequence[str | os.PathLike], path: str | os.PathLike, 
     lines = summarise(load_folders(folders), x, y, include_all=include_all)
     draw(lines, path, x=x, y=y, include_all=include_all)
     return lines
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PlotSpec:
+    """One `zasjax plot` figure: `y` against `x` for the results of `folders`, drawn into the
+    file `out` (`plot_folders`). Checked on construction (`ValueError`); the command's
+    options are these fields."""
+
+    folders: tuple[str, ...] = option((), "sweep folders (zasjax sweep --out) or study "
+                                          "folders", positional=True, metavar="DIR")
+    out: str | None = option(None, "the figure's file (.png, .pdf, .svg, ...; required)",
+                             metavar="FILE")
+    x: str = option("depth", "column on the x axis")
+    y: str = option("iterations", "column on the y axis (median over seeds)")
+    include_all: bool = option(False, "draw every run, not only the converged ones",
+                               flag="--all", const=True)
+
+    def __post_init__(self):
+        object.__setattr__(self, "folders", tuple(os.fspath(f) for f in self.folders))
+        if not self.folders:
+            raise ValueError("give at least one sweep folder DIR")
+        normal = [os.path.normpath(f) for f in self.folders]
+        twice = sorted({f for f in normal if normal.count(f) > 1})
+        if twice:
+            raise ValueError(f"folder(s) {twice} listed twice; give each folder once")
+        if not self.out:
+            raise ValueError("--out FILE is required: the figure's file, e.g. depth.png")
+        if self.x == self.y:
+            raise ValueError(f"--x and --y are both {self.x!r}; expected two columns")
+        _check_format(self.out)
+
+
+def _check_format(path: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    kinds = FigureCanvasAgg.get_supported_filetypes()
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    if ext not in kinds:
+        raise ValueError(f"--out {path!r}: expected a file name ending in one of "
+                         f"{', '.join('.' + k for k in sorted(kinds))}")
 
 
 def _log_fits(values: np.ndarray) -> bool:

@@ -6,12 +6,15 @@
     zasjax reproduce NAME ...   one of the papers' experiments
     zasjax bench ...            the side-by-side benchmark
 
-One module per subcommand, each with `add_arguments(parser)`, `prepare(args)` (every
-check; nothing written) and `execute(job)`. Exit status: 0 done; 2 a usage error
-(argparse's, any error `prepare` raises, or an `InputError` found later), reported as one
-line with nothing written; 74 a result could not be written (a full disk, a folder no
-longer writable: `OutputError`, one line; what was written is intact); 130 interrupted; 1
-an internal error, reported with a hint to file it.
+One module per subcommand, each with `add_arguments(parser)` (the fields of the command's
+spec, through `zasjax._options`: `SweepSpec`, `FlowSpec`, `PlotSpec`, `ReproduceSpec`,
+`BenchSpec`), `prepare(args)` (the spec, every check; nothing written) and `execute(job)`.
+`main` returns the exit status and never exits itself: 0 done (or `--help`, `--version`
+printed); 2 a usage error (a bad option, any `ValueError` the spec's checks or `prepare`
+raise, or an `InputError` found later), reported as one line with nothing written; 74 a
+result could not be written (a full disk, a folder no longer writable: `OutputError`, one
+line; what was written is intact); 130 interrupted; 1 an internal error, reported with a
+hint to file it.
 
 The command, unlike `import zasjax`, sets up its process: before JAX starts, `main` asks
 XLA:CPU for whole-loop kernels (`zasjax.use_cpu_loop_kernels`, in `XLA_FLAGS`, so the
@@ -71,14 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as e:  # a usage error argparse reported (on one line): exit status 2
-        if e.code in (0, None):  # --help, --version: argparse's own exit
-            raise
-        return 2
-    args.argv = argv
-    try:
+        args.argv = argv
         job = args.module.prepare(args)
-    except ValueError as e:  # every check of the input, before anything is written
+    except SystemExit as e:  # --help, --version: printed, argparse's own exit
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+    except ValueError as e:  # a bad option, or any check of the input: nothing written
         return _usage(e)
     except KeyboardInterrupt:
         return _interrupted()
@@ -111,7 +111,8 @@ def _interrupted() -> int:
 
 
 def _usage(e: BaseException) -> int:
-    print(f"zasjax: error: {e}", file=sys.stderr)
+    message = " ".join(str(e).splitlines())  # one line, whatever the check wrote
+    print(f"zasjax: error: {message}", file=sys.stderr)
     return 2
 
 

@@ -8,34 +8,29 @@ Writes, into `--out DIR`:
   drift, the GD-to-flow gaps and their log-log slope in η, and the run's settings;
 * `flow.png`: R(t) against e^{−2t}R(0), with the GD curves on top (log-y).
 
-Every input is checked before anything is computed or written.
+The options are the fields of `zasjax.FlowSpec`; every input is checked before anything is
+computed or written.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
 import os
 import sys
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._compare import compare_gd_flow, compare_gd_flow_modes
-from .._inits import INITS, make_init
-from .._lists import parse_floats
-from .._options import add_options, cli_fields, given, option
+from .._flow import FlowSpec
+from .._inits import make_init
+from .._options import add_options, given
 from .._run import STATUS_NAMES
 from .._sharpness import zas_minimum_sharpness
 from .._store import check_folder, write_csv, write_json
-from .._targets import TARGETS, load_target, make_target
+from .._targets import load_target, make_target
 from .._theory import flow_rate_ratios, zas_lr_bound
-
-#: Most rows of flow.csv: each row holds every learning rate's loss.
-MAX_SAVES = 1_000_000
 
 #: ODE tolerances when none are given: tight in float64, what float32 can resolve otherwise.
 DEFAULT_TOLERANCES = {"float64": (1e-8, 1e-10), "float32": (1e-5, 1e-7)}
@@ -45,98 +40,25 @@ HELP = "gradient flow via diffrax, beside GD"
 DESCRIPTION = "Solve dW/dt = -∇R(W) with diffrax and compare GD at t = ηk."
 
 
-def _lrs(text: str, name: str) -> tuple[float, ...]:
-    return tuple(parse_floats(text, name))
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class FlowSpec:
-    """One `zasjax flow` run, checked on construction; its options are these fields."""
-
-    init: str = option("zas", f"initialisation, one of {', '.join(sorted(INITS))}")
-    target: str | None = option(None, f"named target: {', '.join(sorted(TARGETS))}")
-    target_file: str | None = option(None, "a .npy file holding a dim × dim target Φ",
-                                     metavar="PHI.npy")
-    dim: int = option(4, "width d")
-    depth: int = option(8, "depth L")
-    t_max: float = option(10.0, "flow horizon")
-    n_save: int = option(101, "rows of flow.csv: equally spaced times in [0, t-max]")
-    lrs: tuple[float, ...] = option((0.1, 0.05, 0.02, 0.01),
-                                    "GD learning rates, comma separated (>= 4 for a slope fit)",
-                                    parse=_lrs, metavar="A,B,...")
-    seed: int = option(0, "PRNG seed for init and target")
-    rtol: float | None = option(None, "ODE relative tolerance (default 1e-8 in float64, 1e-5 "
-                                      "in float32)")
-    atol: float | None = option(None, "ODE absolute tolerance (default 1e-10 in float64, "
-                                      "1e-7 in float32)")
-    engine: Literal["full", "modes"] = option(
-        "full", "full: every layer; modes: the exact mode reduction from ZAS (--init zas "
-                "only), at any depth")
-    dtype: Literal["float32", "float64"] | None = option(
-        None, "float64 (recommended)", flag="--x64", const="float64")
-
-    def __post_init__(self):
-        object.__setattr__(self, "lrs", tuple(self.lrs))
-        if self.depth < 1:
-            raise ValueError(f"--depth must be >= 1, got {self.depth}")
-        if self.dim < 1:
-            raise ValueError(f"--dim must be >= 1, got {self.dim}")
-        if not (math.isfinite(self.t_max) and self.t_max > 0):
-            raise ValueError(f"--t-max must be a finite number > 0, got {self.t_max}")
-        if not 2 <= self.n_save <= MAX_SAVES:
-            raise ValueError(f"--n-save must be in [2, {MAX_SAVES:,}] (the rows include t = 0 "
-                             f"and t = t-max), got {self.n_save}")
-        if self.init not in INITS:
-            raise ValueError(f"--init must be one of {sorted(INITS)}, got {self.init!r}")
-        if (self.target is None) == (self.target_file is None):
-            raise ValueError("give exactly one of --target NAME and --target-file PHI.npy")
-        if self.target is not None and self.target not in TARGETS:
-            raise ValueError(f"--target must be one of {sorted(TARGETS)}, got {self.target!r}")
-        for name in ("rtol", "atol"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"--{name} must be a finite number > 0, got {value}")
-        if self.engine not in ("full", "modes"):
-            raise ValueError(f"--engine must be full or modes, got {self.engine!r}")
-        if self.engine == "modes" and self.init != "zas":
-            raise ValueError(f"--engine modes is exact only from ZAS, got --init {self.init}")
-        if self.dtype not in (None, "float32", "float64"):
-            raise ValueError(f"dtype must be float32, float64 or None, got {self.dtype!r}")
-        if not self.lrs:
-            raise ValueError("--lrs expects at least one learning rate")
-        bad = [lr for lr in self.lrs if not (math.isfinite(lr) and lr > 0)]
-        if bad:
-            raise ValueError(f"--lrs: every learning rate must be a finite number > 0, got "
-                             f"{bad}")
-        names = [f"{lr:g}" for lr in self.lrs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"--lrs: learning rates must be distinct, got {list(self.lrs)}")
-        too_big = [lr for lr in self.lrs if lr >= self.t_max]
-        if too_big:
-            raise ValueError(f"--lrs {too_big} are not below --t-max {self.t_max}: GD would "
-                             "take no step within the horizon")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `flow` options: the fields of `FlowSpec`, and the output folder."""
+    """The `flow` options: the fields of `FlowSpec`."""
     add_options(parser, FlowSpec)
-    parser.add_argument("--out", default="runs/flow", help="output folder (default runs/flow)")
 
 
 def prepare(args: argparse.Namespace):
     """Every check, before any work or file (ValueError: a usage error)."""
-    spec = FlowSpec(**given(args, [f.name for f in cli_fields(FlowSpec)]))
-    check_folder(args.out)
+    spec = FlowSpec(**given(args, FlowSpec))
+    check_folder(spec.out)
     phi = None if spec.target_file is None else load_target(spec.target_file,
                                                             (spec.dim, spec.dim))
-    return spec, phi, args.out
+    return spec, phi
 
 
 def execute(job) -> int:
-    spec, phi, out = job
+    spec, phi = job
     if spec.dtype == "float64":  # the command's process-wide setting
         jax.config.update("jax_enable_x64", True)
-    run(spec, out, phi)
+    run(spec, phi)
     return 0
 
 
@@ -155,9 +77,10 @@ def _warn_unstable(spec, phi, lrs, cmp) -> None:
               file=sys.stderr)
 
 
-def run(spec: FlowSpec, out: str, phi_file: np.ndarray | None = None) -> dict:
-    """Run `spec` into the folder `out`; returns the summary also written to
+def run(spec: FlowSpec, phi_file: np.ndarray | None = None) -> dict:
+    """Run `spec` into the folder `spec.out`; returns the summary also written to
     flow_summary.json. `phi_file`: the matrix of `spec.target_file`, read already."""
+    out = spec.out
     if spec.target_file is not None and phi_file is None:
         phi_file = load_target(spec.target_file, (spec.dim, spec.dim))
     if spec.dtype == "float64" and not jax.config.read("jax_enable_x64"):
@@ -232,4 +155,4 @@ def run(spec: FlowSpec, out: str, phi_file: np.ndarray | None = None) -> dict:
     return summary
 
 
-__all__ = ["FlowSpec", "add_arguments", "prepare", "execute", "run", "DEFAULT_TOLERANCES"]
+__all__ = ["add_arguments", "prepare", "execute", "run", "DEFAULT_TOLERANCES"]

@@ -1,7 +1,7 @@
 """`zasjax reproduce NAME [--quick] [--out DIR] [options]`: one of the papers' experiments.
 
-Each study's options come from its config (`zasjax.reproduce._runner`); `zasjax reproduce
-NAME -h` lists them.
+One subcommand per study; its options are the fields of `zasjax.ReproduceSpec` and of the
+study's config (`zasjax.reproduce._runner`); `zasjax reproduce NAME -h` lists them.
 """
 
 from __future__ import annotations
@@ -14,23 +14,27 @@ DESCRIPTION = ("Run one of the papers' experiments; `zasjax reproduce NAME -h` l
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..reproduce import REPRODUCTIONS
+    from ..reproduce import REPRODUCTIONS, _runner, load
 
-    p.add_argument("name", metavar="NAME", choices=sorted(REPRODUCTIONS),
-                   help=", ".join(REPRODUCTIONS))
-    p.add_argument("options", nargs=argparse.REMAINDER, help="the study's options")
+    studies = p.add_subparsers(dest="study", metavar="NAME", required=True,
+                               help=", ".join(REPRODUCTIONS))
+    for name in REPRODUCTIONS:
+        about = getattr(load(name), "DESCRIPTION", None)
+        _runner.add_study_arguments(studies.add_parser(
+            name, help=about and about.replace("%", "%%"), description=about), name)
 
 
 def prepare(args):
-    from ..reproduce._runner import parse
+    from ..reproduce import _runner
 
-    return parse(args.name, args.options)
+    spec = _runner.spec_of(args.study, args)
+    _runner.preflight(spec)
+    return spec
 
 
-def execute(job) -> int:
+def execute(spec) -> int:
     from .. import reproduce
 
-    cfg, out = job
-    reproduce.run(cfg, out)
-    print(f"wrote {out}/summary.json")
+    reproduce.run(spec.config, spec.out)
+    print(f"wrote {spec.out}/summary.json")
     return 0

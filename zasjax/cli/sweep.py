@@ -1,10 +1,10 @@
 """`zasjax sweep`: options → `SweepSpec` → `sweep` → results.csv, config.json, a plot.
 
-The options are the fields of `Grid`, `SweepSpec` and `Processes` (`zasjax._options`), so
-an option exists exactly when a field does and is checked by the same code. Everything is
-checked in `prepare`, before the output folder is touched, so bad input writes nothing;
-`execute` runs `sweep`, which locks the folder and compares a resumed sweep's identity.
-Run `zasjax sweep -h` for the options.
+The options are the fields of `Grid`, `SweepSpec`, `SweepCommand` (the folder, a replay) and
+`Processes` (`zasjax._options`), so an option exists exactly when a field does and is checked
+by the same code. Everything is checked in `prepare`, before the output folder is touched, so
+bad input writes nothing; `execute` runs `sweep`, which locks the folder and compares a resumed
+sweep's identity. Run `zasjax sweep -h` for the options.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import _plots, _store
 from .._errors import InputError
+from .._options import option
 
 HELP = "run a grid of GD configurations"
 DESCRIPTION = ("Run init × target × dim × depth × seed × lr, write DIR/results.csv, "
@@ -29,8 +30,22 @@ DESCRIPTION = ("Run init × target × dim × depth × seed × lr, write DIR/resu
 CLI_DEFAULTS = {"progress": True, "dtype": "float32"}
 
 
+@dataclass(frozen=True)
+class SweepCommand:
+    """The command's options beside the spec's: where the sweep goes (`out`, `resume`: the
+    arguments of `zasjax.sweep`) and the recorded sweep it replays (`config`)."""
+
+    out: str | None = option(None, "output folder (default runs/<preset or 'sweep'>)",
+                             metavar="OUT")
+    resume: bool = option(False, "continue the sweep in --out", const=True)
+    config: str | None = option(None, "replay the sweep a folder's config.json records "
+                                      "(options given beside it override it)",
+                                metavar="DIR/config.json")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of `zasjax sweep`: the fields of `Grid`, `SweepSpec` and `Processes`."""
+    """The options of `zasjax sweep`: the fields of `Grid`, `SweepSpec`, `SweepCommand` and
+    `Processes`."""
     from .._options import add_options, show
     from .._sweep import Grid, SweepSpec
     from .._sweep._distributed import Processes
@@ -42,11 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     add_options(p, Grid)
     add_options(p, SweepSpec, spec_default)
-    p.add_argument("--out", help="output folder (default runs/<preset or 'sweep'>)")
-    p.add_argument("--resume", action="store_true", help="continue the sweep in --out")
-    p.add_argument("--config", metavar="DIR/config.json",
-                   help="replay the sweep a folder's config.json records (options given "
-                        "beside it override it)")
+    add_options(p, SweepCommand)
     add_options(p.add_argument_group("processes"), Processes)
 
 
@@ -111,13 +122,13 @@ def prepare(args) -> Job:
     from .._sweep._distributed import Processes, device_count, start_devices
     from .._sweep._spec import from_options
 
-    grid_options = given(args, [f.name for f in cli_fields(Grid)])
-    options = {**CLI_DEFAULTS, **given(args, [f.name for f in cli_fields(SweepSpec)])}
-    processes = Processes(**given(args, [f.name for f in cli_fields(Processes)]))
+    grid_options = given(args, Grid)
+    options = {**CLI_DEFAULTS, **given(args, SweepSpec)}
+    processes = Processes(**given(args, Processes))
+    command = SweepCommand(**given(args, SweepCommand))
     preset = options.get("preset")
-    if getattr(args, "config", None):
-        spec = _replayed(args.config, grid_options,
-                         given(args, [f.name for f in cli_fields(SweepSpec)]), processes)
+    if command.config:
+        spec = _replayed(command.config, grid_options, given(args, SweepSpec), processes)
         dims, preset = spec.dims, None
     elif preset is not None:
         if preset not in PRESETS:
@@ -131,10 +142,10 @@ def prepare(args) -> Job:
     else:
         spec = from_options(grid_options, options, processes)
         dims = spec.dims
-    out = os.path.join("runs", preset or "sweep") if args.out is None else args.out
+    out = os.path.join("runs", preset or "sweep") if command.out is None else command.out
     _store.check_folder(out)  # an empty --out is refused here
     held = any(os.path.exists(os.path.join(out, f)) for f in ("runs.csv", "runs.parquet"))
-    if held and not args.resume and not spec.plan:
+    if held and not command.resume and not spec.plan:
         raise ValueError(f"{out!r} already holds a sweep; pass --resume to continue it, "
                          "or choose another --out")
     if spec.plan and processes.mode == "launch":
@@ -142,7 +153,7 @@ def prepare(args) -> Job:
     argv = list(getattr(args, "argv", sys.argv[1:]))
     if processes.mode == "launch":  # the workers start JAX; this process only waits for them
         per = device_count(spec.devices, dims, processes.processes)
-        return Job(spec, out, args.resume, argv, launch=(processes.processes, per))
+        return Job(spec, out, command.resume, argv, launch=(processes.processes, per))
     # Process-wide settings, the CLI's alone, before any JAX computation: the CPU device
     # count, the distributed runtime, x64 (building a preset's grids computes).
     start_devices(device_count(spec.devices, dims))
@@ -166,7 +177,7 @@ def prepare(args) -> Job:
     # process, not the first N of the job's): the sweep takes them all.
     spec = spec.replace(devices=None)
     spec.check_fits(jax.devices())
-    return Job(spec, out, args.resume, argv)
+    return Job(spec, out, command.resume, argv)
 
 
 def execute(job: Job) -> int:

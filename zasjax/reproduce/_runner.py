@@ -13,9 +13,10 @@ A study module declares
 `run` here owns everything around that: the checks that need the filesystem (before the
 output folder is created), the output folder, the dtype (it switches x64 on for a float64
 study; library modules never do), timing, the summary's metadata (study, quick, versions,
-device) and the files. `main` builds the command line from the config's fields
-(`zasjax._options`, as for sweeps), so an option exists exactly when a field does and is
-checked by the same code.
+device) and the files. `ReproduceSpec` is one run as the command gives it (the study,
+`--quick`, `--out` and the study's options); the command line is built from its fields and
+the config's (`zasjax._options`, as for every command), so an option exists exactly when a
+field does and is checked by the same code.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
 from .. import _store
-from .._options import add_options, option, show
+from .._options import Parser, add_options, cli_fields, given, option, show
 
 SIZES = ("full", "quick")
 
@@ -203,8 +204,42 @@ def run(cfg: Config, out: str | os.PathLike) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# The command line, derived from the config
+# One `zasjax reproduce NAME` run, and its command line derived from the fields
 # ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReproduceSpec:
+    """One `zasjax reproduce NAME` run: the study `study` at its full size (or, `quick`, its
+    CI size) with the study's own `options` (config field -> value) on top, written to the
+    folder `out` (default `runs/<study>`). Checked on construction (`ValueError`), the
+    study's config included: `config` is that config. The command's options are these
+    fields and the study config's.
+    """
+
+    study: str = option(help="the study, a name of `zasjax.reproduce.REPRODUCTIONS`",
+                        cli=False)  # on the command line, the subcommand NAME
+    quick: bool = option(False, "the small CI-sized version", const=True)
+    out: str | None = option(None, "output folder (default runs/NAME)", metavar="DIR")
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict,
+                                                   metadata={"cli": False})
+    config: Config = dataclasses.field(init=False, repr=False, metadata={"cli": False})
+
+    def __post_init__(self):
+        from . import load
+
+        study = load(self.study)  # ValueError: not a study
+        options = types.MappingProxyType(dict(self.options))
+        known = [f.name for f in cli_fields(study.Config)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(f"study {self.study} has no option {', '.join(unknown)}; its "
+                             f"options are {', '.join(known)}")
+        base = study.Config.quick() if self.quick else study.Config()
+        object.__setattr__(self, "options", options)
+        object.__setattr__(self, "config", study.Config.from_options(base, options))
+        if self.out is None:
+            object.__setattr__(self, "out", f"runs/{self.study}")
 
 
 def add_arguments(parser: argparse.ArgumentParser, config: type[Config]) -> list[str]:
@@ -219,27 +254,45 @@ def add_arguments(parser: argparse.ArgumentParser, config: type[Config]) -> list
     return add_options(parser, config, describe)
 
 
+def add_study_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """The options of `zasjax reproduce NAME`: `ReproduceSpec`'s, then the study config's."""
+    from . import load
+
+    add_options(parser, ReproduceSpec)
+    add_arguments(parser, load(name).Config)
+
+
+def spec_of(name: str, args: argparse.Namespace) -> ReproduceSpec:
+    """The checked `ReproduceSpec` of study `name` from the options parsed into `args`."""
+    from . import load
+
+    return ReproduceSpec(study=name, options=given(args, load(name).Config),
+                         **given(args, ReproduceSpec))
+
+
+def preflight(spec: ReproduceSpec) -> None:
+    """The checks that need the filesystem (the study's `preflight`, e.g. a data folder,
+    and the output folder's), before anything is written; ValueError if one fails."""
+    study = study_of(spec.config)
+    check = getattr(study, "preflight", None)
+    if check is not None:
+        check(spec.config)
+    _store.check_folder(spec.out)
+
+
 def parse(name: str, argv: Sequence[str] | None = None) -> tuple[Config, str]:
     """The config and output folder that `zasjax reproduce NAME [options]` asks for, checked
-    (the study's `preflight` included) before anything is written."""
-    from .. import _store
+    (the study's `preflight` included) before anything is written. A bad option is a
+    `ValueError` of one line; `--help` prints the options and raises `SystemExit(0)`."""
     from . import load
 
     study = load(name)
-    parser = argparse.ArgumentParser(prog=f"zasjax reproduce {name}",
-                                     description=getattr(study, "DESCRIPTION", None))
-    parser.add_argument("--quick", action="store_true", help="the small CI-sized version")
-    parser.add_argument("--out", default=f"runs/{name}", help="output folder")
-    fields = add_arguments(parser, study.Config)
-    args = parser.parse_args(argv)
-    base = study.Config.quick() if args.quick else study.Config()
-    given = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
-    cfg = study.Config.from_options(base, given)
-    preflight = getattr(study, "preflight", None)
-    if preflight is not None:
-        preflight(cfg)
-    _store.check_folder(args.out)
-    return cfg, args.out
+    parser = Parser(prog=f"zasjax reproduce {name}",
+                    description=getattr(study, "DESCRIPTION", None))
+    add_study_arguments(parser, name)
+    spec = spec_of(name, parser.parse_args(argv))
+    preflight(spec)
+    return spec.config, spec.out
 
 
 def main(name: str, argv: Sequence[str] | None = None) -> dict:
@@ -250,5 +303,6 @@ def main(name: str, argv: Sequence[str] | None = None) -> dict:
     return summary
 
 
-__all__ = ["Config", "Outcome", "Files", "option", "run", "parse", "main", "add_arguments",
-           "check_at_least", "check_positive", "check_depths", "check_known"]
+__all__ = ["Config", "Outcome", "Files", "ReproduceSpec", "option", "run", "parse", "main",
+           "add_arguments", "add_study_arguments", "spec_of", "preflight", "check_at_least",
+           "check_positive", "check_depths", "check_known"]
