@@ -124,11 +124,7 @@ TOP = ("zasjax", "zasjax.__main__")
 
 #: Circles known to remain, to be removed by the owner of the files: (importer, imported) ->
 #: why. The test is an expected failure while these edges, and only these, close circles.
-KNOWN_CIRCLES = {
-    ("zasjax.reproduce._runner", "zasjax.reproduce"):
-        "`reproduce/_runner.py`'s `parse` imports `load` from `reproduce/__init__.py`, which "
-        "imports `_runner` (`load` and `REPRODUCTIONS` belong in `_runner`)",
-}
+KNOWN_CIRCLES: dict = {}
 
 
 def _modules() -> dict[str, str]:

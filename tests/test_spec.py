@@ -14,6 +14,7 @@ from zasjax._options import cli_fields, flag
 from zasjax._sweep import AUTO_LRS
 from zasjax._sweep._distributed import Processes
 from zasjax.cli import sweep as sweep_cli
+from zasjax.cli.sweep import SweepCommand
 
 GRID = zj.Grid(depths=(1, 3), seeds=(0, 1), lrs=(0.05,), max_iters=3000)
 
@@ -82,12 +83,13 @@ def _parser():
 def test_every_field_is_an_option_and_every_option_a_field():
     parser = _parser()
     flags = {s for a in parser._actions for s in a.option_strings}
-    for cls in (zj.Grid, zj.SweepSpec, Processes):
+    classes = (zj.Grid, zj.SweepSpec, Processes, SweepCommand)
+    for cls in classes:
         for f in cli_fields(cls):
             assert flag(f) in flags, (cls.__name__, f.name)
-    declared = {flag(f) for cls in (zj.Grid, zj.SweepSpec, Processes) for f in cli_fields(cls)}
+    declared = {flag(f) for cls in classes for f in cli_fields(cls)}
     bool_negations = {"--no-cache", "--no-progress"}
-    assert flags - declared - bool_negations == {"-h", "--help", "--out", "--resume"}
+    assert flags - declared - bool_negations == {"-h", "--help"}
 
 
 def test_the_command_line_builds_the_spec_a_library_user_writes(tmp_path):

@@ -13,22 +13,10 @@ dtype, timing, the summary's metadata and the files (see its docstring).
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Sequence
-from types import ModuleType
 
-# name -> module; imported lazily so `zasjax --help` stays fast.
-REPRODUCTIONS: dict[str, str] = {
-    name: f"zasjax.reproduce.{name}"
-    for name in ("fig1", "fig2", "fig3", "shamir", "arora", "zou", "fig4", "dmf", "razin")
-}
-
-
-def load(name: str) -> ModuleType:
-    if name not in REPRODUCTIONS:
-        raise ValueError(f"unknown reproduction {name!r}; expected one of {sorted(REPRODUCTIONS)}")
-    return importlib.import_module(REPRODUCTIONS[name])
+from ._runner import REPRODUCTIONS as REPRODUCTIONS, load as load
 
 
 def run(cfg, out: str | os.PathLike) -> dict:

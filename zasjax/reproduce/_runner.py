@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import os
 import sys
 import time
@@ -35,6 +36,19 @@ from .. import _store
 from .._options import Parser, add_options, cli_fields, given, option, show
 
 SIZES = ("full", "quick")
+
+# name -> module; imported lazily so `zasjax --help` stays fast.
+REPRODUCTIONS: dict[str, str] = {
+    name: f"zasjax.reproduce.{name}"
+    for name in ("fig1", "fig2", "fig3", "shamir", "arora", "zou", "fig4", "dmf", "razin")
+}
+
+
+def load(name: str) -> types.ModuleType:
+    """The module of study `name`."""
+    if name not in REPRODUCTIONS:
+        raise ValueError(f"unknown reproduction {name!r}; expected one of {sorted(REPRODUCTIONS)}")
+    return importlib.import_module(REPRODUCTIONS[name])
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -226,7 +240,6 @@ class ReproduceSpec:
     config: Config = dataclasses.field(init=False, repr=False, metadata={"cli": False})
 
     def __post_init__(self):
-        from . import load
 
         study = load(self.study)  # ValueError: not a study
         options = types.MappingProxyType(dict(self.options))
@@ -256,7 +269,6 @@ def add_arguments(parser: argparse.ArgumentParser, config: type[Config]) -> list
 
 def add_study_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     """The options of `zasjax reproduce NAME`: `ReproduceSpec`'s, then the study config's."""
-    from . import load
 
     add_options(parser, ReproduceSpec)
     add_arguments(parser, load(name).Config)
@@ -264,7 +276,6 @@ def add_study_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 def spec_of(name: str, args: argparse.Namespace) -> ReproduceSpec:
     """The checked `ReproduceSpec` of study `name` from the options parsed into `args`."""
-    from . import load
 
     return ReproduceSpec(study=name, options=given(args, load(name).Config),
                          **given(args, ReproduceSpec))
@@ -284,7 +295,6 @@ def parse(name: str, argv: Sequence[str] | None = None) -> tuple[Config, str]:
     """The config and output folder that `zasjax reproduce NAME [options]` asks for, checked
     (the study's `preflight` included) before anything is written. A bad option is a
     `ValueError` of one line; `--help` prints the options and raises `SystemExit(0)`."""
-    from . import load
 
     study = load(name)
     parser = Parser(prog=f"zasjax reproduce {name}",
