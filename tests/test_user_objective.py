@@ -3,15 +3,24 @@ one program per width over depths × seeds × learning rates, rows equal to `zj.
 configuration, a kill and resume to the same table, Parquet, `load_sweep`, replay."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import wait_until
 
 import zasjax as zj
 from zasjax._sweep import _inflight
+from zasjax.cli import main
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
 
 
 class HuberCompletion(zj.Objective):
@@ -70,6 +79,7 @@ def test_the_head_is_the_gradient_of_the_loss():
     assert float(f) > 0
 
 
+@pytest.mark.no_compile_cache
 def test_a_user_objective_sweeps_and_each_row_equals_zj_run(swept):
     grid, out, rows = swept
     assert len(rows) == 3 * 2 * 2
@@ -152,3 +162,37 @@ def test_an_objective_with_an_unknown_measure_or_bad_data_says_so():
         HuberCompletion(jnp.full((4, 4), jnp.inf), jnp.ones((4, 4), bool))
     with pytest.raises(ValueError, match="needs the number of observations"):
         zj.Grid(**{**GRID, "observations": ()})
+
+
+CLI = ["sweep", "--objective", "test_user_objective:HuberCompletion", "--init",
+       "small-gaussian", "--target", "low-rank", "--rank", "1", "--dim", "4", "--depths",
+       "1:4", "--seeds", "0,1", "--lr", "0.05,0.1", "--observations", "10", "--init-scale",
+       "0.3", "--eps", "1e-6", "--max-iters", "3000", "--x64", "--chunk", "20",
+       "--save", "end-to-end", "--no-cache", "--no-progress"]
+
+
+def test_sigkill_from_the_command_line_then_resume(swept, tmp_path):
+    # A real `zasjax` process, the class named module:Class, killed once a checkpoint and
+    # some saved arrays exist; resumed here: the table and arrays of the uninterrupted sweep.
+    _, reference, _ = swept
+    out = tmp_path / "cli"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, ROOT])}
+    proc = subprocess.Popen([sys.executable, "-m", "zasjax", *CLI, "--out", str(out)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    arrays = out / "arrays" / "grid-0" / "end-to-end"
+    reached = wait_until(lambda: any((out / "inflight").glob("*.npz"))
+                         and any(arrays.glob("arrays-*.npz")), proc)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    assert reached, f"the sweep ended before the moment (exit {proc.returncode}): {err}"
+    assert proc.returncode == -signal.SIGKILL and not (out / "results.csv").exists()
+    assert main([*CLI, "--out", str(out), "--resume"]) == 0
+    assert (out / "results.csv").read_bytes() == \
+        open(f"{reference}/results.csv", "rb").read()
+    a, b = zj.load_sweep(out, arrays=True), zj.load_sweep(reference, arrays=True)
+    for x, y in zip(a["end_to_end"], b["end_to_end"]):
+        np.testing.assert_array_equal(x, y)
+    # And plotted like any sweep, by its own measure.
+    assert main(["plot", str(out), "--y", "max_error", "--out", str(tmp_path / "m.png")]) == 0
+    assert (tmp_path / "m.png").stat().st_size > 0

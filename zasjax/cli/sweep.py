@@ -317,8 +317,9 @@ def _print_summary(summaries: list[dict], out: str, elapsed: float, most: int = 
         lr = f"{s['lr_min']:.3g}" if s["lr_min"] == s["lr_max"] else \
             f"{s['lr_min']:.3g}..{s['lr_max']:.3g}"
         extra = ""
-        if dmf:
-            extra = f"{s['observations']:>10}  {s['reconstruction_error']:.3g}, " \
-                    f"{s['effective_rank']:.3g}"
+        if dmf:  # an objective without these measures shows "-"
+            shown = [f"{s[k]:.3g}" if s.get(k) is not None else "-"
+                     for k in ("reconstruction_error", "effective_rank")]
+            extra = f"{s['observations'] or '-':>10}  {', '.join(shown)}"
         print(f"{s['init']:<{wi}}{s['target']:<{wt}}{s['dim']:>4}{s['depth']:>9}{extra}  "
               f"{med} ({lr})")
