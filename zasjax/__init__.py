@@ -38,6 +38,7 @@ from ._measures import (
     singular_values as singular_values,
     unobserved_error as unobserved_error,
 )
+from ._models import MODELS as MODELS, Dense as Dense, Parametrization as Parametrization
 from ._modes import (
     ModeFlowSolution as ModeFlowSolution,
     ModeResult as ModeResult,
@@ -62,7 +63,9 @@ from ._objectives import (
     OBJECTIVES as OBJECTIVES,
     Completion as Completion,
     Objective as Objective,
+    Regression as Regression,
     Sensing as Sensing,
+    Whitened as Whitened,
     completion_problem as completion_problem,
     observed_entries as observed_entries,
     sensing_matrices as sensing_matrices,
@@ -77,11 +80,9 @@ from ._resnet import (
     resnet_loss as resnet_loss,
 )
 from ._run import (
-    Regression as Regression,
     RunResult as RunResult,
     RunState as RunState,
     Settings as Settings,
-    Whitened as Whitened,
     advance as advance,
     init_state as init_state,
     run as run,

@@ -67,10 +67,11 @@ class Objective(eqx.Module):
       `ValueError`); never under tracing.
     * `measure(X) -> dict`: the `measures` of a final end-to-end matrix, scalars, written as
       columns of a sweep's rows.
-    * `name`, `axes`, `measures`, `layouts` (class attributes): the name in rows and on the
-      command line; the grid axes `draw` reads (today: "observations"); the measure names;
-      the matmul layouts it supports ("unrolled" needs a `head` that broadcasts over
-      trailing batch axes).
+    * `name`, `axes`, `measures`, `layouts`, `needs_data` (class attributes): the name in
+      rows and on the command line; the grid axes `draw` reads (today: "observations"); the
+      measure names; the matmul layouts it supports ("unrolled" needs a `head` that
+      broadcasts over trailing batch axes); whether a sweep needs its data given
+      (`Grid(data=...)`, `--data-file`) because it has no random draw.
 
     Data fields are arrays (a sweep stacks them over configurations); give static options
     with `eqx.field(static=True)`.
@@ -80,6 +81,7 @@ class Objective(eqx.Module):
     axes: ClassVar[tuple[str, ...]] = ()
     measures: ClassVar[tuple[str, ...]] = ()
     layouts: ClassVar[tuple[str, ...]] = ("dot",)
+    needs_data: ClassVar[bool] = False
 
     def __check_init__(self):
         if all(map(_concrete, jax.tree.leaves(self))):
@@ -161,6 +163,7 @@ class Regression(Objective):
     batch_size: int | None = eqx.field(static=True, default=None)
 
     name: ClassVar[str] = "regression"
+    needs_data: ClassVar[bool] = True
 
     def head(self, P):
         return regression_head(self.X, self.Y)(P)
@@ -186,11 +189,6 @@ class Regression(Objective):
         if self.batch_size is not None and not 1 <= self.batch_size <= self.X.shape[1]:
             raise ValueError(f"batch_size must be in [1, {self.X.shape[1]}] (the samples), "
                              f"got {self.batch_size}")
-
-    @classmethod
-    def draw(cls, key, phi, **axes):
-        raise ValueError("the regression objective has no random draw: give its data, X and "
-                         "Y of shape (d, n), with --data-file (Grid(data=...))")
 
 
 class Completion(Objective):

@@ -45,6 +45,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("status", str, "string", "status", "result"),
     Column("steps", int, "int64", "int64", "result"),
     Column("objective", str, "string", "string", "key", fill="whitened"),
+    Column("model", str, "string", "string", "key", fill="dense"),
     Column("observations", int, "int64", "Int64", "key", True),
     Column("init_scale", float, "float64", "float64", "key", True),
     *map(_measure, ("reconstruction_error", "unobserved_error", "effective_rank",

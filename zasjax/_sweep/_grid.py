@@ -262,8 +262,9 @@ class Grid:
                                      f"× {d} target), got {list(self.observations)}")
         if self.data is not None:
             self._check_data(cls)
-        elif cls is OBJECTIVES.get("regression"):
-            cls.draw(None, None)  # its ValueError: regression needs data
+        elif cls.needs_data:
+            raise ValueError(f"objective {cls.label()} has no random draw: give its data "
+                             f"(--data-file, Grid(data=...): fields {_fields(cls)})")
 
     def fixed_objective(self, dtype=None) -> Objective | None:
         """The objective `data` describe (the same for every configuration), or None."""
@@ -276,7 +277,7 @@ class Grid:
         return self.objective_class(**{k: cast(v) for k, v in self.data.items()})
 
     def _check_data(self, cls) -> None:
-        fields = [f.name for f in dataclasses.fields(cls) if f.name != "active"]
+        fields = _fields(cls)
         unknown = sorted(set(self.data) - set(fields))
         if unknown:
             raise ValueError(f"data fields {unknown} are not fields of objective "
@@ -342,6 +343,12 @@ class Grid:
                                "sha256": hashlib.sha256(np.ascontiguousarray(v).tobytes())
                                .hexdigest()} for k, v in sorted(self.data.items())}
         return out
+
+
+def _fields(cls) -> list[str]:
+    # The data fields of an objective (`active` is the engine's, not data).
+    return [f.name for f in dataclasses.fields(cls) if f.name != "active"
+            and not f.metadata.get("static")]
 
 
 class GridIndex:
@@ -427,7 +434,7 @@ class GridIndex:
             out.append(dict(init=g.inits[init[i]], target=g.targets[target[i]],
                             dim=int(g.dims[dim[i]]), depth=int(g.depths[L]),
                             seed=int(g.seeds[s]), lr=float(lr), optimizer=g.optimizer,
-                            objective=label, observations=observations[n_i],
+                            objective=label, model=g.model, observations=observations[n_i],
                             init_scale=scales[x_i]))
         return out
 
@@ -444,7 +451,8 @@ class GridIndex:
             x = (g.init_scale or (None,)).index(key["init_scale"])
         except (ValueError, KeyError):
             return -1
-        if (key["optimizer"], key["objective"]) != (g.optimizer, g.objective_class.label()):
+        if (key["optimizer"], key["objective"], key["model"]) != (
+                g.optimizer, g.objective_class.label(), g.model):
             return -1
         lrs = self._lrs[L][s] if self._per_seed else self._lrs[L]
         try:
