@@ -254,3 +254,23 @@ def test_a_preset_runs_on_several_devices(tmp_path):
         assert json.loads((out / "config.json").read_text())["device_count"] == int(devices)
         tables.append(_rows(out / "results.csv"))
     _same_table(*tables)
+
+
+def test_two_processes_save_every_end_to_end_matrix_once(tmp_path, capfd):
+    # The end-to-end matrices are gathered by every process (a collective) and written by
+    # process 0 alone: one per row, and each the matrix whose loss the row reports.
+    import numpy as np
+
+    import zasjax as zj
+
+    out = tmp_path / "run"
+    code = main([*GRID, "--processes", "2", "--save", "end-to-end", "--out", str(out)])
+    assert code == 0, capfd.readouterr().err
+    df = zj.load_sweep(out, arrays=True)
+    grid = zj.SweepSpec.from_json(json.loads((out / "config.json").read_text())).grids[0]
+    assert len(df) == grid.index.size and df["end_to_end"].map(lambda a: a is not None).all()
+    for _, r in df.iterrows():
+        _, objective = zj.sweep_problem(grid, depth=int(r["depth"]), seed=int(r["seed"]))
+        X = np.asarray(r["end_to_end"], np.float64)
+        loss = 0.5 * np.sum((X - np.asarray(objective.phi, np.float64)) ** 2)
+        assert abs(loss - r["final_loss"]) <= 1e-5 * max(loss, 1e-30) + 1e-12, r

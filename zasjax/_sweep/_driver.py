@@ -424,9 +424,11 @@ def _run_slice(ctx: _Context, sl: Slice, name: str, positions: list[int]) -> Non
             idx = np.flatnonzero(new)
             new_rows = [_result_row(rows[i], fields, i, measures) for i in idx]
             new_positions = [positions[i] for i in idx]
-            if ctx.arrays and "end-to-end" in ctx.save:  # before the rows: a row has its array
-                save_arrays(os.path.join(ctx.arrays, "end-to-end"), new_rows, new_positions,
-                            to_host(prepared.end_to_end(state))[idx])
+            if "end-to-end" in ctx.save:  # before the rows: a row has its array
+                matrices = to_host(prepared.end_to_end(state))  # every process gathers
+                if ctx.arrays:
+                    save_arrays(os.path.join(ctx.arrays, "end-to-end"), new_rows,
+                                new_positions, matrices[idx])
             ctx.table.update(zip(new_positions, new_rows))
             if ctx.sink is not None:
                 ctx.sink.append(new_rows, new_positions)
