@@ -8,9 +8,12 @@
 
 Seed s draws its initialisation from fold_in(key(s), 0), its target from fold_in(key(s), 1)
 and its objective's own data (observed entries, measurement matrices: `Objective.draw`)
-from fold_in(key(s), 2): the same seed
-gives the same Φ at every depth, init and observation count, and the same observations at
-every depth and init.
+from fold_in(key(s), 2): the same seed gives the same Φ at every depth, init and
+observation count, and the same observations at every depth and init.
+
+The engine asks two protocols and never a name: the parametrization (`spec.model`,
+`_models`) for the parameters, the end-to-end matrix and the pullback; the objective
+(`spec.objective`, `_objectives.Objective`) for its draw, its head and its measures.
 """
 
 from __future__ import annotations
@@ -101,7 +104,8 @@ def start(seeds, depths, coefs, scales, observations, init_index, target_index, 
     `seeds, depths, coefs, scales, observations, init_index, target_index, lr: (B,)`: per
     configuration (`coefs` from `depth_coef`, `scales` the init scales when `spec.scaled`,
     the indices into `spec.inits`/`spec.targets`); `target_matrix`: `(D, D)` for the file
-    target (zeros otherwise).
+    target (zeros otherwise); `fixed`: the grid's objective when its data are given
+    (`Grid.data`, the same for every configuration), else None.
     """
     D, C, dtype = spec.dim, spec.capacity, jnp.dtype(spec.dtype)
     keys = jax.vmap(jax.random.key)(seeds)
