@@ -88,7 +88,9 @@ def test_a_user_objective_sweeps_and_each_row_equals_zj_run(swept):
     # chunk, the measurements, the saved end-to-end matrices.
     assert config["timing"]["programs"] == 4
     assert config["spec"]["grids"][0]["objective"] == "test_user_objective:HuberCompletion"
-    for r in rows:
+    df = zj.load_sweep(out, arrays=True)
+    assert len(df) == len(rows) and df["max_error"].dtype == np.float64
+    for r, saved in zip(rows, df["end_to_end"]):
         W0, objective = zj.sweep_problem(grid, depth=r["depth"], seed=r["seed"])
         assert isinstance(objective, HuberCompletion) and W0.shape == (r["depth"], 4, 4)
         res = zj.run(W0, objective, lr=r["lr"], eps=grid.eps, max_iters=grid.max_iters)
@@ -99,23 +101,13 @@ def test_a_user_objective_sweeps_and_each_row_equals_zj_run(swept):
         X = zj.end_to_end(res.W)
         assert r["max_error"] == pytest.approx(float(jnp.max(jnp.abs(X - objective.phi))),
                                                rel=1e-10)
+        np.testing.assert_allclose(saved, X, rtol=1e-9, atol=1e-12)  # aligned with its row
         assert r["objective"] == "huber-completion"
     assert any(r["status"] == "converged" for r in rows)
 
 
-def test_its_end_to_end_matrices_load_aligned_with_the_rows(swept):
-    grid, out, rows = swept
-    df = zj.load_sweep(out, arrays=True)
-    assert len(df) == len(rows) and df["max_error"].dtype == np.float64
-    for (_, r) in df.iterrows():
-        W0, objective = zj.sweep_problem(grid, depth=int(r["depth"]), seed=int(r["seed"]))
-        res = zj.run(W0, objective, lr=float(r["lr"]), eps=grid.eps, max_iters=grid.max_iters)
-        np.testing.assert_allclose(r["end_to_end"], zj.end_to_end(res.W), rtol=1e-9,
-                                   atol=1e-12)
-
-
-def test_killed_then_resumed_gives_the_same_table(swept, tmp_path, monkeypatch):
-    grid, _, rows = swept
+def test_interrupted_parquet_sweep_resumes_to_the_csv_table(swept, tmp_path, monkeypatch):
+    grid, reference, _ = swept
     out = str(tmp_path / "again")
     save, calls = _inflight.save, {"n": 0}
 
@@ -124,27 +116,17 @@ def test_killed_then_resumed_gives_the_same_table(swept, tmp_path, monkeypatch):
         save(*args, **kwargs)
         raise KeyboardInterrupt
 
+    options = dict(dtype="float64", chunk=400, cache=False, save=("end-to-end",),
+                   results="parquet")
     monkeypatch.setattr(_inflight, "save", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        zj.sweep(grid, out, dtype="float64", chunk=400, cache=False, save=("end-to-end",))
+        zj.sweep(grid, out, **options)
     monkeypatch.setattr(_inflight, "save", save)
     assert calls["n"] >= 1  # the driver finishes a save that an interrupt cut short
-    again = zj.sweep(grid, out, resume=True, dtype="float64", chunk=400, cache=False,
-                     save=("end-to-end",))
-    assert again == rows
-    a, b = zj.load_sweep(out, arrays=True), zj.load_sweep(swept[1], arrays=True)
-    for x, y in zip(a["end_to_end"], b["end_to_end"]):
-        np.testing.assert_array_equal(x, y)
-
-
-def test_parquet_rows_equal_csv_rows(swept, tmp_path):
-    grid, out, rows = swept
-    pq = str(tmp_path / "pq")
-    zj.sweep(grid, pq, dtype="float64", chunk=400, cache=False, results="parquet",
-             save=("end-to-end",))
-    a, b = zj.load_sweep(pq, arrays=True), zj.load_sweep(out, arrays=True)
+    zj.sweep(grid, out, resume=True, **options)
+    a, b = zj.load_sweep(out, arrays=True), zj.load_sweep(reference, arrays=True)
     cols = [c for c in b.columns if c not in ("end_to_end", "tuned")]
-    assert a[cols].reset_index(drop=True).equals(b[cols].reset_index(drop=True))
+    assert a[cols].equals(b[cols])
     for x, y in zip(a["end_to_end"], b["end_to_end"]):
         np.testing.assert_array_equal(x, y)
 
