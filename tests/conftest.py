@@ -9,7 +9,7 @@ import zlib
 import jax
 import pytest
 
-from zasjax._compilation import use_cpu_loop_kernels
+from zasjax._compilation import enable_persistent_cache, use_cpu_loop_kernels
 
 # The suite runs as the `zasjax` command does, with XLA:CPU's whole-loop kernels (the
 # documented opt-in, before JAX's backend starts; subprocesses inherit it through XLA_FLAGS,
@@ -27,10 +27,17 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # float to an int32 power, which strict promotion refuses (optax's code, not ours).
 
 # The suite's own compilation cache (inherited by the subprocesses it starts), so tests
-# neither read nor fill the user's.
+# neither read nor fill the user's. The controller makes it before it starts the xdist
+# workers, which inherit the variable: one folder per session, shared by all its processes.
 if "ZASJAX_CACHE_DIR" not in os.environ:
     os.environ["ZASJAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="zasjax-test-cache-")
     atexit.register(shutil.rmtree, os.environ["ZASJAX_CACHE_DIR"], ignore_errors=True)
+# Every test process uses it from the start (as the `zasjax` command does), so a program
+# that several workers compile (sweeps at the same widths, the reference sweeps) is compiled
+# once and loaded by the others. JAX keys entries on the program and every setting that
+# changes it (test_compile_cache); `ZASJAX_CACHE=0` switches it off. Tests that count the
+# programs XLA compiles carry the `no_compile_cache` marker (below).
+enable_persistent_cache()
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -39,6 +46,25 @@ def pytest_xdist_auto_num_workers(config):
     the suite from 442 s to 395 s (a fourth: 391 s). $PYTEST_XDIST_AUTO_NUM_WORKERS wins."""
     given = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
     return int(given) if given else len(os.sched_getaffinity(0)) + 1
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test marked `no_compile_cache` runs, fixtures included, without JAX's persistent
+    cache: the programs it counts (`timing.programs`, `compile_stats().programs`) are the
+    ones XLA compiled for it, never entries another worker happened to store first."""
+    if not item.get_closest_marker("no_compile_cache"):
+        return (yield)
+    from jax.experimental.compilation_cache import compilation_cache
+
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    compilation_cache.reset_cache()
+    try:
+        return (yield)
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+        compilation_cache.reset_cache()
 
 
 def pytest_collection_modifyitems(items):

@@ -54,6 +54,7 @@ def test_a_sweep_equals_its_runs_alone(objective, observations):
         assert all(r["unobserved_error"] is None for r in rows)
 
 
+@pytest.mark.no_compile_cache
 def test_the_axes_do_not_multiply_the_compiled_programs(tmp_path):
     # The grid, 4 depths × 4 observation counts × 8 seeds × 3 init scales, from the
     # command line: one program of each kind for the width (a width no other test uses, so

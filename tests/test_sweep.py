@@ -93,6 +93,7 @@ def test_batch_slices_equal_one_batch(reference):
     _assert_same(_sweep.sweep(GRID, max_batch=3, matmul="dot", **OPTS), reference["dot"])
 
 
+@pytest.mark.no_compile_cache
 def test_compiled_programs_do_not_depend_on_which_depths():
     # Depth is data: another set of depths of the same capacity (32) and count compiles
     # nothing new, and neither does a second sweep of them.
