@@ -9,7 +9,7 @@ import zlib
 import jax
 import pytest
 
-from zasjax._compilation import enable_persistent_cache, use_cpu_loop_kernels
+from zasjax._compilation import use_cpu_loop_kernels
 
 # The suite runs as the `zasjax` command does, with XLA:CPU's whole-loop kernels (the
 # documented opt-in, before JAX's backend starts; subprocesses inherit it through XLA_FLAGS,
@@ -29,15 +29,13 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # The suite's own compilation cache (inherited by the subprocesses it starts), so tests
 # neither read nor fill the user's. The controller makes it before it starts the xdist
 # workers, which inherit the variable: one folder per session, shared by all its processes.
+# It is not switched on for the test processes from the start: JAX's size-bounded cache
+# scans every entry under one lock at each write (0.15-0.2 s at 2,800 entries), and on a
+# loaded 2-core machine that cost at least what loading ~20% of the programs from another
+# worker's entries saved (issue 28, item 11).
 if "ZASJAX_CACHE_DIR" not in os.environ:
     os.environ["ZASJAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="zasjax-test-cache-")
     atexit.register(shutil.rmtree, os.environ["ZASJAX_CACHE_DIR"], ignore_errors=True)
-# Every test process uses it from the start (as the `zasjax` command does), so a program
-# that several workers compile (sweeps at the same widths, the reference sweeps) is compiled
-# once and loaded by the others. JAX keys entries on the program and every setting that
-# changes it (test_compile_cache); `ZASJAX_CACHE=0` switches it off. Tests that count the
-# programs XLA compiles carry the `no_compile_cache` marker (below).
-enable_persistent_cache()
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -51,8 +49,9 @@ def pytest_xdist_auto_num_workers(config):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """A test marked `no_compile_cache` runs, fixtures included, without JAX's persistent
-    cache: the programs it counts (`timing.programs`, `compile_stats().programs`) are the
-    ones XLA compiled for it, never entries another worker happened to store first."""
+    cache, which an in-process `zasjax sweep` (test_cli, test_distributed) leaves on in its
+    worker: the programs it counts (`timing.programs`, `compile_stats().programs`) are the
+    ones XLA compiled for it, never entries another process happened to store first."""
     if not item.get_closest_marker("no_compile_cache"):
         return (yield)
     from jax.experimental.compilation_cache import compilation_cache
