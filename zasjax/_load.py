@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from ._schema import FILLS, PANDAS, REQUIRED, as_row, config_key
+from ._schema import FILLS, PANDAS, REQUIRED, as_row, columns, config_key
 from ._status import NAMES as STATUS_NAMES
 
 #: The columns of a sweep's tables and their pandas dtypes (declared in `_schema`):
@@ -163,7 +163,7 @@ def _read(table: Path):
             raise ValueError(f"{os.fspath(table)!r}: a part file is not readable Parquet "
                              f"({e})") from None
         if not pieces:
-            return pd.DataFrame({c: pd.Series([], dtype=object) for c in REQUIRED})
+            return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns()})
         return pa.concat_tables(pieces, promote_options="default").to_pandas()
     # Known columns are read as text (typed below, empty cell = missing); the rest inferred.
     try:

@@ -62,8 +62,9 @@ KEY = tuple(c.name for c in COLUMNS if c.role == "key")
 #: The built-in measures (every sweep writes these columns, empty where a run has none).
 MEASURES = tuple(c.name for c in COLUMNS if c.role == "measure")
 #: Every table has these; the others are filled in for tables of earlier versions.
-REQUIRED = tuple(c.name for c in COLUMNS if c.role != "measure" and c.fill is None
-                 and not c.nullable)
+#: (The nullable key columns and those with a fill came after the first tables.)
+REQUIRED = tuple(c.name for c in COLUMNS if c.role in ("key", "result") and c.fill is None
+                 and not (c.role == "key" and c.nullable))
 
 
 def column(name: str) -> Column:
