@@ -33,7 +33,7 @@ GRIDS = {
 def listing(g: Grid) -> list[dict]:
     """Every configuration, listed the plain way (what the index must reproduce)."""
     return [dict(init=i, target=t, dim=d, depth=L, seed=s, lr=lr, optimizer=g.optimizer,
-                 objective=g.objective, observations=n, init_scale=x)
+                 objective=g.objective, model=g.model, observations=n, init_scale=x)
             for i, t, d, L, n, x, s in itertools.product(
                 g.inits, g.targets, g.dims, g.depths, g.observations or (None,),
                 g.init_scale or (None,), g.seeds)
