@@ -4,6 +4,7 @@ replayed from its config.json, and bad input refused where it is given."""
 import csv
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -144,3 +145,13 @@ def test_bad_options_are_one_line_and_exit_2(argv, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("zasjax") and len(err.splitlines()) <= 2, err
     assert "Traceback" not in err and "jax" not in err.replace("zasjax", "")
+
+
+def test_an_objective_built_inside_a_trace_from_concrete_data_is_checked_or_traced():
+    # Inside jit, concrete data (a closed-over target) are still checked, with numpy; traced
+    # data are not checked at all (their values are unknown).
+    phi = np.eye(3)
+    W0 = jnp.stack([jnp.eye(3)] * 2)
+    loss = jax.jit(lambda lr: zj.run(W0, phi, lr=lr, max_iters=10).final_loss)(0.1)
+    assert np.isfinite(float(loss))
+    assert jax.jit(lambda p: zj.Whitened(p).head(jnp.zeros((3, 3)))[0])(jnp.eye(3)) == 1.5

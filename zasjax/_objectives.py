@@ -98,9 +98,10 @@ class Objective(eqx.Module):
     def check(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            # numpy: inside a trace, jnp on a concrete array would give a tracer
             if isinstance(value, (jax.Array, np.ndarray)) and \
                     jnp.issubdtype(value.dtype, jnp.inexact) and \
-                    not bool(jnp.all(jnp.isfinite(value))):
+                    not np.isfinite(np.asarray(value)).all():
                 raise ValueError(f"{type(self).__name__}: {f.name} must hold finite numbers; "
                                  "it has NaN or inf entries")
 
