@@ -124,7 +124,6 @@ TOP = ("zasjax", "zasjax.__main__")
 
 #: Circles known to remain, to be removed by the owner of the files: (importer, imported) ->
 #: why. The test is an expected failure while these edges, and only these, close circles.
-KNOWN_CIRCLES: dict = {}
 
 
 def _modules() -> dict[str, str]:
@@ -245,18 +244,8 @@ def test_the_package_init_is_imported_from_nowhere_inside():
 
 
 def test_no_module_imports_itself_back_through_a_circle():
-    graph = import_graph()
-    circles = _circles(graph)
-    if not circles:
-        return
-    # Which known edges, removed, break every circle?
-    known = [e for e in KNOWN_CIRCLES if e[1] in graph.get(e[0], {})]
-    rest = {m: {t: n for t, n in edges.items() if (m, t) not in known}
-            for m, edges in graph.items()}
-    if known and not _circles(rest):
-        pytest.xfail("known circles only: " + "; ".join(
-            f"{a} -> {b}: {KNOWN_CIRCLES[a, b]}" for a, b in known))
-    pytest.fail(f"circles of imports: {circles} (known edges present: {known})")
+    circles = _circles(import_graph())
+    assert not circles, f"circles of imports: {circles}"
 
 
 def test_the_house_has_at_most_nine_floors():
