@@ -23,7 +23,20 @@ from ._flow import (
     FlowSpec as FlowSpec,
     gradient_flow as gradient_flow,
 )
+from ._implicit_bias import (
+    diagonal_limit as diagonal_limit,
+    min_l1_interpolant as min_l1_interpolant,
+    min_l2_interpolant as min_l2_interpolant,
+    q_alpha as q_alpha,
+)
 from ._inits import INITS as INITS, make_init as make_init
+from ._learning_times import (
+    Plateaus as Plateaus,
+    learning_times as learning_times,
+    mode_half_time as mode_half_time,
+    mode_trajectory as mode_trajectory,
+    plateaus as plateaus,
+)
 from ._load import load_sweep as load_sweep
 from ._measures import (
     balancedness as balancedness,
@@ -38,7 +51,12 @@ from ._measures import (
     singular_values as singular_values,
     unobserved_error as unobserved_error,
 )
-from ._models import MODELS as MODELS, Dense as Dense, Parametrization as Parametrization
+from ._models import (
+    MODELS as MODELS,
+    Dense as Dense,
+    Diagonal as Diagonal,
+    Parametrization as Parametrization,
+)
 from ._modes import (
     ModeFlowSolution as ModeFlowSolution,
     ModeResult as ModeResult,
@@ -62,6 +80,7 @@ from ._network import (
 from ._objectives import (
     OBJECTIVES as OBJECTIVES,
     Completion as Completion,
+    LinearRegression as LinearRegression,
     Objective as Objective,
     Regression as Regression,
     Sensing as Sensing,

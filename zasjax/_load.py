@@ -47,7 +47,8 @@ def load_sweep(path: str | os.PathLike, runs: bool = False, arrays: bool = False
 
     `arrays=True` (a sweep run with `save`, e.g. `--save end-to-end`): each saved array
     as a column of numpy arrays aligned with the rows (`end_to_end`: the final end-to-end
-    matrix, `(d, d)`), None for a row without one.
+    matrix, `(d, d)`, or a diagonal network's β, `(d,)`; `learning_times`: `(k,)`, each
+    mode's learning time, `zasjax.learning_times`), None for a row without one.
 
     Raises `ValueError`, saying what was expected, for a folder that holds neither.
     """
@@ -88,7 +89,7 @@ def _add_arrays(df, folder: Path) -> None:
         else []
     if not saved:
         raise ValueError(f"{os.fspath(folder)!r} holds no saved arrays; run the sweep with "
-                         "save=('end-to-end',) (--save end-to-end)")
+                         "save=('end-to-end',) (--save end-to-end, learning-times)")
     names = sorted({p.name for p in saved})
     rows = df.astype(object).where(df.notna(), None).to_dict("records")
     keys = [repr(config_key(as_row(r))) for r in rows]

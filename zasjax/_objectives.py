@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _measures
+from ._implicit_bias import q_alpha
 from ._network import (
     end_to_end_loss_and_grad,
     pad_square,
@@ -67,11 +68,14 @@ class Objective(eqx.Module):
       `ValueError`); never under tracing.
     * `measure(X) -> dict`: the `measures` of a final end-to-end matrix, scalars, written as
       columns of a sweep's rows.
-    * `name`, `axes`, `measures`, `layouts`, `needs_data` (class attributes): the name in
-      rows and on the command line; the grid axes `draw` reads (today: "observations"); the
-      measure names; the matmul layouts it supports ("unrolled" needs a `head` that
-      broadcasts over trailing batch axes); whether a sweep needs its data given
-      (`Grid(data=...)`, `--data-file`) because it has no random draw.
+    * `name`, `axes`, `options`, `measures`, `layouts`, `needs_data`, `acts_on` (class
+      attributes): the name in rows and on the command line; the grid axes `draw` reads
+      ("observations" or its alias "samples", "init_scale", "depth"; counts come with their
+      `most_` maximum); the grid's static options `draw` reads as keywords (e.g. "sparsity",
+      "noise"); the measure names; the matmul layouts it supports ("unrolled" needs a `head`
+      that broadcasts over trailing batch axes); whether a sweep needs its data given
+      (`Grid(data=...)`, `--data-file`) because it has no random draw; what `head` takes:
+      "matrix" (an end-to-end matrix) or "vector" (a diagonal network's β, `_models`).
 
     Data fields are arrays (a sweep stacks them over configurations); give static options
     with `eqx.field(static=True)`.
@@ -79,9 +83,11 @@ class Objective(eqx.Module):
 
     name: ClassVar[str] = ""
     axes: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[tuple[str, ...]] = ()
     measures: ClassVar[tuple[str, ...]] = ()
     layouts: ClassVar[tuple[str, ...]] = ("dot",)
     needs_data: ClassVar[bool] = False
+    acts_on: ClassVar[str] = "matrix"
 
     def __check_init__(self):
         if all(map(_concrete, jax.tree.leaves(self))):
@@ -275,6 +281,123 @@ class Sensing(Objective):
         return _dmf_measures(X, self.phi, None)
 
 
+class LinearRegression(Objective):
+    """Linear regression on vectors, for diagonal networks (`_models.Diagonal`):
+
+        R(β) = (1/2n) ‖Xβ − y‖²,   ∂R/∂β = (1/n) Xᵀ(Xβ − y),
+
+    `X: (N, D)`, `y: (N,)`; with `n` given (data, ≤ N) only the first n rows are samples
+    (the rest must be zero), else n = N. Note the ½ and the 1/n: Li et al. (NeurIPS 2021)
+    and Pesme et al. minimise (1/n)‖Xβ − y‖² (no ½), whose gradient is twice this one, so
+    their step η is our 2η; Woodworth et al.'s limit does not depend on the normalisation.
+
+    Optional, for the measures: `beta_star: (D,)` the true β*, `noise` its label noise σ,
+    `X_test: (n_t, D)`, `y_test: (n_t,)` a test set, `scale` each branch's starting product
+    α^L (for Q). In a sweep: `samples` rows drawn per seed (`draw`): Gaussian or Rademacher
+    covariates, a `sparsity`-sparse β* with entries ±`magnitude` on a random support, labels
+    y = Xβ* + σ·ξ, ξ ~ N(0, 1).
+
+    Measures (NaN where the data to compute one are absent): `beta_error` ‖β − β*‖;
+    `test_error` the test mean squared error without ½: (1/n_t)‖X_test β − y_test‖², or,
+    for drawn (isotropic) covariates, its population value ‖β − β*‖² + σ²; `l1_norm` ‖β‖₁;
+    `support_found` the fraction of β*'s support among the k largest |β_i| (k = |supp β*|);
+    `q_alpha` Woodworth et al.'s Q_α(β) = α² Σ q(β_i/α²) with α² = `scale` (at depth 2 their
+    potential exactly).
+    """
+
+    X: jax.Array
+    y: jax.Array
+    n: jax.Array | None = None
+    beta_star: jax.Array | None = None
+    noise: jax.Array | None = None
+    X_test: jax.Array | None = None
+    y_test: jax.Array | None = None
+    scale: jax.Array | None = None
+
+    name: ClassVar[str] = "linear-regression"
+    axes: ClassVar[tuple[str, ...]] = ("samples", "init_scale", "depth")
+    options: ClassVar[tuple[str, ...]] = ("sparsity", "magnitude", "covariates", "noise")
+    measures: ClassVar[tuple[str, ...]] = ("beta_error", "test_error", "l1_norm",
+                                           "support_found", "q_alpha")
+    acts_on: ClassVar[str] = "vector"
+
+    def _n(self):
+        return jnp.asarray(self.X.shape[0] if self.n is None else self.n, self.X.dtype)
+
+    def head(self, beta):
+        r = self.X @ beta - self.y
+        n = self._n()
+        return 0.5 * jnp.sum(r * r) / n, (self.X.T @ r) / n
+
+    def width(self) -> int:
+        return int(jnp.shape(self.X)[-1])
+
+    def check(self) -> None:
+        super().check()
+        if jnp.ndim(self.X) != 2:
+            raise ValueError(f"X must have shape (n, d), got {jnp.shape(self.X)}")
+        _check_shape("labels y", self.y, self.X.shape[:1])
+        D = self.X.shape[1]
+        if self.beta_star is not None:
+            _check_shape("beta_star", self.beta_star, (D,))
+        if (self.X_test is None) != (self.y_test is None):
+            raise ValueError("give X_test and y_test together")
+        if self.X_test is not None:
+            if jnp.ndim(self.X_test) != 2 or self.X_test.shape[1] != D:
+                raise ValueError(f"X_test must have shape (n_test, {D}), got "
+                                 f"{jnp.shape(self.X_test)}")
+            _check_shape("y_test", self.y_test, self.X_test.shape[:1])
+
+    @classmethod
+    def draw(cls, key, phi, *, samples, most_samples, init_scale=None, depth=None,
+             sparsity=None, magnitude=1.0, covariates="gaussian", noise=0.0):
+        D = phi.shape[-1]
+        dtype = phi.dtype
+        k_x, k_s, k_sign, k_noise = jax.random.split(key, 4)
+        N = int(most_samples)
+        if covariates == "rademacher":
+            X = jax.random.rademacher(k_x, (N, D), dtype)
+        else:
+            X = jax.random.normal(k_x, (N, D), dtype)
+        rows = jnp.arange(N, dtype=jnp.asarray(samples).dtype) < samples
+        X = jnp.where(rows[:, None], X, 0)
+        k = D if sparsity is None else int(sparsity)
+        support = jax.random.permutation(k_s, D) < k
+        signs = jax.random.rademacher(k_sign, (D,), dtype)
+        beta_star = jnp.where(support, jnp.asarray(magnitude, dtype) * signs, 0)
+        sigma = jnp.asarray(noise, dtype)
+        y = X @ beta_star + jnp.where(rows, sigma * jax.random.normal(k_noise, (N,), dtype), 0)
+        scale = None if init_scale is None else \
+            jnp.asarray(init_scale, dtype) ** jnp.asarray(depth).astype(dtype)
+        return cls(X, y, jnp.asarray(samples, dtype), beta_star, sigma, scale=scale)
+
+    def measure(self, beta) -> dict:
+        dtype = beta.dtype
+        nan = jnp.full((), jnp.nan, dtype)
+        out = {"l1_norm": jnp.sum(jnp.abs(beta)), "beta_error": nan, "test_error": nan,
+               "support_found": nan, "q_alpha": nan}
+        if self.beta_star is not None:
+            err = beta - self.beta_star
+            out["beta_error"] = jnp.linalg.norm(err)
+            support = self.beta_star != 0
+            k = jnp.sum(support, dtype=jnp.int32)
+            # the k largest |β_i|: rank of each |β_i| among all (0 = largest)
+            order = jnp.argsort(-jnp.abs(beta))
+            rank = jnp.zeros(beta.shape, jnp.int32).at[order].set(
+                jnp.arange(beta.shape[0], dtype=jnp.int32))
+            found = jnp.sum(support & (rank < k)).astype(dtype)
+            out["support_found"] = jnp.where(k > 0, found / jnp.maximum(k, 1).astype(dtype),
+                                             jnp.nan)
+            if self.noise is not None:
+                out["test_error"] = jnp.sum(err * err) + self.noise**2
+        if self.X_test is not None:
+            r = self.X_test @ beta - self.y_test
+            out["test_error"] = jnp.mean(r * r)
+        if self.scale is not None:
+            out["q_alpha"] = q_alpha(beta, jnp.sqrt(self.scale))
+        return out
+
+
 def _dmf_measures(X, phi, observed) -> dict:
     out = _measures.measures(X, phi, observed)
     nan = jnp.full((), jnp.nan, X.dtype)
@@ -283,7 +406,7 @@ def _dmf_measures(X, phi, observed) -> dict:
 
 #: The built-in objectives, by name: `Grid(objective=NAME)`, `--objective NAME`.
 OBJECTIVES: dict[str, type[Objective]] = {
-    cls.name: cls for cls in (Whitened, Completion, Sensing, Regression)}
+    cls.name: cls for cls in (Whitened, Completion, Sensing, Regression, LinearRegression)}
 
 
 def objective_class(objective) -> type[Objective]:
@@ -444,6 +567,7 @@ def _dtype(dtype):
 
 
 __all__ = ["Objective", "OBJECTIVES", "objective_class", "objective_ref", "MEASURES", "check_width",
-           "Whitened", "Regression", "Completion", "Sensing", "is_objective", "as_objective",
+           "Whitened", "Regression", "Completion", "Sensing", "LinearRegression",
+           "is_objective", "as_objective",
            "full_batch", "target_of", "observed_entries", "sensing_matrices",
            "completion_problem", "sensing_problem"]

@@ -17,6 +17,7 @@ import numpy as np
 from jax import lax
 
 from . import _status
+from ._models import MODELS, OnModel, check_params
 from ._network import check_prefix, get_matmul
 
 # The objectives live in `_objectives`; re-exported here, where callers have imported them.
@@ -196,10 +197,9 @@ def _concrete(x) -> bool:
 
 
 def check_run_args(W0, lr, eps, max_iters, record_every, optimizer, mask=None, phi=None,
-                   X=None, Y=None) -> None:
+                   X=None, Y=None, model=None) -> None:
     """ValueError, before tracing, for input a run cannot use."""
-    if jnp.ndim(W0) != 3 or W0.shape[1] != W0.shape[2]:
-        raise ValueError(f"W0 must have shape (L, D, D), got {jnp.shape(W0)}")
+    check_params(MODELS["dense"]() if model is None else model, W0)
     D = W0.shape[-1]
     if mask is not None and jnp.shape(mask) != W0.shape:
         raise ValueError(f"mask must have the shape of W0 {W0.shape}, got {jnp.shape(mask)}")
@@ -238,7 +238,7 @@ def _run_jit(W0, objective, mask, lr, eps, max_iters, key, n_records, settings):
 def run(W0, phi=None, *, lr, X=None, Y=None, mask=None, optimizer: str = "gd",
         eps: float = 1e-10, max_iters: int = 10_000, record_every: int = 1,
         batch_size: int | None = None, key=None, matmul: str = "dot",
-        prefix: str = "sequential", throw: bool = False, **hyper) -> RunResult:
+        prefix: str = "sequential", model=None, throw: bool = False, **hyper) -> RunResult:
     """Gradient descent from `W0: (L, D, D)` on an objective, until R ≤ `eps`, divergence, or
     `max_iters` updates. The objective is the second argument: a target `phi: (D, D)` (the
     whitened loss, `Whitened(phi)`) or any objective module (`Whitened`, `Regression`,
@@ -248,6 +248,10 @@ def run(W0, phi=None, *, lr, X=None, Y=None, mask=None, optimizer: str = "gd",
     `lr`, `eps`, `phi` (or the objective's arrays), `W0`, `X`, `Y`, `key` may be batched
     with `jax.vmap`; `optimizer` (`gd`, `sgd`, `momentum`, `nesterov`, `adam`), its
     `**hyper`-parameters, `max_iters` and `record_every` are static. Returns a `RunResult`.
+
+    `model`: the parametrization (`_models`: a name or an instance, e.g.
+    `zj.Diagonal(shape=1.0)`; default the stacked network, `W0: (L, D, D)`); a diagonal
+    network takes `W0: (L, 2, D)` and an objective on vectors (`LinearRegression`).
     With `throw=True` a run that diverged or hit `max_iters` raises (at run time,
     `eqx.error_if`, so also under `jit`; under `vmap` one failing member raises for all); by
     default the status says so.
@@ -256,8 +260,19 @@ def run(W0, phi=None, *, lr, X=None, Y=None, mask=None, optimizer: str = "gd",
         raise ValueError("give exactly one objective: a target `phi` or an objective module, "
                          "or data `X` and `Y`")
     given = is_objective(phi)
+    if isinstance(model, str):
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; expected one of {sorted(MODELS)}")
+        model = MODELS[model]()
+    if model is not None and model.makes != "matrix":
+        if not given:
+            raise ValueError(f"the {model.name} network needs an objective module acting on "
+                             "vectors (e.g. LinearRegression)")
+        if phi.acts_on != model.makes:
+            raise ValueError(f"objective {type(phi).__name__} acts on a {phi.acts_on}; the "
+                             f"{model.name} network makes a {model.makes}")
     check_run_args(W0, lr, eps, max_iters, record_every, optimizer, mask,
-                   None if given else phi, X, Y)
+                   None if given else phi, X, Y, model)
     if batch_size is not None and X is not None and not 1 <= batch_size <= X.shape[1]:
         raise ValueError(f"batch_size must be in [1, n={X.shape[1]}], got {batch_size}")
     dtype = W0.dtype
@@ -267,6 +282,8 @@ def run(W0, phi=None, *, lr, X=None, Y=None, mask=None, optimizer: str = "gd",
         objective = as_objective(phi, dtype)
         if given:
             check_width(objective, W0.shape[-1])
+        if model is not None and model.makes != "matrix":
+            objective = OnModel(objective, model)
     mask = jnp.ones_like(W0) if mask is None else mask
     get_matmul(matmul)
     check_prefix(prefix)

@@ -25,7 +25,7 @@ from .._compilation import Timer, persistent_cache
 from .._errors import InputError
 from .._run import PRUNED, RUNNING, STATUS_NAMES
 from .._schema import KEY, as_row, column, columns, config_key
-from . import _inflight
+from . import _histories, _inflight
 from ._distributed import is_writer, make_mesh, on_writer, put, to_host
 from ._engines import FullEngine, ModesEngine
 from ._grid import Grid
@@ -114,6 +114,7 @@ class _Context:
     columns: tuple = ()               # the rows' columns (`sweep_columns`)
     arrays: str | None = None         # the folder of saved arrays (`save`), if any
     save: tuple = ()                  # the arrays to save per configuration
+    histories: dict = field(default_factory=dict)  # restored learning-time records
 
 
 def run_identity(grid: Grid, dtype, engine) -> str:
@@ -296,7 +297,9 @@ def _sweep_grid(spec: SweepSpec, grid: Grid, mesh, out: str | None, resume: bool
                    has_saved=has_saved, keep_all=fmt == "csv", table=table,
                    columns=sweep_columns(spec), save=spec.save,
                    arrays=os.path.join(out, "arrays", f"grid-{number}") if write and spec.save
-                   else None)
+                   else None,
+                   histories=_histories.split_saved(saved) if "learning-times" in spec.save
+                   else {})
     n = 0
     for cls in plan:
         for part in parts(index, cls):
@@ -372,13 +375,16 @@ def _mark_pruned(stop, status):
 
 
 
-def _save_running(ctx: _Context, checkpoint, rows, padded, state, dim) -> None:
+def _save_running(ctx: _Context, checkpoint, rows, padded, state, dim,
+                  history=None) -> None:
     # Every process gathers (collectives); process 0 alone (checkpoint set) writes.
     running = np.zeros(len(padded), bool)
     running[: len(rows)] = to_host(state.status)[: len(rows)] == RUNNING
     if not running.any():
         return
     host = ctx.engine.to_host(state, dim)
+    if history is not None:
+        host.update(history.arrays(len(padded)))
     if checkpoint:
         try:
             _inflight.save(checkpoint, padded, host, running, ctx.run_id)
@@ -411,6 +417,11 @@ def _run_slice(ctx: _Context, sl: Slice, name: str, positions: list[int]) -> Non
     groups = [tuning_group(r) for r in rows] if ctx.prune else None
     measures = [c for c in ctx.columns if column(c).role == "measure"]
     reported = np.zeros(len(rows), bool)
+    history = None
+    if "learning-times" in ctx.save:  # every process records (the modes are gathered)
+        history = _histories.Histories(rows, ctx.histories, to_host(state.step)[: len(rows)])
+        history.record(np.ones(len(rows), bool), to_host(state.step)[: len(rows)],
+                       to_host(prepared.modes(state))[: len(rows)])
     cfg_steps, chunk_s, left = 0, None, None
     while True:
         status = to_host(state.status)[: len(rows)]
@@ -429,6 +440,9 @@ def _run_slice(ctx: _Context, sl: Slice, name: str, positions: list[int]) -> Non
                 if ctx.arrays:
                     save_arrays(os.path.join(ctx.arrays, "end-to-end"), new_rows,
                                 new_positions, matrices[idx])
+            if history is not None and ctx.arrays:
+                save_arrays(os.path.join(ctx.arrays, "learning-times"), new_rows,
+                            new_positions, np.stack([history.times(i) for i in idx]))
             ctx.table.update(zip(new_positions, new_rows))
             if ctx.sink is not None:
                 ctx.sink.append(new_rows, new_positions)
@@ -450,10 +464,13 @@ def _run_slice(ctx: _Context, sl: Slice, name: str, positions: list[int]) -> Non
         t0 = time.perf_counter()
         state = prepared.advance(state)
         cfg_steps = ctx.chunk * int((~done).sum())
+        if history is not None:  # the chunk's end, for the rows that ran it
+            history.record(~done, to_host(state.step)[: len(rows)],
+                           to_host(prepared.modes(state))[: len(rows)])
         if ctx.checkpoints:
             need = 2 * sl.batch * (sl.capacity + 1) * sl.dim**2 * ctx.dtype.itemsize
             with writing(checkpoint or "", need):
-                _save_running(ctx, checkpoint, rows, padded, state, sl.dim)
+                _save_running(ctx, checkpoint, rows, padded, state, sl.dim, history)
         chunk_s = time.perf_counter() - t0
     if checkpoint and os.path.exists(checkpoint):
         os.unlink(checkpoint)

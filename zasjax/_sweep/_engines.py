@@ -18,11 +18,10 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from .. import _modes
 from .._inits import depth_coef
-from .._models import MODELS
 from .._objectives import objective_class
 from .._run import RunState, Settings
 from ._distributed import put, sharding, to_host
-from ._grid import Grid
+from ._grid import COUNT_AXES, Grid
 from ._plan import LOOP_MIN_DIM, Class, Slice, classes
 from ._programs import (
     Spec,
@@ -30,6 +29,7 @@ from ._programs import (
     batch_axis,
     final_end_to_end,
     measure,
+    modes as modes_of,
     start,
     targets as draw_targets,
     until_finished,
@@ -52,6 +52,7 @@ class Prepared:
     advance: Callable
     measure: Callable | None = None
     end_to_end: Callable | None = None  # the final end-to-end matrices, batch first
+    modes: Callable | None = None       # every configuration's modes, batch first
 
 
 def replicated(x, mesh) -> jax.Array:
@@ -110,23 +111,27 @@ class FullEngine:
         mm = self._matmul(dim)
         axis = batch_axis(mm)
         settings = Settings(grid.optimizer, tuple(grid.hyper), mm, self.prefix, chunk)
-        loop = axis == 0 and (self.batching == "loop" or self.batching == "auto" and
-                              dim >= LOOP_MIN_DIM and mesh.devices.flat[0].platform == "cpu")
+        # (a diagonal network's step is elementwise: batched, never one by one)
+        loop = axis == 0 and grid.parametrization.makes == "matrix" and (
+            self.batching == "loop" or self.batching == "auto" and dim >= LOOP_MIN_DIM and
+            mesh.devices.flat[0].platform == "cpu")
         return settings, axis, mesh if loop else None
 
     def initial(self, grid: Grid, sl: Slice, rows: list[dict], dtype, mesh, chunk: int):
         """(state, objectives, mask, lr) of `rows` (padded to the batch) on the mesh."""
         settings, axis, _ = self.layout(sl.dim, chunk, grid, mesh)
         cls = grid.objective_class
-        most = () if grid.data is not None else \
-            tuple((f"most_{a}", max(getattr(grid, a))) for a in cls.axes)
+        static = () if grid.data is not None else \
+            tuple((f"most_{a}", max(grid.observations)) for a in cls.axes
+                  if a in COUNT_AXES) + tuple((o, getattr(grid, o)) for o in cls.options)
+        model = grid.parametrization
         spec = Spec(tuple(grid.inits), tuple(grid.targets), sl.dim, sl.capacity,
                     grid.init_scale is not None, dtype.name, settings, axis, mesh,
-                    cls, MODELS[grid.model], grid.target_rank, most)
+                    cls, model, grid.target_rank, static)
         seeds, depths, targets, lr, matrix = _seed_and_target_inputs(grid, rows, dtype, sl.dim)
         scales, observations = _scales_and_observations(rows, dtype)
         coefs = np.asarray([depth_coef(r["init"], r["dim"], r["depth"], r["init_scale"])
-                            for r in rows], dtype)
+                            if model.inits is None else 0.0 for r in rows], dtype)
         inits = np.asarray([grid.inits.index(r["init"]) for r in rows], np.int32)
         fixed = grid.fixed_objective(dtype)
         if fixed is not None:
@@ -142,13 +147,14 @@ class FullEngine:
         eps = replicated(np.asarray(grid.eps, dtype), mesh)
         max_iters = replicated(np.int32(grid.max_iters), mesh)
         active = replicated(np.int32(sl.active), mesh)
-        model = MODELS[grid.model]
+        model = grid.parametrization
+        first = lambda W: W if axis == 0 else jnp.moveaxis(W, -1, 0)
         measure = None if not grid.objective_class.measures else \
             (lambda state: _measure(state.W, data, model))
         return Prepared(state, lambda state: _advance(
             state, data, mask, lr, active, eps, max_iters, settings, axis, loop_mesh, model),
-            measure, lambda state: _final_end_to_end(
-                state.W if axis == 0 else jnp.moveaxis(state.W, -1, 0), model))
+            measure, lambda state: _final_end_to_end(first(state.W), model),
+            lambda state: modes_of(first(state.W), model))
 
     def to_host(self, state: RunState, dim: int) -> dict[str, np.ndarray]:
         axis = self._axis(dim)

@@ -30,6 +30,13 @@ FILE_TARGET = "file"
 LOW_RANK = "low-rank"
 #: The rank of the low-rank target when the grid gives none.
 DEFAULT_RANK = 5
+#: The target of an objective on vectors that draws its own truth (`LinearRegression`: β*).
+PLANTED = "planted"
+#: The grid axes of counts (one axis, two names: observed entries or measurements of a
+#: matrix, samples of a regression).
+COUNT_AXES = ("observations", "samples")
+#: `--covariates`: the draws of a regression's design matrix.
+COVARIATES = ("gaussian", "rademacher")
 
 #: Seeds and iteration counts live in int32 arrays on the device.
 INT32_MAX = 2**31 - 1
@@ -103,9 +110,18 @@ class Grid:
                     "(Gaussian measurements of Φ), regression (with --data-file), or "
                     "module:Class, a zasjax.Objective of your own",
         parse=lambda text, name: str(text), metavar="NAME")
-    model: str = option("dense", "the parametrization: dense (the stacked network W_L⋯W_1)")
+    model: str = option("dense", "the parametrization: dense (the stacked network W_L⋯W_1) "
+                                 "or diagonal (β = Πw₊ − Πw₋, with linear-regression)")
+    init_shape: float = option(1.0, "diagonal network: w₋/w₊ at initialisation (1: β(0) = 0)")
     observations: Sequence[int] = option((), "observed entries (completion) or measurements "
                                              "(sensing) per run; a list is an axis")
+    samples: Sequence[int] = option((), "samples n per run (linear-regression; rows show "
+                                        "them as observations); a list is an axis")
+    sparsity: int | None = option(None, "linear-regression: nonzeros k of the planted β* "
+                                        "(default: all d)")
+    magnitude: float = option(1.0, "linear-regression: |β*_i| on the support")
+    covariates: str = option("gaussian", "linear-regression: gaussian or rademacher rows")
+    noise: float = option(0.0, "linear-regression: label noise σ")
     rank: int | None = option(None, f"rank of the low-rank target (default {DEFAULT_RANK})")
     data: Mapping[str, np.ndarray] | None = dataclasses.field(
         default=None, compare=False, repr=False, metadata=dict(
@@ -134,7 +150,17 @@ class Grid:
             object.__setattr__(self, "lrs", tuple(self.lrs))
         object.__setattr__(self, "hyper", tuple(sorted(tuple(h) for h in self.hyper)))
         object.__setattr__(self, "observations", tuple(int(n) for n in self.observations))
+        if self.samples:  # one count axis: samples are a regression's observations
+            if self.observations:
+                raise ValueError("give samples or observations, not both (one axis)")
+            object.__setattr__(self, "observations", tuple(int(n) for n in self.samples))
+            object.__setattr__(self, "samples", ())
         cls = objective_class(self.objective)  # ValueError for an unknown one
+        model = MODELS.get(self.model)
+        if model is not None and model.inits is not None and self.inits == ("zas",):
+            object.__setattr__(self, "inits", model.inits[:1])  # the default, for this model
+        if cls.acts_on == "vector" and self.targets == ("neg-identity",) and self.data is None:
+            object.__setattr__(self, "targets", (PLANTED,))
         object.__setattr__(self, "objective", cls.name if OBJECTIVES.get(cls.name) is cls
                            else cls)
         if self.data is not None:
@@ -152,9 +178,13 @@ class Grid:
 
     def check(self) -> None:
         """ValueError for any value a run cannot use."""
-        for name, values, table in (("init", self.inits, INITS),
-                                    ("target", self.targets,
-                                     {**TARGETS, FILE_TARGET: 0, LOW_RANK: 0})):
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; expected one of {sorted(MODELS)}")
+        vector = self.objective_class.acts_on == "vector"
+        inits = MODELS[self.model].inits or INITS
+        targets = {PLANTED: 0} if vector else {**TARGETS, LOW_RANK: 0}
+        for name, values, table in (("init", self.inits, inits),
+                                    ("target", self.targets, {**targets, FILE_TARGET: 0})):
             if not values:
                 raise ValueError(f"give at least one {name}")
             for v in values:
@@ -229,10 +259,29 @@ class Grid:
         """The rank of the low-rank target."""
         return DEFAULT_RANK if self.rank is None else self.rank
 
+    @property
+    def parametrization(self):
+        """The grid's parametrization (`_models`), with its options."""
+        cls = MODELS[self.model]
+        return cls(shape=self.init_shape) if cls.name == "diagonal" else cls()
+
     def _check_objective(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; expected one of {sorted(MODELS)}")
         cls = self.objective_class
+        model = MODELS[self.model]
+        if model.makes != cls.acts_on:
+            fits = sorted(n for n, m in MODELS.items() if m.makes == cls.acts_on)
+            raise ValueError(f"objective {cls.label()} acts on a {cls.acts_on}; model "
+                             f"{self.model} makes a {model.makes} (use --model "
+                             f"{' or '.join(fits) or '...'})")
+        if self.model == "diagonal":
+            self.parametrization  # checks the shape
+            if self.init_scale is None:
+                raise ValueError("the diagonal network needs its init scale α "
+                                 "(--init-scale): every weight starts at α")
+        elif self.init_shape != 1.0:
+            raise ValueError(f"init_shape is an option of the diagonal network, not of "
+                             f"model {self.model}")
+        self._check_options(cls)
         if self.rank is not None:
             if LOW_RANK not in self.targets:
                 raise ValueError(f"rank is the rank of target {LOW_RANK!r}; targets "
@@ -246,17 +295,21 @@ class Grid:
         if self.data is not None and self.observations:
             raise ValueError("the data (--data-file) fix the observations; drop "
                              "--observations")
-        if "observations" not in cls.axes or self.data is not None:
+        count = next((a for a in cls.axes if a in COUNT_AXES), None)
+        if count is None or self.data is not None:
             if self.observations:
-                raise ValueError(f"observations are for objectives that read them "
-                                 f"(completion, sensing); {cls.label()} sees all of its data")
+                raise ValueError(f"observations (samples) are for objectives that read them "
+                                 f"(completion, sensing, linear-regression); {cls.label()} "
+                                 "sees all of its data")
         else:
             if not self.observations:
-                raise ValueError(f"objective {cls.label()} needs the number of observations "
-                                 "(--observations)")
+                raise ValueError(f"objective {cls.label()} needs the number of {count} "
+                                 f"(--{count})")
             if len(set(self.observations)) != len(self.observations):
-                raise ValueError(f"observations {list(self.observations)} list a value twice")
-            for d in self.dims:
+                raise ValueError(f"{count} {list(self.observations)} list a value twice")
+            if count == "samples" and min(self.observations) < 1:
+                raise ValueError(f"samples must be >= 1, got {list(self.observations)}")
+            for d in self.dims if count == "observations" else ():
                 if not all(1 <= n <= d * d for n in self.observations):
                     raise ValueError(f"observations must be in [1, {d * d}] (entries of a {d} "
                                      f"× {d} target), got {list(self.observations)}")
@@ -265,6 +318,29 @@ class Grid:
         elif cls.needs_data:
             raise ValueError(f"objective {cls.label()} has no random draw: give its data "
                              f"(--data-file, Grid(data=...): fields {_fields(cls)})")
+
+    def _check_options(self, cls) -> None:
+        # The objective's static options: each left at its default unless the objective
+        # reads it.
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in ("sparsity", "magnitude", "covariates", "noise"):
+            if getattr(self, name) != defaults[name] and (
+                    name not in cls.options or self.data is not None):
+                raise ValueError(f"--{name} is an option of the draw of objective "
+                                 f"linear-regression; {cls.label()}"
+                                 + (" with data given" if self.data is not None else "")
+                                 + " does not read it")
+        if self.sparsity is not None and not (
+                isinstance(self.sparsity, int) and 0 <= self.sparsity <= min(self.dims)):
+            raise ValueError(f"sparsity must be an integer in [0, {min(self.dims)}] (the "
+                             f"smallest dim d), got {self.sparsity!r}")
+        if self.covariates not in COVARIATES:
+            raise ValueError(f"covariates must be one of {list(COVARIATES)}, got "
+                             f"{self.covariates!r}")
+        if not (math.isfinite(self.noise) and self.noise >= 0):
+            raise ValueError(f"noise must be a finite number >= 0, got {self.noise}")
+        if not math.isfinite(self.magnitude):
+            raise ValueError(f"magnitude must be a finite number, got {self.magnitude}")
 
     def fixed_objective(self, dtype=None) -> Objective | None:
         """The objective `data` describe (the same for every configuration), or None."""

@@ -27,13 +27,13 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import Mesh, PartitionSpec
 
-from .._models import Dense
+from .._models import Dense, OnModel
 from .._network import end_to_end_loss_and_grad_unrolled
 from .._objectives import Whitened
 from .._run import RUNNING, Settings, init_state, step
 from .._targets import low_rank_target, make_target
 from ._distributed import sharding
-from ._grid import FILE_TARGET, LOW_RANK
+from ._grid import FILE_TARGET, LOW_RANK, PLANTED
 
 
 def batch_axis(matmul: str) -> int:
@@ -54,9 +54,9 @@ class Spec(NamedTuple):
     axis: int
     mesh: Mesh
     objective: type = Whitened  # an `Objective` subclass
-    model: type = Dense         # a parametrization (`_models`)
+    model: object = Dense()     # a parametrization (`_models`)
     rank: int = 1           # of the low-rank target
-    most: tuple = ()        # (most_<axis>, the grid's largest value) of the axes it reads
+    static: tuple = ()      # (name, value) keywords of `objective.draw`: most_<count>, options
 
 
 def select(index, options):
@@ -69,8 +69,11 @@ def select(index, options):
 
 
 def targets(seeds, target_index, target_matrix, names, dim: int, dtype, rank: int = 1):
-    """Φ of every configuration, `(B, dim, dim)`: seed s draws from fold_in(key(s), 1)."""
+    """Φ of every configuration, `(B, dim, dim)`: seed s draws from fold_in(key(s), 1).
+    (An objective on vectors that plants its own truth gets zeros `(B, dim)`.)"""
     keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 1))(seeds)
+    if names == (PLANTED,):
+        return jnp.zeros((len(seeds), dim), dtype)
 
     def draw(name):
         if name == FILE_TARGET:
@@ -82,18 +85,18 @@ def targets(seeds, target_index, target_matrix, names, dim: int, dtype, rank: in
     return select(target_index, [draw(name) for name in names])
 
 
-def draw_objectives(seeds, phi, observations, fixed, spec: Spec):
+def draw_objectives(seeds, phi, axes: dict, fixed, spec: Spec):
     """Every configuration's objective, batched on the first axis: the grid's fixed data
-    (`fixed`, broadcast) or `spec.objective.draw` from fold_in(key(s), 2), Φ and the axes
-    the objective reads (`Objective.draw`)."""
+    (`fixed`, broadcast) or `spec.objective.draw` from fold_in(key(s), 2), Φ, the axes
+    the objective reads (`axes`: name → `(B,)`) and its static keywords
+    (`Objective.draw`)."""
     if fixed is not None:
         return jax.tree.map(lambda x: jnp.broadcast_to(x, (len(seeds), *x.shape)), fixed)
     keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(s), 2))(seeds)
-    axes = {"observations": observations}
-    most = dict(spec.most)
+    names = spec.objective.axes
     draw = lambda k, p, *values: spec.objective.draw(
-        k, p, **dict(zip(spec.objective.axes, values)), **most)
-    return jax.vmap(draw)(keys, phi, *(axes[a] for a in spec.objective.axes))
+        k, p, **dict(zip(names, values)), **dict(spec.static))
+    return jax.vmap(draw)(keys, phi, *(axes[a] for a in names))
 
 
 @partial(jax.jit, static_argnames=("spec",))
@@ -117,7 +120,9 @@ def start(seeds, depths, coefs, scales, observations, init_index, target_index, 
                 init_keys, depths, coefs, scales)
         for name in spec.inits])
     phi = targets(seeds, target_index, target_matrix, spec.targets, D, dtype, spec.rank)
-    data = draw_objectives(seeds, phi, observations, fixed, spec)
+    axes = {"observations": observations, "samples": observations, "init_scale": scales,
+            "depth": depths}
+    data = draw_objectives(seeds, phi, axes, fixed, spec)
     mask = (jnp.arange(C, dtype=depths.dtype)[None, :] < depths[:, None]).astype(dtype)
     mask = mask[..., None, None]
     lr = lr.astype(dtype)
@@ -136,16 +141,22 @@ def _axis(x, spec: Spec) -> int:
 
 
 @partial(jax.jit, static_argnames=("model",))
-def measure(W, objective, model=Dense):
+def measure(W, objective, model=Dense()):
     """`objective.measure` of every configuration's end-to-end matrix, `(B,)` each (batch
     first, as every objective but the whitened loss runs)."""
     return jax.vmap(lambda W, o: o.measure(model.end_to_end(W)))(W, objective)
 
 
 @partial(jax.jit, static_argnames=("model",))
-def final_end_to_end(W, model=Dense):
+def final_end_to_end(W, model=Dense()):
     """Every configuration's end-to-end matrix, `(B, D, D)` (batch first)."""
     return jax.vmap(model.end_to_end)(W)
+
+
+@partial(jax.jit, static_argnames=("model",))
+def modes(W, model=Dense()):
+    """Every configuration's modes (`Parametrization.modes`), `(B, k)` (batch first)."""
+    return jax.vmap(model.modes)(W)
 
 
 #: Iterations between two checks whether every configuration of a slice has finished: the
@@ -173,22 +184,10 @@ class _LossOnly(eqx.Module):
     """R(W) alone, for the initial state (which keeps no gradient): a smaller program."""
 
     objective: eqx.Module
-    model: type = eqx.field(static=True, default=Dense)
+    model: object = eqx.field(static=True, default=Dense())
 
     def value_and_grad(self, W, key, matmul, prefix="sequential"):
         return self.objective.head(self.model.end_to_end(W))[0], None
-
-
-class _Model(eqx.Module):
-    """An objective on a parametrization, its layer products stopping at layer `active`
-    (data; the padding above it is identity): one program serves every depth of a class."""
-
-    objective: eqx.Module
-    active: jax.Array
-    model: type = eqx.field(static=True, default=Dense)
-
-    def value_and_grad(self, W, key, matmul, prefix="sequential"):
-        return self.model.value_and_grad(W, self.objective.head, matmul, prefix, self.active)
 
 
 class _Evaluated(eqx.Module):
@@ -204,7 +203,7 @@ class _Evaluated(eqx.Module):
 @partial(jax.jit, static_argnames=("settings", "axis", "loop_mesh", "model"),
          donate_argnums=(0,))
 def advance_chunk(state, data, mask, lr, active, eps, max_iters, settings, axis,
-                  loop_mesh=None, model=Dense):
+                  loop_mesh=None, model=Dense()):
     """Up to `settings.record_every` iterations of `step` on every configuration (fewer
     once all of them have finished).
 
@@ -220,7 +219,7 @@ def advance_chunk(state, data, mask, lr, active, eps, max_iters, settings, axis,
     """
 
     def one(state, data, mask, lr, active):
-        return step(state, _Model(data, active, model), mask, lr, eps, max_iters, settings)
+        return step(state, OnModel(data, model, active), mask, lr, eps, max_iters, settings)
 
     def batch_last(state, data, mask, lr, active):
         # `step` broadcasts over trailing batch axes; a vmap would transpose W every step.

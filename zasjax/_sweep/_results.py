@@ -246,7 +246,7 @@ def read_runs(path: str) -> list[dict]:
 
 
 #: The arrays `--save` can keep of every configuration.
-ARRAYS = ("end-to-end",)
+ARRAYS = ("end-to-end", "learning-times")
 
 
 def save_arrays(folder: str, rows: list[dict], positions, values) -> None:

@@ -87,7 +87,9 @@ class SweepSpec:
                 "configurations")
     save: tuple[str, ...] = option(
         (), "arrays to keep of every configuration, beside its row: end-to-end (the final "
-            "end-to-end matrix; read back with load_sweep(DIR, arrays=True))",
+            "end-to-end matrix), learning-times (the iteration at which each mode first "
+            "reaches half its final value, to the --chunk); read back with "
+            "load_sweep(DIR, arrays=True)",
         metavar="NAME,...")
     plan: bool = option(False, "print what the sweep would do (configurations, programs, "
                                "slices, memory, results' size, an estimated time) and stop",
