@@ -260,3 +260,41 @@ def test_data_from_a_file_sweeps_with_its_test_set(tmp_path):
     l2 = np.linalg.pinv(X) @ data["y"]
     assert row["test_error"] < 0.1 * np.mean((Xt @ l2 - data["y_test"]) ** 2)
     assert row["beta_error"] is None  # no β* in the file: no such measure
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_one_runs_learning_times_follow_the_mode_ode(depth):
+    # With XᵀX/n = I every coordinate of the diagonal network decouples: from w = α in every
+    # layer, β_i = u^N follows β̇ = N β^{2−2/N}(β*_i − β) (separate layers, the ½-normalised
+    # loss: c = N), so GD at a small step learns β*_i at mode_half_time(α^N, β*_i, N)/η.
+    d, alpha, lr = 4, 0.05, 2e-3
+    X = np.sqrt(d) * np.eye(d)
+    target = np.asarray([8.0, 4.0, 2.0, 1.0])
+    objective = zj.LinearRegression(jnp.asarray(X), jnp.asarray(X @ target))
+    model = zj.Diagonal(shape=0.0 + 1e-9)  # w₋ ≈ 0: one branch, β ≈ u^N
+    W0 = model.init("constant", None, d, depth, depth, 0.0, alpha, jnp.float64)
+    predicted = np.asarray([zj.mode_half_time(alpha**depth, s, depth) for s in target]) / lr
+    curve = zj.learning_curve(W0, objective, lr, int(1.5 * predicted.max()), every=5,
+                              model=model)
+    times = np.asarray(curve["learning_times"])
+    np.testing.assert_allclose(times, predicted, rtol=0.03)
+    assert np.all(np.diff(times) > 0)  # the largest coordinate first
+    # the loss waits on a plateau between jumps: each level below the one before
+    levels = np.asarray(curve["plateau_loss"])
+    assert np.all(np.diff(levels) < 0)
+    # the plateau after jump j lies between the saddle values with j and j + 1 coordinates
+    # learned (the next jump starts inside it)
+    saddles = [0.5 * np.sum(target[j:] ** 2) for j in range(d + 1)]
+    for j in range(1, d):
+        assert saddles[j + 1] < levels[j] <= saddles[j], (j, levels, saddles)
+
+
+def test_trajectory_reports_the_learning_times_of_the_singular_values():
+    # A balanced, aligned start W_l = σ₀^{1/N} diag-basis of Φ: the modes decouple exactly.
+    N, lr, s0 = 3, 2e-3, 1e-3
+    target = jnp.diag(jnp.asarray([6.0, 3.0, 1.5]))
+    W0 = jnp.stack([s0 ** (1 / N) * jnp.eye(3)] * N)
+    predicted = np.asarray([zj.mode_half_time(s0, s, N) for s in (6.0, 3.0, 1.5)]) / lr
+    traj = zj.trajectory(W0, target, lr, int(1.3 * predicted.max()), every=5)
+    np.testing.assert_allclose(traj["learning_times"], predicted, rtol=0.03)
+    assert traj["plateau_loss"].shape == (4,)

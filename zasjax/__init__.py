@@ -14,6 +14,7 @@ from ._diagnostics import (
     EdgeOfStability as EdgeOfStability,
     Plateau as Plateau,
     diagnostics as diagnostics,
+    learning_curve as learning_curve,
     plateau as plateau,
     trajectory as trajectory,
 )

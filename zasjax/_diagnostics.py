@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._learning_times import learning_times, plateaus
 from ._measures import (
     balancedness,
     deficiency_margin,
@@ -46,6 +47,7 @@ from ._measures import (
     true_layers as _layout,
     unobserved_error,
 )
+from ._models import MODELS, OnModel, check_params
 from ._network import end_to_end, loss_and_grad
 from ._objectives import (
     Completion,
@@ -307,6 +309,11 @@ def trajectory(W0: jax.Array, phi, lr, n_steps: int, every: int = 1,
     "settings", "sharpness"))`) and vmaps over learning rates, targets (objectives) and
     inits. Pure and unjitted.
 
+    Also `learning_times` `(r,)`: the first record at which each singular value of W_{L:1}
+    reaches half of its final value (`_learning_times.learning_times`), and the loss
+    plateaus between those jumps, `plateau_start`, `plateau_end`, `plateau_loss` `(r + 1,)`
+    (`_learning_times.plateaus`): the resolution is `every`.
+
     With `sharpness=EdgeOfStability(every=s)` (s a multiple of `every`) it also records the
     sharpness λ_max of the masked Hessian (`_sharpness.sharpness`, k = 1) at t = 0, s, 2s, …:
     `sharpness` `(n_steps // s + 1,)` (NaN once the run has diverged), `sharpness_converged`
@@ -375,6 +382,7 @@ def trajectory(W0: jax.Array, phi, lr, n_steps: int, every: int = 1,
         s_steps = s_every * jnp.arange(lam.shape[0])
     out = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
     out["step"] = every * jnp.arange(n_records + 1)
+    out.update(_learning(out["end_to_end_sv"], out["loss"], out["step"]))
     if sharpness is not None:
         out.update(sharpness=lam, sharpness_converged=jnp.concatenate([ok0[None], sharp[1]]),
                    sharpness_step=s_steps)
@@ -383,8 +391,65 @@ def trajectory(W0: jax.Array, phi, lr, n_steps: int, every: int = 1,
     return out
 
 
+def _learning(modes, losses, steps) -> dict:
+    times = learning_times(modes, steps)
+    p = plateaus(losses, times, steps)
+    return dict(learning_times=times, plateau_start=p.start, plateau_end=p.end,
+                plateau_loss=p.loss)
+
+
+def learning_curve(params0, objective, lr, n_steps: int, every: int = 1, model=None,
+                   settings: Settings = Settings()) -> dict[str, jax.Array]:
+    """`n_steps` of gradient descent on any parametrization (`_models`: the stacked network
+    by default, `Diagonal`, a name) and objective, recording every `every` steps what
+    learning times follow: `step` `(T,)`, `loss` `(T,)`, `modes` `(T, k)` (singular values
+    of the end-to-end matrix, or a diagonal network's β), `status` `(T,)`; then
+    `learning_times` `(k,)` and the plateaus between them (`plateau_start`, `plateau_end`,
+    `plateau_loss`, `(k + 1,)`), as in `trajectory`. The run records its whole horizon
+    (ε = 0). Pure and unjitted: jit with `static_argnames=("n_steps", "every", "model",
+    "settings")`; `lr`, `params0` and the objective's data may be traced (vmap over them)."""
+    n_steps, every = int(n_steps), int(every)
+    if n_steps < 0 or every < 1:
+        raise ValueError(f"need n_steps >= 0 and every >= 1, got {n_steps} and {every}")
+    if isinstance(model, str):
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; expected one of {sorted(MODELS)}")
+        model = MODELS[model]()
+    model = MODELS["dense"]() if model is None else model
+    check_params(model, params0)
+    objective = as_objective(objective, params0.dtype)
+    if getattr(objective, "acts_on", "matrix") != model.makes:
+        raise ValueError(f"objective {type(objective).__name__} acts on a "
+                         f"{objective.acts_on}; the {model.name} network makes a "
+                         f"{model.makes}")
+    bound = OnModel(objective, model)
+    mask = jnp.ones_like(params0)
+    lr = jnp.asarray(lr, params0.dtype)
+    eps = jnp.zeros((), params0.dtype)
+    max_iters = jnp.asarray(n_steps, jnp.int32)
+
+    def record(state):
+        return state.loss, model.modes(state.W), state.status
+
+    def block(state, _):
+        state = lax.fori_loop(
+            0, every, lambda _, s: step(s, bound, mask, lr, eps, max_iters, settings), state)
+        # `state.loss` is R at the last evaluation, one step behind W: evaluate at W
+        return state, record(state._replace(loss=bound.value_and_grad(
+            state.W, state.key, jnp.matmul)[0]))
+
+    state = init_state(params0, bound, lr, settings)
+    first = record(state)
+    _, rest = lax.scan(block, state, None, length=n_steps // every)
+    loss, modes, status = (jnp.concatenate([a[None], b]) for a, b in zip(first, rest))
+    steps = every * jnp.arange(n_steps // every + 1)
+    return dict(step=steps, loss=loss, modes=modes, status=status,
+                **_learning(modes, loss, steps))
+
+
 __all__ = ["zas_invariant_gap", "sigma_min_lower", "zas_lambda_min",
            "end_to_end_singular_values", "layer_grad_norms", "last_layer_grad_ratio",
            "saddle_loss",
-           "diagnostics", "Plateau", "plateau", "trajectory", "EdgeOfStability", "EOS_BAND",
+           "diagnostics", "Plateau", "plateau", "trajectory", "learning_curve",
+           "EdgeOfStability", "EOS_BAND",
            "edge_of_stability_summary"]
