@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _measures
-from ._implicit_bias import q_alpha
+from ._implicit_bias import diagonal_limit, q_alpha
 from ._network import (
     end_to_end_loss_and_grad,
     pad_square,
@@ -302,7 +302,10 @@ class LinearRegression(Objective):
     for drawn (isotropic) covariates, its population value ‖β − β*‖² + σ²; `l1_norm` ‖β‖₁;
     `support_found` the fraction of β*'s support among the k largest |β_i| (k = |supp β*|);
     `q_alpha` Woodworth et al.'s Q_α(β) = α² Σ q(β_i/α²) with α² = `scale` (at depth 2 their
-    potential exactly).
+    potential exactly); `limit_distance` ‖β − β_α‖ at `depth` 2 from the symmetric init
+    (`shape` 1), β_α = `_implicit_bias.diagonal_limit` of the n samples, the limit of
+    gradient flow (computed on the host, once per configuration; NaN at other depths, or
+    where it has no solution).
     """
 
     X: jax.Array
@@ -313,12 +316,15 @@ class LinearRegression(Objective):
     X_test: jax.Array | None = None
     y_test: jax.Array | None = None
     scale: jax.Array | None = None
+    depth: jax.Array | None = None
+    shape: float = eqx.field(static=True, default=1.0)
 
     name: ClassVar[str] = "linear-regression"
     axes: ClassVar[tuple[str, ...]] = ("samples", "init_scale", "depth")
-    options: ClassVar[tuple[str, ...]] = ("sparsity", "magnitude", "covariates", "noise")
+    options: ClassVar[tuple[str, ...]] = ("sparsity", "magnitude", "covariates", "noise",
+                                          "init_shape")
     measures: ClassVar[tuple[str, ...]] = ("beta_error", "test_error", "l1_norm",
-                                           "support_found", "q_alpha")
+                                           "support_found", "q_alpha", "limit_distance")
     acts_on: ClassVar[str] = "vector"
 
     def _n(self):
@@ -350,7 +356,7 @@ class LinearRegression(Objective):
 
     @classmethod
     def draw(cls, key, phi, *, samples, most_samples, init_scale=None, depth=None,
-             sparsity=None, magnitude=1.0, covariates="gaussian", noise=0.0):
+             sparsity=None, magnitude=1.0, covariates="gaussian", noise=0.0, init_shape=1.0):
         D = phi.shape[-1]
         dtype = phi.dtype
         k_x, k_s, k_sign, k_noise = jax.random.split(key, 4)
@@ -369,13 +375,14 @@ class LinearRegression(Objective):
         y = X @ beta_star + jnp.where(rows, sigma * jax.random.normal(k_noise, (N,), dtype), 0)
         scale = None if init_scale is None else \
             jnp.asarray(init_scale, dtype) ** jnp.asarray(depth).astype(dtype)
-        return cls(X, y, jnp.asarray(samples, dtype), beta_star, sigma, scale=scale)
+        return cls(X, y, jnp.asarray(samples, dtype), beta_star, sigma, scale=scale,
+                   depth=depth, shape=float(init_shape))
 
     def measure(self, beta) -> dict:
         dtype = beta.dtype
         nan = jnp.full((), jnp.nan, dtype)
         out = {"l1_norm": jnp.sum(jnp.abs(beta)), "beta_error": nan, "test_error": nan,
-               "support_found": nan, "q_alpha": nan}
+               "support_found": nan, "q_alpha": nan, "limit_distance": nan}
         if self.beta_star is not None:
             err = beta - self.beta_star
             out["beta_error"] = jnp.linalg.norm(err)
@@ -395,7 +402,26 @@ class LinearRegression(Objective):
             out["test_error"] = jnp.mean(r * r)
         if self.scale is not None:
             out["q_alpha"] = q_alpha(beta, jnp.sqrt(self.scale))
+            if self.depth is not None and self.shape == 1.0:
+                limit = jax.pure_callback(
+                    _depth_two_limit, jax.ShapeDtypeStruct(beta.shape, dtype), self.X, self.y,
+                    self._n(), jnp.sqrt(self.scale), self.depth, vmap_method="sequential")
+                out["limit_distance"] = jnp.linalg.norm(beta - limit)
         return out
+
+
+def _depth_two_limit(X, y, n, alpha, depth):
+    # On the host (`pure_callback`): Woodworth et al.'s limit of the first n samples at
+    # depth 2; NaN elsewhere or where there is none (n > d, X of low rank).
+    nan = np.full(X.shape[1], np.nan, X.dtype)
+    if int(depth) != 2:
+        return nan
+    n = int(n)
+    try:
+        return diagonal_limit(np.asarray(X)[:n], np.asarray(y)[:n],
+                              float(alpha)).astype(X.dtype)
+    except (ValueError, RuntimeError):
+        return nan
 
 
 def _dmf_measures(X, phi, observed) -> dict:

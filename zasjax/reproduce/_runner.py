@@ -40,7 +40,8 @@ SIZES = ("full", "quick")
 # name -> module; imported lazily so `zasjax --help` stays fast.
 REPRODUCTIONS: dict[str, str] = {
     name: f"zasjax.reproduce.{name}"
-    for name in ("fig1", "fig2", "fig3", "shamir", "arora", "zou", "fig4", "dmf", "razin")
+    for name in ("fig1", "fig2", "fig3", "shamir", "arora", "zou", "fig4", "dmf", "razin",
+                 "woodworth", "incremental")
 }
 
 
