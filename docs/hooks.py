@@ -42,6 +42,8 @@ SECTIONS = {
     "_compare": "Gradient descent against gradient flow",
     "_sharpness": "Sharpness",
     "_diagnostics": "Diagnostics and trajectories",
+    "_learning_times": "Learning times",
+    "_implicit_bias": "Implicit bias",
     "_theory": "Theorem monitors",
     "_status": "Status",
     "_optimizers": "Optimisers",

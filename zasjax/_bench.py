@@ -18,6 +18,11 @@ runs them, beside the peers' PyTorch loop (roosephu/deep_matrix_factorization, m
 stack of bias-free `nn.Linear`, the end-to-end product, the mean squared error on the
 observed entries, `loss.backward()`, `optim.SGD`), one configuration after another and
 batched by `torch.bmm`; each at PyTorch's default thread count and on one thread.
+
+A diagonal-network case (issue 29): β = Πw₊ − Πw₋ at d = 1000, depth 2, linear regression on
+n = 100 samples of a 5-sparse β*, 64 configurations (8 init scales α × 8 seeds), GD as a
+sweep runs it, beside PyTorch one configuration at a time (autograd, as the papers' scripts,
+and the gradient by hand) and all 64 stacked; GFLOP/s counts Xβ and Xᵀr (4nd flops a step).
 """
 
 from __future__ import annotations
@@ -181,24 +186,30 @@ def completion_grid(B: int) -> _sweep.Grid:
                        max_iters=10**9 - 1, eps=1e-30)
 
 
-def completion_rate(B: int, steps: int, repeats: int, batching: str) -> float:
-    """Configuration-steps per second of the sweep's compiled chunk on the completion grid
-    (`batching`: "loop", each configuration after another, or "vmap")."""
-    grid = completion_grid(B)
-    state, advance = slice_program(grid, grid.configs(), COMPLETION["L"], dtype=jnp.float32,
-                                   chunk=steps, matmul="dot", batching=batching,
-                                   devices=jax.devices()[:1])
+def _grid_rate(grid: _sweep.Grid, capacity: int, steps: int, repeats: int,
+               batching: str = "auto") -> float:
+    """Configuration-steps per second of the sweep's compiled chunk on every configuration
+    of `grid` (float32, one device), checked to have stepped every configuration."""
+    rows = grid.configs()
+    state, advance = slice_program(grid, rows, capacity, dtype=jnp.float32, chunk=steps,
+                                   matmul="dot", batching=batching, devices=jax.devices()[:1])
     state = [state]
 
     def chunk():
         state[0] = advance(state[0])
         state[0].W.block_until_ready()
 
-    rate = B * steps / _best(chunk, repeats)
+    rate = len(rows) * steps / _best(chunk, repeats)
     if not np.all(np.asarray(state[0].status) == RUNNING):
         # A finished configuration stops stepping: the rate would count steps not taken.
-        raise RuntimeError("a completion configuration finished while being timed")
+        raise RuntimeError(f"a {grid.objective} configuration finished while being timed")
     return rate
+
+
+def completion_rate(B: int, steps: int, repeats: int, batching: str) -> float:
+    """Configuration-steps per second of the sweep's compiled chunk on the completion grid
+    (`batching`: "loop", each configuration after another, or "vmap")."""
+    return _grid_rate(completion_grid(B), COMPLETION["L"], steps, repeats, batching)
 
 
 def completion_vmap_run_rate(B: int, steps: int, repeats: int) -> float:
@@ -384,6 +395,180 @@ def _completion_text(c: dict) -> str:
             f"{_fmt(c['ratio_vs_torch_bmm'], ',.1f')} (against the faster torch); load "
             + " -> ".join(f"{x:.1f}" for x in c["load_average"])
             + f"\n      strategies: {others}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagonal linear networks: the sweep's programs against per-run and batched PyTorch
+# ---------------------------------------------------------------------------------------------
+
+#: d features, n samples, depth, nonzeros of the planted β*, configurations (8 init scales ×
+#: 8 seeds: each seed its own X, β*, y).
+DIAGONAL = dict(d=1000, n=100, L=2, sparsity=5, B=64)
+#: The init scales α (every weight starts at α; Woodworth et al.'s kernel-to-rich range) and
+#: the step on R = (1/2n)‖Xβ − y‖²: stable at every α over the timed steps.
+DIAGONAL_SCALES = tuple(float(a) for a in np.logspace(-3, 0, 8))
+DIAGONAL_LR = 1e-3
+
+
+def diagonal_grid() -> _sweep.Grid:
+    c = DIAGONAL
+    return _sweep.Grid(model="diagonal", objective="linear-regression", dims=(c["d"],),
+                       depths=(c["L"],), samples=(c["n"],), sparsity=c["sparsity"],
+                       init_scale=DIAGONAL_SCALES,
+                       seeds=tuple(range(c["B"] // len(DIAGONAL_SCALES))),
+                       lrs=(DIAGONAL_LR,), max_iters=10**9 - 1, eps=1e-30)
+
+
+def diagonal_flops_per_step() -> float:
+    """Xβ and Xᵀr, 2nd flops each; the O(L·d) elementwise products are not counted."""
+    return 4 * DIAGONAL["n"] * DIAGONAL["d"]
+
+
+def _diagonal_problem(torch, gen):
+    """One problem as `LinearRegression.draw` draws it: Gaussian X (n, d), β* with k entries
+    ±1 on a random support, y = Xβ*."""
+    c = DIAGONAL
+    X = torch.randn(c["n"], c["d"], generator=gen)
+    beta = torch.zeros(c["d"])
+    support = torch.randperm(c["d"], generator=gen)[:c["sparsity"]]
+    beta[support] = 2.0 * torch.randint(0, 2, (c["sparsity"],), generator=gen) - 1
+    return X, X @ beta
+
+
+def _diagonal_beta(plus, minus):
+    """β = w₊^(L) ⊙ ⋯ ⊙ w₊^(1) − w₋^(L) ⊙ ⋯ ⊙ w₋^(1) from sequences of layers."""
+    p, m = plus[0], minus[0]
+    for wp, wm in zip(plus[1:], minus[1:]):
+        p, m = p * wp, m * wm
+    return p - m
+
+
+def torch_diagonal_loop_rate(configs: int, steps: int, by_hand: bool = False,
+                             threads: int | None = None) -> float | None:
+    """One configuration after another, as the papers' scripts run one α at a time: the 2L
+    layers w₊^(l), w₋^(l) as `nn.Parameter`s (each α·1), β, R = (1/2n)‖Xβ − y‖² (our
+    normalisation: the same iterates), `backward`, `optim.SGD`. With `by_hand`, no autograd:
+    g = Xᵀr/n and ∂R/∂w_±^(l) = ±g ⊙ Π_{m≠l} w_±^(m) written out. The best configuration's
+    rate (a first one, two steps untimed, warms up)."""
+    torch = _torch()
+    if torch is None:
+        return None
+    L, n, d = DIAGONAL["L"], DIAGONAL["n"], DIAGONAL["d"]
+    gen = torch.Generator().manual_seed(0)
+    sign = torch.tensor([[1.0], [-1.0]])
+    best = float("inf")
+    with _threads(torch, threads):
+        for i in range(configs + 1):
+            X, y = _diagonal_problem(torch, gen)
+            alpha = DIAGONAL_SCALES[i % len(DIAGONAL_SCALES)]
+            if by_hand:
+                W = torch.full((L, 2, d), alpha)
+
+                def step(W=W, X=X, y=y):
+                    prod = W.prod(0)
+                    g = X.T @ (X @ (prod[0] - prod[1]) - y) / n
+                    # Π_{m≠l} w^(m) as Π/w^(l): no weight reaches 0 in the timed steps
+                    W.sub_(DIAGONAL_LR * (prod / W) * (sign * g))
+            else:
+                plus = [torch.nn.Parameter(torch.full((d,), alpha)) for _ in range(L)]
+                minus = [torch.nn.Parameter(torch.full((d,), alpha)) for _ in range(L)]
+                opt = torch.optim.SGD(plus + minus, lr=DIAGONAL_LR)
+
+                def step(plus=plus, minus=minus, opt=opt, X=X, y=y):
+                    loss = 0.5 * (X @ _diagonal_beta(plus, minus) - y).pow(2).mean()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+            t0 = time.perf_counter()
+            for _ in range(steps if i else 2):
+                step()
+            if i:
+                best = min(best, time.perf_counter() - t0)
+    return steps / best
+
+
+def torch_diagonal_batched_rate(steps: int, repeats: int, threads: int | None = None
+                                ) -> float | None:
+    """All B configurations stacked: one (B, L, 2, d) parameter, X: (B, n, d), β by the same
+    products, Xβ by `torch.bmm`, the sum over configurations of each one's R (so each
+    gradient is its own), `backward`, SGD. Best of `repeats` after a warm-up."""
+    torch = _torch()
+    if torch is None:
+        return None
+    B, L, d = DIAGONAL["B"], DIAGONAL["L"], DIAGONAL["d"]
+    gen = torch.Generator().manual_seed(0)
+    X, y = (torch.stack(a) for a in zip(*(_diagonal_problem(torch, gen) for _ in range(B))))
+    alpha = torch.tensor(DIAGONAL_SCALES).repeat(B // len(DIAGONAL_SCALES))
+    W = torch.nn.Parameter(alpha[:, None, None, None].expand(B, L, 2, d).clone())
+    opt = torch.optim.SGD([W], lr=DIAGONAL_LR)
+
+    def run():
+        for _ in range(steps):
+            beta = _diagonal_beta(W[:, :, 0].unbind(1), W[:, :, 1].unbind(1))
+            r = torch.bmm(X, beta[:, :, None])[..., 0] - y
+            loss = 0.5 * r.pow(2).mean(1).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    with _threads(torch, threads):
+        return B * steps / _best(run, repeats)
+
+
+def diagonal_case(quick: bool = False, repeats: int = 5, peak: float | None = None) -> dict:
+    """The diagonal network (d = 1000, n = 100, depth 2, 64 configurations) as a sweep runs
+    it, against PyTorch one configuration at a time (autograd, the papers' way, and the
+    gradient by hand) and batched, each at PyTorch's default thread count and on one thread,
+    side by side in this run; prints and returns the figures. The ratios are against the
+    fastest PyTorch of each kind. `x_read_gb_per_s`: X read twice a step, 8nd bytes a
+    configuration-step in float32 — the B copies of X (25.6 MB) are what bounds a CPU.
+
+        python -c "from zasjax import _bench; _bench.diagonal_case()"
+    """
+    c = DIAGONAL
+    steps = 25 if quick else 100
+    load = [os.getloadavg()[0]]
+    rate = _grid_rate(diagonal_grid(), c["L"], steps, repeats)
+    torch = _torch()
+    default = None if torch is None else torch.get_num_threads()
+    l_steps, configs = (50, 1) if quick else (300, 3)
+    loop = {f"{how}{on}": torch_diagonal_loop_rate(configs, l_steps, by_hand=how == "by hand",
+                                                   threads=threads)
+            for how in ("autograd", "by hand") for on, threads in (("", None), (", 1 thread", 1))}
+    b_steps = 2 if quick else 10
+    batched = {"default": torch_diagonal_batched_rate(b_steps, repeats),
+               "1 thread": torch_diagonal_batched_rate(b_steps, repeats, threads=1)}
+    load.append(os.getloadavg()[0])
+
+    def fastest(rates, prefix=""):
+        return max((v for k, v in rates.items() if v is not None and k.startswith(prefix)),
+                   default=None)
+
+    gflops = rate * diagonal_flops_per_step() / 1e9
+    out = dict(**c, dtype="float32", lr=DIAGONAL_LR, init_scales=list(DIAGONAL_SCALES),
+               steps_per_call=steps, cfg_steps_per_s=rate, gflops=gflops,
+               fraction_of_matmul_peak=None if peak is None else gflops / peak,
+               x_read_gb_per_s=rate * 8 * c["n"] * c["d"] / 1e9,
+               torch_threads_default=default, torch_loop_cfg_steps_per_s=loop,
+               torch_batched_cfg_steps_per_s=batched,
+               ratio_vs_torch_loop=_ratio(rate, fastest(loop)),
+               ratio_vs_torch_loop_autograd=_ratio(rate, fastest(loop, "autograd")),
+               ratio_vs_torch_batched=_ratio(rate, fastest(batched)), load_average=load)
+    print(_diagonal_text(out), flush=True)
+    return out
+
+
+def _diagonal_text(c: dict) -> str:
+    loop, bmm = c["torch_loop_cfg_steps_per_s"], c["torch_batched_cfg_steps_per_s"]
+    return (f"diagonal (d={c['d']:,}, n={c['n']}, L={c['L']}, B={c['B']}, float32): "
+            f"{_fmt(c['cfg_steps_per_s'])} config-steps/s, {c['gflops']:.2f} GFLOP/s, X read "
+            f"at {c['x_read_gb_per_s']:.1f} GB/s; torch loop "
+            + ", ".join(f"{_fmt(v)} ({k})" for k, v in loop.items())
+            + "; torch batched " + ", ".join(f"{_fmt(v)} ({k})" for k, v in bmm.items())
+            + f"; x loop {_fmt(c['ratio_vs_torch_loop'], ',.1f')} (autograd "
+            f"{_fmt(c['ratio_vs_torch_loop_autograd'], ',.1f')}), x batched "
+            f"{_fmt(c['ratio_vs_torch_batched'], ',.1f')} (against the faster torch); load "
+            + " -> ".join(f"{x:.1f}" for x in c["load_average"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -590,6 +775,7 @@ def run(quick: bool = False, json_path: str | None = None, sweep_depth: int | No
                            fraction_of_matmul_peak=gflops / peak)
         print(f"measured {name}: {rate:,.0f} config-steps/s ({best})", flush=True)
     completion = completion_case(quick, repeats)
+    diagonal = diagonal_case(quick, repeats, peak)
     devices = devices_d100(steps["d100"], repeats, peak)
     max_depth = sweep_depth or (16 if quick else 512)
     if max_depth < 1:
@@ -605,6 +791,7 @@ def run(quick: bool = False, json_path: str | None = None, sweep_depth: int | No
                   f"jax {jax.__version__})",
         "cases": cases,
         "completion": completion,
+        "diagonal": diagonal,
         "d100_devices": devices,
         "depth_sweep": sweep,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -636,6 +823,8 @@ def _print(r: dict) -> None:
         print(f"      strategies: {others}")
     if r.get("completion"):
         print(_completion_text(r["completion"]))
+    if r.get("diagonal"):
+        print(_diagonal_text(r["diagonal"]))
     v = r.get("d100_devices")
     if v:
         print(f"d100 on CPU devices (one run): 1 device {_fmt(v['one_device_cfg_steps_per_s'])} "

@@ -7,10 +7,10 @@ import argparse
 import dataclasses
 
 HELP = "side-by-side benchmark"
-DESCRIPTION = ("zasjax sweeps against PyTorch (the whitened loss at depth 100, and matrix "
-               "completion at n = 100, depth 3 against the peers' PyTorch loop), the "
-               "machine's matmul rate, and a depth sweep cold, warm and against one program "
-               "per depth.")
+DESCRIPTION = ("zasjax sweeps against PyTorch (the whitened loss at depth 100, matrix "
+               "completion at n = 100, depth 3 against the peers' PyTorch loop, and a "
+               "diagonal network at d = 1000, depth 2 on linear regression), the machine's "
+               "matmul rate, and a depth sweep cold, warm and against one program per depth.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
