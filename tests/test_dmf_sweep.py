@@ -87,7 +87,7 @@ def test_a_dmf_folder_resumes_to_the_same_rows(tmp_path):
 
 @pytest.mark.parametrize("changes,message", [
     (dict(objective="completion"), "needs the number of observations"),
-    (dict(objective="whitened", observations=(3,)), "observations are for"),
+    (dict(objective="whitened", observations=(3,)), "observations \\(samples\\) are for"),
     (dict(objective="completion", observations=(26,)), r"must be in \[1, 25\]"),
     (dict(objective="blur", observations=(3,)), "unknown objective 'blur'"),
     (dict(rank=6), r"rank must be an integer in \[1, 5\]"),

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import zasjax as zj
+from zasjax._schema import column, columns
 from zasjax.cli import main
 
 
@@ -19,10 +20,13 @@ def _csv(path):
 
 
 def test_every_built_in_objective_is_one_class_in_the_table():
-    assert set(zj.OBJECTIVES) == {"whitened", "completion", "sensing", "regression"}
+    assert set(zj.OBJECTIVES) == {"whitened", "completion", "sensing", "regression",
+                                  "linear-regression"}
     for name, cls in zj.OBJECTIVES.items():
         assert issubclass(cls, zj.Objective) and cls.label() == name
-        assert set(cls.measures) <= set(zj._sweep.COLUMNS)
+        # every measure is a float column of the rows
+        assert all(column(m).kind is float and m in columns(cls.measures)
+                   for m in cls.measures)
 
 
 def test_a_dmf_sweep_with_several_axes_replays_from_its_config(tmp_path):
