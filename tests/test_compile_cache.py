@@ -64,6 +64,9 @@ import pytest  # noqa: E402
 import zasjax  # noqa: E402
 from zasjax import _compilation  # noqa: E402
 
+# The second tier (`pytest -m slow`): real processes, killed, several at once, or at scale.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def cache(tmp_path):

@@ -22,6 +22,7 @@ from zasjax._measures import balancedness, deficiency_margin, invariant_drift, i
 F64 = jnp.float64
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("L,d", [(1, 3), (2, 1), (4, 3)])
 def test_zas_invariants_at_init(key, L, d):
     W = make_init("zas", key, (d,) * (L + 1), dtype=F64)
@@ -50,6 +51,7 @@ def test_invariants_match_definition(key):
     np.testing.assert_allclose(balancedness(W), max(jnp.linalg.norm(e) for e in expect))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("widths", [(3, 3, 3, 3), (3, 5, 4, 3)])
 def test_balanced_init_is_balanced(key, widths):
     W = make_init("balanced", key, widths, dtype=F64)

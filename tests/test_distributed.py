@@ -19,6 +19,9 @@ from conftest import wait_until
 
 from zasjax.cli import main
 
+# The second tier (`pytest -m slow`): real processes, killed, several at once, or at scale.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 64 configurations of a few hundred to ~1300 iterations in chunks of 100: rows finish over
 # a dozen chunks, so a worker can be killed in the middle.

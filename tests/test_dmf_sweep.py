@@ -28,6 +28,7 @@ def _alone(grid, cfg):
 
 @pytest.mark.parametrize("objective,observations", [("completion", (8, 16)),
                                                     ("sensing", (6, 12))])
+@pytest.mark.slow
 def test_a_sweep_equals_its_runs_alone(objective, observations):
     grid = zj.Grid(**GRID, objective=objective, observations=observations)
     rows = zj.sweep(grid, dtype="float64", chunk=500, cache=False)

@@ -18,6 +18,9 @@ from conftest import wait_until
 
 from zasjax.cli import main
 
+# The second tier (`pytest -m slow`): real processes, killed, several at once, or at scale.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A sweep of a few seconds whose 1,024 rows finish over its 200 chunks: enough chunks and
 # checkpoints to be killed in the middle of.

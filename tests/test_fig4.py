@@ -8,6 +8,9 @@ from conftest import FASHION_MNIST
 from zasjax import cli, reproduce
 from zasjax.reproduce import fig4
 
+# The second tier (`pytest -m slow`): studies and notebooks in their quick sizes.
+pytestmark = pytest.mark.slow
+
 
 def _cfg(quick=False, **changes):
     changes = {"data_dir": FASHION_MNIST, **changes}

@@ -123,6 +123,7 @@ def test_flow_cli_refuses_bad_input_before_writing(tmp_path, capsys, extra, matc
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_flow_modes_engine_equals_full_and_reaches_a_million_layers(tmp_path):
     key = jax.random.key(5)
     phi = zj.make_target("gaussian", key, (3, 3))
@@ -142,6 +143,7 @@ def test_flow_modes_engine_equals_full_and_reaches_a_million_layers(tmp_path):
                         "neg-identity", "--out", str(tmp_path / "no")]) == 2
 
 
+@pytest.mark.slow
 def test_flow_warns_about_rates_beyond_stability(tmp_path, capsys):
     # From ZAS the solution's sharpness is known (zas_minimum_sharpness): an η above
     # 2/λ_max there cannot follow the flow, and the command says so.

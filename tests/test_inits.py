@@ -9,6 +9,7 @@ import zasjax as zj
 from zasjax._inits import INITS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(INITS))
 @pytest.mark.parametrize("widths", [(3,) * 5, (2, 4, 3, 2)])
 def test_every_init_fills_only_its_support(key, name, widths):

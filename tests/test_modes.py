@@ -60,7 +60,7 @@ def _grid(f):
     return jax.vmap(jax.vmap(f, (None, 0)), (0, None))
 
 
-@pytest.mark.parametrize("d", [1, 2, 5])
+@pytest.mark.parametrize("d", [1, *(pytest.param(d, marks=pytest.mark.slow) for d in (2, 5))])
 def test_modes_equal_the_full_engine_on_a_tuning_grid(key, tmp_path, d):
     phis = _targets(key, d, tmp_path)
     norms = np.asarray(jnp.linalg.norm(phis, axis=(1, 2)))[:, None, None]  # (T, 1, 1)
@@ -226,6 +226,7 @@ def test_trailing_batch_axes_step_each_configuration_alone(key):
         assert int(state.status[j]) == int(one.status) == zj.CONVERGED
 
 
+@pytest.mark.slow
 def test_mode_flow_equals_the_full_flow(key):
     L, d = 4, 3
     phi = jnp.asarray(FILE_TARGETS[5][:d, :d]) + jax.random.normal(key, (d, d), F64)

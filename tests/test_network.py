@@ -19,7 +19,8 @@ def _rel(a, b):
     return float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), 1e-300))
 
 
-@pytest.mark.parametrize("depth", [1, 2, 3, 7, 16, 64])
+@pytest.mark.parametrize("depth", [1, 2, 3, 7, *(pytest.param(L, marks=pytest.mark.slow)
+                                                 for L in (16, 64))])
 def test_whitened_gradient_equals_autodiff(key, depth):
     rng = np.random.default_rng(depth)
     widths = tuple(rng.integers(1, 6, size=depth + 1))
@@ -33,6 +34,7 @@ def test_whitened_gradient_equals_autodiff(key, depth):
     assert _rel(grad, ref_grad) < 1e-10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [1, 2, 5, 32, 64])
 def test_data_gradient_equals_autodiff(key, depth):
     rng = np.random.default_rng(100 + depth)

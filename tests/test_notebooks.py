@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# The second tier (`pytest -m slow`): studies and notebooks in their quick sizes.
+pytestmark = pytest.mark.slow
+
 nbclient = pytest.importorskip("nbclient")
 jupytext = pytest.importorskip("jupytext")
 pytest.importorskip("ipykernel")

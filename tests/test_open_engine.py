@@ -29,6 +29,7 @@ def test_every_built_in_objective_is_one_class_in_the_table():
                    for m in cls.measures)
 
 
+@pytest.mark.slow
 def test_a_dmf_sweep_with_several_axes_replays_from_its_config(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["sweep", "--objective", "sensing", "--target", "low-rank", "--rank", "1",
@@ -49,6 +50,7 @@ def test_a_dmf_sweep_with_several_axes_replays_from_its_config(tmp_path):
     assert [r for r in rows_c if r["seed"] != "2"] == _csv(a / "results.csv")
 
 
+@pytest.mark.slow
 def test_regression_from_a_data_file_equals_zj_run(tmp_path):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(3, 12))
@@ -73,6 +75,7 @@ def test_regression_from_a_data_file_equals_zj_run(tmp_path):
                                                        abs=1e-300)
 
 
+@pytest.mark.slow
 def test_a_completion_problem_from_a_data_file(tmp_path):
     rng = np.random.default_rng(2)
     phi = rng.normal(size=(4, 1)) @ rng.normal(size=(1, 4))

@@ -15,6 +15,9 @@ from zasjax._network import end_to_end, pad_square
 from zasjax._theory import arora_conditions
 from zasjax.reproduce import arora, zou
 
+# The second tier (`pytest -m slow`): studies and notebooks in their quick sizes.
+pytestmark = pytest.mark.slow
+
 # ---------------------------------------------------------------------------------------------
 # Arora et al.
 # ---------------------------------------------------------------------------------------------

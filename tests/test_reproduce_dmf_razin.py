@@ -16,6 +16,9 @@ from zasjax import cli
 from zasjax._baselines import MISSING_CVXPY
 from zasjax.reproduce import _runner, dmf, razin
 
+# The second tier (`pytest -m slow`): studies and notebooks in their quick sizes.
+pytestmark = pytest.mark.slow
+
 HAVE_CVXPY = importlib.util.find_spec("cvxpy") is not None
 
 # ---------------------------------------------------------------------------------------------

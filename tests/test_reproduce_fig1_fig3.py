@@ -12,6 +12,9 @@ from zasjax import cli, make_init
 from zasjax._network import loss_and_grad
 from zasjax.reproduce import fig1, fig3
 
+# The second tier (`pytest -m slow`): studies and notebooks in their quick sizes.
+pytestmark = pytest.mark.slow
+
 # One compiled GD path (every iterate, loss, exact ‖∇R‖) shared by the tests below.
 _path = jax.jit(fig1.path, static_argnums=4)
 _STEPS = 1500

@@ -14,6 +14,9 @@ from zasjax._sharpness import zas_minimum_sharpness
 from zasjax._status import CONVERGED
 from zasjax.reproduce import fig2, shamir
 
+# The second tier (`pytest -m slow`): studies and notebooks in their quick sizes.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("depth", [1, 2, 7, 33])
 @pytest.mark.parametrize("dim", [1, 3])

@@ -52,6 +52,7 @@ def test_shapes_and_dtype(key, dtype):
         assert m(jnp.ones(7, dtype)).dtype == dtype
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_mzas_blocks_are_identity_and_loss_is_log10(key, dtype):
     # eq. (6.2): U_l = 0 makes every block the identity, so z_L = z_0 = V_0 x bit for
@@ -133,6 +134,7 @@ def test_depth_10000_one_step(key):
     assert not r.diverged[0] and r.model.U.shape == (1, 10_000, 8, 8)
 
 
+@pytest.mark.slow
 def test_lr_grid_equals_separate_runs(key):
     kx, ki = jax.random.split(key)
     x, y = _data(kx, 30, 7, 3)
@@ -163,6 +165,7 @@ def test_plain_gd_is_the_update_rule(key):
 @pytest.mark.parametrize("optimizer", [
     pytest.param(name, marks=pytest.mark.loose_promotion) if name == "adam" else name
     for name in sorted(OPTIMIZERS)])  # optax's adam raises a float to an int32 power
+@pytest.mark.slow
 def test_every_optimizer_reduces_the_loss(key, optimizer):
     lr = {"gd": 0.5, "sgd": 0.5, "momentum": 0.05, "nesterov": 0.05, "adam": 0.01}[optimizer]
     kx, ki = jax.random.split(key)
@@ -173,6 +176,7 @@ def test_every_optimizer_reduces_the_loss(key, optimizer):
     assert r.loss[-1, 0] < 0.95 * r.loss[0, 0]
 
 
+@pytest.mark.slow
 def test_divergence_is_a_flag_not_a_crash(key):
     kx, ki = jax.random.split(key)
     x, y = _data(kx, 30, 784, 10)

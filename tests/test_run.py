@@ -21,6 +21,7 @@ def _reference_iterations(W0, phi, lr, eps, max_iters):
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth,lr", [(1, 0.3), (4, 0.1), (16, 0.03), (32, 0.02)])
 def test_zas_neg_identity_1d_reaches_eps_exactly_when_a_reference_does(key, depth, lr):
     W0 = zj.make_init("zas", key, (1,) * (depth + 1), dtype=jnp.float64)

@@ -17,6 +17,9 @@ from zasjax import _store
 from zasjax._sweep import _plan, _results
 from zasjax._sweep._grid import Grid
 
+# The second tier (`pytest -m slow`): real processes, killed, several at once, or at scale.
+pytestmark = pytest.mark.slow
+
 ZASJAX = [sys.executable, "-m", "zasjax"]
 GRIDS = {
     "product": Grid(inits=("zas", "identity"), targets=("neg-identity", "gaussian"),

@@ -72,6 +72,7 @@ CASES = ["random-L3-d2", "near-identity-L6-d4", "zas-saddle-L4-d3", "rectangular
          "frozen-first-layer", "regression-L3-d3"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CASES)
 def test_matches_dense_hessian(key, name):
     W, mask, objective, loss = _case(name, key)
@@ -112,6 +113,7 @@ def test_depth_two_golden_ratio():
 
 @pytest.mark.parametrize("L,target,d", [(2, "neg-identity", 2), (3, "gaussian", 3),
                                          (6, "gaussian", 3)])
+@pytest.mark.slow
 def test_zas_minimum_closed_form(key, L, target, d):
     phi = make_target(target, key, (d, d), F64)
     W = zas_minimum(phi, L)
@@ -145,6 +147,7 @@ def test_minimum_reached_by_gd_from_zas(key):
     np.testing.assert_allclose(lam.max, zas_minimum_sharpness(s[0], L), rtol=0.05)
 
 
+@pytest.mark.slow
 def test_vmap_over_configurations(key):
     keys = jax.random.split(key, 4)
     Ws = jax.vmap(lambda k: 0.7 * jax.random.normal(k, (3, 3, 3), F64))(keys)
@@ -189,6 +192,7 @@ traj = jax.jit(trajectory, static_argnames=("n_steps", "every", "widths", "setti
                                             "sharpness"))
 
 
+@pytest.mark.slow
 def test_trajectory_records_edge_of_stability():
     # L = 4 from ZAS on Φ = −3 (d = 1): the flow's minimum has λ_max = x²(4x − 3) ≈ 21 with
     # x³(x − 1) = 9, above 2/η = 20 at η = 0.1; at η = 0.05 (2/η = 40) it stays below.
@@ -222,6 +226,7 @@ def test_trajectory_records_edge_of_stability():
     assert bool(jnp.all(out["sharpness_converged"][:2]))
 
 
+@pytest.mark.slow
 def test_trajectory_band_and_unchanged_without_sharpness(key):
     L, d = 4, 2
     W0 = make_init("zas", key, (d,) * (L + 1), dtype=F64)

@@ -45,6 +45,7 @@ def test_run_throws_only_when_asked():
         run(W0, phi, lr=0.1, max_iters=3, throw=True)
 
 
+@pytest.mark.slow
 def test_flow_status_replaces_ok():
     W0, phi = _zas(), -jnp.eye(2)
     ts = jnp.linspace(0.0, 2.0, 5)

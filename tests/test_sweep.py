@@ -69,8 +69,9 @@ def reference(once):
     return _References(once)
 
 
-@pytest.mark.parametrize("matmul", ["unrolled", "dot"])
-@pytest.mark.parametrize("ratio", [None, 1.5])
+@pytest.mark.parametrize("matmul,ratio", [("unrolled", None), *(
+    pytest.param(m, r, marks=pytest.mark.slow)
+    for m, r in (("dot", None), ("unrolled", 1.5), ("dot", 1.5)))])
 def test_padded_chunked_sweep_equals_single_runs(reference, matmul, ratio):
     rows = _sweep.sweep(GRID, matmul=matmul, bucket_ratio=ratio, **OPTS)
     _assert_same(rows, reference[matmul])
@@ -93,6 +94,7 @@ def test_batch_slices_equal_one_batch(reference):
     _assert_same(_sweep.sweep(GRID, max_batch=3, matmul="dot", **OPTS), reference["dot"])
 
 
+@pytest.mark.slow
 @pytest.mark.no_compile_cache
 def test_compiled_programs_do_not_depend_on_which_depths():
     # Depth is data: another set of depths of the same capacity (32) and count compiles
@@ -208,6 +210,7 @@ def _root():
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one(reference):
     script = GRID_SCRIPT + (
         "import json, jax\n"
@@ -241,6 +244,7 @@ def test_pruned_tuning_keeps_the_fastest_rate():
     assert sum(r["steps"] for r in pruned) < sum(r["steps"] for r in full)
 
 
+@pytest.mark.slow
 def test_inputs_are_make_init_padded_by_pad_depth():
     # The sweep draws each configuration's weights on the device with its depth as data,
     # into a stack of the class's capacity; the result must be make_init followed by

@@ -79,6 +79,7 @@ def test_the_head_is_the_gradient_of_the_loss():
     assert float(f) > 0
 
 
+@pytest.mark.slow
 @pytest.mark.no_compile_cache
 def test_a_user_objective_sweeps_and_each_row_equals_zj_run(swept):
     grid, out, rows = swept
