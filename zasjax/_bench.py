@@ -406,16 +406,27 @@ def _completion_text(c: dict) -> str:
 DIAGONAL = dict(d=1000, n=100, L=2, sparsity=5, B=64)
 #: The init scales α (every weight starts at α; Woodworth et al.'s kernel-to-rich range) and
 #: the step on R = (1/2n)‖Xβ − y‖²: stable at every α over the timed steps.
-DIAGONAL_SCALES = tuple(float(a) for a in np.logspace(-3, 0, 8))
+DIAGONAL_SCALES = tuple(float(a) for a in np.logspace(-3, 0, DIAGONAL["B"]))
 DIAGONAL_LR = 1e-3
 
 
+def diagonal_data() -> dict[str, np.ndarray]:
+    """The case's one problem (the init scales sweep it): Gaussian X (n, d), β* with k
+    entries ±1 on a random support, y = Xβ*."""
+    c = DIAGONAL
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((c["n"], c["d"]))
+    beta = np.zeros(c["d"])
+    beta[rng.permutation(c["d"])[:c["sparsity"]]] = rng.choice([-1.0, 1.0], c["sparsity"])
+    return dict(X=X, y=X @ beta, beta_star=beta)
+
+
 def diagonal_grid() -> _sweep.Grid:
+    """64 init scales on one problem, given as data: the configurations share its X (one
+    copy on the device, the products one GEMM with the stacked β)."""
     c = DIAGONAL
     return _sweep.Grid(model="diagonal", objective="linear-regression", dims=(c["d"],),
-                       depths=(c["L"],), samples=(c["n"],), sparsity=c["sparsity"],
-                       init_scale=DIAGONAL_SCALES,
-                       seeds=tuple(range(c["B"] // len(DIAGONAL_SCALES))),
+                       depths=(c["L"],), data=diagonal_data(), init_scale=DIAGONAL_SCALES,
                        lrs=(DIAGONAL_LR,), max_iters=10**9 - 1, eps=1e-30)
 
 
@@ -489,23 +500,24 @@ def torch_diagonal_loop_rate(configs: int, steps: int, by_hand: bool = False,
 
 def torch_diagonal_batched_rate(steps: int, repeats: int, threads: int | None = None
                                 ) -> float | None:
-    """All B configurations stacked: one (B, L, 2, d) parameter, X: (B, n, d), β by the same
-    products, Xβ by `torch.bmm`, the sum over configurations of each one's R (so each
-    gradient is its own), `backward`, SGD. Best of `repeats` after a warm-up."""
+    """All B configurations stacked on their one problem: one (B, L, 2, d) parameter, β by
+    the same products, the residuals of all by one product β·Xᵀ (X: (n, d) shared), the sum
+    over configurations of each one's R (so each gradient is its own), `backward`, SGD. Best
+    of `repeats` after a warm-up."""
     torch = _torch()
     if torch is None:
         return None
     B, L, d = DIAGONAL["B"], DIAGONAL["L"], DIAGONAL["d"]
     gen = torch.Generator().manual_seed(0)
-    X, y = (torch.stack(a) for a in zip(*(_diagonal_problem(torch, gen) for _ in range(B))))
-    alpha = torch.tensor(DIAGONAL_SCALES).repeat(B // len(DIAGONAL_SCALES))
+    X, y = _diagonal_problem(torch, gen)
+    alpha = torch.tensor(DIAGONAL_SCALES)
     W = torch.nn.Parameter(alpha[:, None, None, None].expand(B, L, 2, d).clone())
     opt = torch.optim.SGD([W], lr=DIAGONAL_LR)
 
     def run():
         for _ in range(steps):
             beta = _diagonal_beta(W[:, :, 0].unbind(1), W[:, :, 1].unbind(1))
-            r = torch.bmm(X, beta[:, :, None])[..., 0] - y
+            r = beta @ X.T - y
             loss = 0.5 * r.pow(2).mean(1).sum()
             opt.zero_grad()
             loss.backward()
@@ -520,8 +532,10 @@ def diagonal_case(quick: bool = False, repeats: int = 5, peak: float | None = No
     it, against PyTorch one configuration at a time (autograd, the papers' way, and the
     gradient by hand) and batched, each at PyTorch's default thread count and on one thread,
     side by side in this run; prints and returns the figures. The ratios are against the
-    fastest PyTorch of each kind. `x_read_gb_per_s`: X read twice a step, 8nd bytes a
-    configuration-step in float32 — the B copies of X (25.6 MB) are what bounds a CPU.
+    fastest PyTorch of each kind. The 64 configurations (init scales) share one problem:
+    zasjax holds its X once and multiplies it with the stacked β. `x_read_gb_per_s`: X as if
+    read twice per configuration-step (8nd bytes in float32): above the memory's bandwidth,
+    X is read once for all.
 
         python -c "from zasjax import _bench; _bench.diagonal_case()"
     """

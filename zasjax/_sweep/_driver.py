@@ -489,7 +489,11 @@ def build_inputs(grid: Grid, rows: list[dict], capacity: int, dtype,
     sl = Slice(rows[0]["dim"], capacity, len(rows), max(r["depth"] for r in rows), tuple(rows))
     state, objective, mask, lr = engine.initial(grid, sl, rows, dtype, mesh, 1)
     axis = engine._axis(sl.dim)
-    objective = jax.tree.map(lambda x: to_host(x, axis if x.ndim > 2 else 0), objective)
+    if engine.shared(grid, sl.dim, 1, mesh):  # held once: one copy per row here
+        objective = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (len(rows), *x.shape)),
+                                 objective)
+    else:
+        objective = jax.tree.map(lambda x: to_host(x, axis if x.ndim > 2 else 0), objective)
     return dict(W=to_host(state.W, axis), phi=getattr(objective, "phi", None),
                 mask=to_host(mask, axis), lr=to_host(lr), objective=objective)
 

@@ -107,6 +107,11 @@ class FullEngine:
         layouts = objective_class(self.objective).layouts
         return "unrolled" if dim <= UNROLLED_MAX_DIM and "unrolled" in layouts else "dot"
 
+    def shared(self, grid: Grid, dim: int, chunk: int, mesh) -> bool:
+        """Whether the slice holds the grid's fixed data once (batch first, batched)."""
+        _, axis, loop_mesh = self.layout(dim, chunk, grid, mesh)
+        return grid.data is not None and axis == 0 and loop_mesh is None
+
     def layout(self, dim: int, chunk: int, grid: Grid, mesh) -> tuple[Settings, int, object]:
         mm = self._matmul(dim)
         axis = batch_axis(mm)
@@ -127,7 +132,8 @@ class FullEngine:
         model = grid.parametrization
         spec = Spec(tuple(grid.inits), tuple(grid.targets), sl.dim, sl.capacity,
                     grid.init_scale is not None, dtype.name, settings, axis, mesh,
-                    cls, model, grid.target_rank, static)
+                    cls, model, grid.target_rank, static,
+                    self.shared(grid, sl.dim, chunk, mesh))
         seeds, depths, targets, lr, matrix = _seed_and_target_inputs(grid, rows, dtype, sl.dim)
         scales, observations = _scales_and_observations(rows, dtype)
         coefs = np.asarray([depth_coef(r["init"], r["dim"], r["depth"], r["init_scale"])
@@ -148,11 +154,13 @@ class FullEngine:
         max_iters = replicated(np.int32(grid.max_iters), mesh)
         active = replicated(np.int32(sl.active), mesh)
         model = grid.parametrization
+        shared = self.shared(grid, sl.dim, chunk, mesh)
         first = lambda W: W if axis == 0 else jnp.moveaxis(W, -1, 0)
         measure = None if not grid.objective_class.measures else \
-            (lambda state: _measure(state.W, data, model))
+            (lambda state: _measure(state.W, data, model, shared))
         return Prepared(state, lambda state: _advance(
-            state, data, mask, lr, active, eps, max_iters, settings, axis, loop_mesh, model),
+            state, data, mask, lr, active, eps, max_iters, settings, axis, loop_mesh, model,
+            shared),
             measure, lambda state: _final_end_to_end(first(state.W), model),
             lambda state: modes_of(first(state.W), model))
 

@@ -25,7 +25,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._models import Dense, OnModel
 from .._network import end_to_end_loss_and_grad_unrolled
@@ -57,6 +57,7 @@ class Spec(NamedTuple):
     model: object = Dense()     # a parametrization (`_models`)
     rank: int = 1           # of the low-rank target
     static: tuple = ()      # (name, value) keywords of `objective.draw`: most_<count>, options
+    shared: bool = False    # the grid's fixed data held once, not per configuration
 
 
 def select(index, options):
@@ -119,18 +120,25 @@ def start(seeds, depths, coefs, scales, observations, init_index, target_index, 
             name, k, D, L, C, c, x if spec.scaled else None, dtype))(
                 init_keys, depths, coefs, scales)
         for name in spec.inits])
+    mask = (jnp.arange(C, dtype=depths.dtype)[None, :] < depths[:, None]).astype(dtype)
+    mask = mask[..., None, None]
+    lr = lr.astype(dtype)
+    place = lambda x: lax.with_sharding_constraint(x, sharding(spec.mesh, x.ndim, _axis(x, spec)))
+    if spec.shared:  # one copy of the grid's data: every configuration reads it
+        data = jax.tree.map(lambda x: lax.with_sharding_constraint(
+            x, NamedSharding(spec.mesh, PartitionSpec())), fixed)
+        state = jax.vmap(lambda W, lr: init_state(W, _LossOnly(data, spec.model), lr,
+                                                  spec.settings), out_axes=spec.axis)(W, lr)
+        inputs = jax.tree.map(lambda x: jnp.moveaxis(x, 0, spec.axis), (mask, lr))
+        return jax.tree.map(place, state), data, *jax.tree.map(place, inputs)
     phi = targets(seeds, target_index, target_matrix, spec.targets, D, dtype, spec.rank)
     axes = {"observations": observations, "samples": observations, "init_scale": scales,
             "depth": depths}
     data = draw_objectives(seeds, phi, axes, fixed, spec)
-    mask = (jnp.arange(C, dtype=depths.dtype)[None, :] < depths[:, None]).astype(dtype)
-    mask = mask[..., None, None]
-    lr = lr.astype(dtype)
     state = jax.vmap(lambda W, data, lr: init_state(W, _LossOnly(data, spec.model), lr,
                                                     spec.settings),
                      out_axes=spec.axis)(W, data, lr)
     inputs = jax.tree.map(lambda x: jnp.moveaxis(x, 0, spec.axis), (data, mask, lr))
-    place = lambda x: lax.with_sharding_constraint(x, sharding(spec.mesh, x.ndim, _axis(x, spec)))
     return jax.tree.map(place, state), *jax.tree.map(place, inputs)
 
 
@@ -140,11 +148,13 @@ def _axis(x, spec: Spec) -> int:
     return 0 if x.ndim <= 2 else spec.axis
 
 
-@partial(jax.jit, static_argnames=("model",))
-def measure(W, objective, model=Dense()):
+@partial(jax.jit, static_argnames=("model", "shared"))
+def measure(W, objective, model=Dense(), shared=False):
     """`objective.measure` of every configuration's end-to-end matrix, `(B,)` each (batch
-    first, as every objective but the whitened loss runs)."""
-    return jax.vmap(lambda W, o: o.measure(model.end_to_end(W)))(W, objective)
+    first, as every objective but the whitened loss runs; `shared`: one objective for
+    all)."""
+    return jax.vmap(lambda W, o: o.measure(model.end_to_end(W)),
+                    in_axes=(0, None if shared else 0))(W, objective)
 
 
 @partial(jax.jit, static_argnames=("model",))
@@ -200,10 +210,10 @@ class _Evaluated(eqx.Module):
         return self.loss, self.grad
 
 
-@partial(jax.jit, static_argnames=("settings", "axis", "loop_mesh", "model"),
+@partial(jax.jit, static_argnames=("settings", "axis", "loop_mesh", "model", "shared"),
          donate_argnums=(0,))
 def advance_chunk(state, data, mask, lr, active, eps, max_iters, settings, axis,
-                  loop_mesh=None, model=Dense()):
+                  loop_mesh=None, model=Dense(), shared=False):
     """Up to `settings.record_every` iterations of `step` on every configuration (fewer
     once all of them have finished).
 
@@ -215,7 +225,9 @@ def advance_chunk(state, data, mask, lr, active, eps, max_iters, settings, axis,
     per-configuration `step` only applies them. With a `loop_mesh` (batch first) every device
     runs its own configurations one after another (`shard_map` over the mesh, `lax.map`
     within), with no batched products at all. `active` (data): the deepest layer of any
-    configuration here; the layer loops stop there.
+    configuration here; the layer loops stop there. `shared` (batch first, no loop mesh):
+    `data` is one objective that every configuration reads (the grid's fixed data), so a
+    product with its data is one product with the stacked configurations.
     """
 
     def one(state, data, mask, lr, active):
@@ -232,7 +244,8 @@ def advance_chunk(state, data, mask, lr, active, eps, max_iters, settings, axis,
     elif loop_mesh is not None:
         batched = lambda *args, active: lax.map(lambda a: one(*a, active), args)
     else:
-        batched = lambda *args, active: jax.vmap(partial(one, active=active))(*args)
+        batched = lambda *args, active: jax.vmap(
+            partial(one, active=active), in_axes=(0, None if shared else 0, 0, 0))(*args)
 
     def chunk(state, data, mask, lr, active):
         return until_finished(lambda st: batched(st, data, mask, lr, active=active),
