@@ -102,6 +102,7 @@ def swept(tmp_path_factory):
     return grid, out, rows
 
 
+@pytest.mark.slow
 def test_each_row_equals_zj_run_on_its_problem(swept):
     grid, _, rows = swept
     assert len(rows) == 3 * 2 * 2 * 2 * 2
@@ -130,6 +131,7 @@ def test_each_row_equals_zj_run_on_its_problem(swept):
             np.testing.assert_allclose(float(measured[name]), value, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_the_measures_mean_what_they_say(swept):
     grid, _, rows = swept
     W0, objective = zj.sweep_problem(grid, depth=2, seed=1, init_scale=0.1, observations=9)
@@ -145,6 +147,7 @@ def test_the_measures_mean_what_they_say(swept):
         objective, small)["q_alpha"]), float(jnp.sum(small**2)) / (4 * a2), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_small_init_finds_the_sparse_truth_a_large_one_does_not(swept):
     # Woodworth et al.'s two regimes in the sweep's own measures: with n < d, from α = 0.1
     # at depth 2 and 3 (where 4,000 steps leave a loss of 1e-4..1e-8) β is nearer β* than
@@ -187,6 +190,7 @@ def test_sigkill_then_resume_gives_the_same_table(swept, tmp_path):
             np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_learning_times_are_those_of_the_run_alone(swept):
     # The sweep records each configuration's β after every chunk (100 iterations); the
     # same configuration run alone, read every 100 iterations, gives the same times.
@@ -302,6 +306,7 @@ def test_trajectory_reports_the_learning_times_of_the_singular_values():
     assert traj["plateau_loss"].shape == (4,)
 
 
+@pytest.mark.slow
 def test_each_depth_two_run_is_measured_against_its_limit(swept):
     # `limit_distance`: ‖β − diagonal_limit(X, y, α)‖ at depth 2, NaN elsewhere. The runs
     # that converged (loss 1e-12) lie within O(η) of Woodworth et al.'s limit.

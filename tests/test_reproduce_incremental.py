@@ -232,6 +232,9 @@ def test_quick_whitened_singular_values_come_one_after_another(quick):
         refined = times / np.array([float(r["predicted_refined"]) for r in rs]) - 1
         assert np.all((err > 0) & (err < 0.25)), err
         assert np.all(np.abs(refined) < 0.12), refined
-        finals = np.array([float(r["final"]) for r in rs])  # settled before it stopped
-        np.testing.assert_allclose(finals, target, rtol=0.02)
-    assert summary["claims"]["whitened"]["in_order"]
+        # stopped at their R ≤ 5·10⁻³: every mode within a few % of W*'s
+        finals = np.array([float(r["final"]) for r in rs])
+        np.testing.assert_allclose(finals, target, rtol=0.05)
+        assert r["status"] == "converged"
+    claim = summary["claims"]["whitened"]
+    assert claim["in_order"] and claim["recovered"] and claim["max_abs_error_refined"] < 0.12

@@ -88,6 +88,7 @@ def test_matches_dense_hessian(key, name):
     assert np.all(np.asarray(res.vectors)[:, off] == 0)
 
 
+@pytest.mark.slow
 def test_depth_one_is_exactly_one(key):
     phi = make_target("gaussian", key, (3, 3), F64)
     W = jax.random.normal(key, (1, 3, 3), F64)
@@ -130,6 +131,7 @@ def test_zas_minimum_closed_form(key, L, target, d):
                                rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_minimum_reached_by_gd_from_zas(key):
     # GD keeps the mode form but shrinks each mode's invariant c = a² − b² below 1 by the
     # factors 1 − η²r²a^{2L−4}; with the measured c the closed form is exact again.
@@ -163,6 +165,7 @@ def test_vmap_over_configurations(key):
     assert bool(jnp.all(batched.converged))
 
 
+@pytest.mark.slow
 def test_too_few_iterations_is_flagged(key):
     W, mask, objective, loss = _case("near-identity-L6-d4", key)
     res = sharp(W, objective, k=2, max_iters=3, rtol=1e-10)

@@ -271,6 +271,7 @@ def test_inputs_are_make_init_padded_by_pad_depth():
         assert np.array_equal(deeper["W"][0][:L], host["W"][0][:L])
 
 
+@pytest.mark.slow
 def test_modes_engine_gives_the_full_engines_rows():
     # GD from ZAS reduces exactly to d scalar pairs (zasjax._modes): the same status,
     # iterations and steps in every row, losses to rounding. Rates well inside the stable
