@@ -47,7 +47,7 @@ from ._measures import (
     true_layers as _layout,
     unobserved_error,
 )
-from ._models import MODELS, OnModel, check_params
+from ._models import OnModel, as_model, check_fits, check_params
 from ._network import end_to_end, loss_and_grad
 from ._objectives import (
     Completion,
@@ -411,17 +411,10 @@ def learning_curve(params0, objective, lr, n_steps: int, every: int = 1, model=N
     n_steps, every = int(n_steps), int(every)
     if n_steps < 0 or every < 1:
         raise ValueError(f"need n_steps >= 0 and every >= 1, got {n_steps} and {every}")
-    if isinstance(model, str):
-        if model not in MODELS:
-            raise ValueError(f"unknown model {model!r}; expected one of {sorted(MODELS)}")
-        model = MODELS[model]()
-    model = MODELS["dense"]() if model is None else model
+    model = as_model(model)
     check_params(model, params0)
     objective = as_objective(objective, params0.dtype)
-    if getattr(objective, "acts_on", "matrix") != model.makes:
-        raise ValueError(f"objective {type(objective).__name__} acts on a "
-                         f"{objective.acts_on}; the {model.name} network makes a "
-                         f"{model.makes}")
+    check_fits(model, objective)
     bound = OnModel(objective, model)
     mask = jnp.ones_like(params0)
     lr = jnp.asarray(lr, params0.dtype)

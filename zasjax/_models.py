@@ -144,6 +144,26 @@ class OnModel(eqx.Module):
 MODELS: dict[str, type[Parametrization]] = {cls.name: cls for cls in (Dense, Diagonal)}
 
 
+def as_model(model=None) -> Parametrization:
+    """A parametrization from a name, an instance, or None (the stacked network);
+    ValueError for an unknown name."""
+    if model is None:
+        return Dense()
+    if isinstance(model, str):
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}; expected one of {sorted(MODELS)}")
+        return MODELS[model]()
+    return model
+
+
+def check_fits(model, objective) -> None:
+    """ValueError unless `objective` acts on what `model` makes (a matrix or a vector)."""
+    acts_on = getattr(objective, "acts_on", "matrix")
+    if acts_on != model.makes:
+        raise ValueError(f"objective {type(objective).__name__} acts on a {acts_on}; the "
+                         f"{model.name} network makes a {model.makes}")
+
+
 def check_params(model, params) -> None:
     """ValueError, before tracing, unless `params` have the shape `model` takes."""
     shape = jnp.shape(params)
@@ -155,4 +175,5 @@ def check_params(model, params) -> None:
         raise ValueError(f"W0 must have shape (L, D, D), got {shape}")
 
 
-__all__ = ["Parametrization", "Dense", "Diagonal", "MODELS", "OnModel", "check_params"]
+__all__ = ["Parametrization", "Dense", "Diagonal", "MODELS", "OnModel", "as_model", "check_fits",
+           "check_params"]

@@ -17,7 +17,7 @@ import numpy as np
 from jax import lax
 
 from . import _status
-from ._models import MODELS, OnModel, check_params
+from ._models import OnModel, as_model, check_fits, check_params
 from ._network import check_prefix, get_matmul
 
 # The objectives live in `_objectives`; re-exported here, where callers have imported them.
@@ -199,7 +199,7 @@ def _concrete(x) -> bool:
 def check_run_args(W0, lr, eps, max_iters, record_every, optimizer, mask=None, phi=None,
                    X=None, Y=None, model=None) -> None:
     """ValueError, before tracing, for input a run cannot use."""
-    check_params(MODELS["dense"]() if model is None else model, W0)
+    check_params(as_model(model), W0)
     D = W0.shape[-1]
     if mask is not None and jnp.shape(mask) != W0.shape:
         raise ValueError(f"mask must have the shape of W0 {W0.shape}, got {jnp.shape(mask)}")
@@ -260,17 +260,12 @@ def run(W0, phi=None, *, lr, X=None, Y=None, mask=None, optimizer: str = "gd",
         raise ValueError("give exactly one objective: a target `phi` or an objective module, "
                          "or data `X` and `Y`")
     given = is_objective(phi)
-    if isinstance(model, str):
-        if model not in MODELS:
-            raise ValueError(f"unknown model {model!r}; expected one of {sorted(MODELS)}")
-        model = MODELS[model]()
-    if model is not None and model.makes != "matrix":
-        if not given:
-            raise ValueError(f"the {model.name} network needs an objective module acting on "
-                             "vectors (e.g. LinearRegression)")
-        if phi.acts_on != model.makes:
-            raise ValueError(f"objective {type(phi).__name__} acts on a {phi.acts_on}; the "
-                             f"{model.name} network makes a {model.makes}")
+    model = as_model(model)
+    if model.makes != "matrix" and not given:
+        raise ValueError(f"the {model.name} network needs an objective module acting on "
+                         "vectors (e.g. LinearRegression)")
+    if given:
+        check_fits(model, phi)
     check_run_args(W0, lr, eps, max_iters, record_every, optimizer, mask,
                    None if given else phi, X, Y, model)
     if batch_size is not None and X is not None and not 1 <= batch_size <= X.shape[1]:
@@ -282,7 +277,7 @@ def run(W0, phi=None, *, lr, X=None, Y=None, mask=None, optimizer: str = "gd",
         objective = as_objective(phi, dtype)
         if given:
             check_width(objective, W0.shape[-1])
-        if model is not None and model.makes != "matrix":
+        if model.makes != "matrix":
             objective = OnModel(objective, model)
     mask = jnp.ones_like(W0) if mask is None else mask
     get_matmul(matmul)

@@ -15,13 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._learning_times import learning_times
-from ._grid import config_key
+from ._inflight import _key_text
 
 FIELDS = ("history_steps", "history_modes")
-
-
-def _key_text(row: dict) -> str:
-    return repr(config_key(row))
 
 
 def split_saved(saved: dict) -> dict:
